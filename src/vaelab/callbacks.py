@@ -1,0 +1,49 @@
+"""Callbacks of our own; checkpoints, progress bar and LR monitor come from Lightning."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+
+
+class TrainingSpeed(L.Callback):
+    """Training throughput in images per second, data loading included.
+
+    images/s = (images in counted batches) / (wall time between their ends), skipping the
+    first ``warmup`` batches and any interval that contained a validation run.
+    """
+
+    def __init__(self, warmup: int = 5) -> None:
+        self.warmup = warmup
+        self.images, self.seconds = 0, 0.0
+        self.start_step: int | None = None
+        self._last: float | None = None
+        self._seen = 0
+
+    @property
+    def images_per_sec(self) -> float | None:
+        return self.images / self.seconds if self.seconds > 0 else None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start_step = trainer.global_step
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs,
+        batch: torch.Tensor,
+        batch_idx: int,
+    ) -> None:
+        now = time.perf_counter()
+        self._seen += 1
+        if self._last is not None and self._seen > self.warmup:
+            self.images += len(batch)
+            self.seconds += now - self._last
+            pl_module.log("train/images_per_sec", self.images / self.seconds, prog_bar=True)
+        self._last = now
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last = None  # the next interval would include validation

@@ -1,0 +1,150 @@
+"""Checks on the composed config, run before any work starts.
+
+Every problem is reported as one sentence naming the key, the value given and what is
+allowed; ``ConfigError`` carries them all and the entry point exits with status 2.
+"""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+EXIT_BAD_INPUT = 2
+
+# Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file.
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def normalize_overrides(args: list[str]) -> list[str]:
+    """Map ``precision=32`` (and ``16``, ``bf16``, also in comma sweeps) to the option names."""
+    out = []
+    for arg in args:
+        if arg.startswith("precision="):
+            values = arg.removeprefix("precision=").split(",")
+            arg = "precision=" + ",".join(PRECISION_ALIASES.get(v, v) for v in values)
+        out.append(arg)
+    return out
+
+
+class ConfigError(ValueError):
+    """The composed config cannot be run; the message says what to change."""
+
+
+def _get(cfg: DictConfig, key: str):
+    return OmegaConf.select(cfg, key, throw_on_missing=False)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+# key, kind ("int" or "number"), lowest allowed value, whether the lowest is allowed, hint
+RANGE_CHECKS: list[tuple[str, str, float, bool, str]] = [
+    ("beta", "number", 0, True, "β weighs the KL term; use 0 or more (model=beta_vae beta=4)"),
+    ("arch.latent_dim", "int", 1, True, "the latent size must be a whole number of at least 1"),
+    ("optimizer.lr", "number", 0, False, "the learning rate must be above 0, e.g. 1e-4"),
+    ("data.batch_size", "int", 1, True, "the batch size must be a whole number of at least 1"),
+    ("data.eval_batch_size", "int", 1, True, "the batch size must be a whole number of at least 1"),
+    ("data.image_size", "int", 1, True, "the image side must be a whole number of pixels"),
+    ("seed", "int", 0, True, "the seed must be a whole number of 0 or more"),
+]
+
+
+def _range_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    for key, kind, low, inclusive, hint in RANGE_CHECKS:
+        value = _get(cfg, key)
+        if value is None:
+            continue
+        is_type = _is_int(value) if kind == "int" else _is_number(value)
+        if not is_type:
+            noun = "a whole number" if kind == "int" else "a number"
+            problems.append(f"`{key}` must be {noun}, got {value!r}: {hint}.")
+        elif value < low or (value == low and not inclusive):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            problems.append(f"`{key}` must be {bound}, got {value!r}: {hint}.")
+    return problems
+
+
+def _image_size_problems(cfg: DictConfig) -> list[str]:
+    size, multiple = _get(cfg, "data.image_size"), _get(cfg, "arch.image_size_multiple") or 1
+    if not _is_int(size) or size < 1:
+        return []
+    if size % multiple or size < multiple:
+        allowed = ", ".join(str(multiple * k) for k in (1, 2, 4, 8))
+        return [
+            f"`data.image_size`={size} cannot be taken by arch={_get(cfg, 'arch.name')}: its "
+            f"side must be a multiple of {multiple} (e.g. {allowed}); set data.image_size to "
+            f"one of these or use arch=mlp."
+        ]
+    return []
+
+
+def _data_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    subset, batch = _get(cfg, "data.subset"), _get(cfg, "data.batch_size")
+    if subset is not None:
+        if not _is_number(subset) or subset <= 0 or (isinstance(subset, float) and subset > 1):
+            problems.append(
+                f"`data.subset` must be null (all images), a count >= 1 or a fraction in "
+                f"(0, 1], got {subset!r}."
+            )
+        elif _is_int(subset) and _is_int(batch) and batch > 0:
+            train = subset * (1 - _get(cfg, "data.val_fraction") - _get(cfg, "data.test_fraction"))
+            if batch > train:
+                problems.append(
+                    f"`data.batch_size`={batch} is larger than the ~{int(train)} training images "
+                    f"of data.subset={subset}; lower the batch size or raise the subset."
+                )
+    for key in ("data.val_fraction", "data.test_fraction"):
+        value = _get(cfg, key)
+        if value is not None and (not _is_number(value) or not 0 < value < 0.5):
+            problems.append(f"`{key}` must be a fraction in (0, 0.5), got {value!r}.")
+    return problems
+
+
+def _model_problems(cfg: DictConfig) -> list[str]:
+    name, beta = _get(cfg, "model.name"), _get(cfg, "beta")
+    if not _is_number(beta):
+        return []
+    if name == "vae" and beta != 1:
+        return [
+            f"model=vae is the β = 1 VAE but beta={beta} was given; for another β use "
+            f"model=beta_vae beta={beta}."
+        ]
+    if name == "ae" and beta != 0:
+        return [
+            f"model=ae has no KL term, so beta={beta} would do nothing; drop the beta override."
+        ]
+    return []
+
+
+def _checkpoint_problems(cfg: DictConfig) -> list[str]:
+    path = _get(cfg, "ckpt_path")
+    if path is None:
+        return []
+    if not Path(str(path)).is_file():
+        return [
+            f"`ckpt_path`={path} is not a file; give the path of a checkpoint such as "
+            f"<run dir>/checkpoints/last.ckpt, or leave ckpt_path=null to start afresh."
+        ]
+    return []
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` listing every problem found in ``cfg``."""
+    problems = (
+        _range_problems(cfg)
+        + _image_size_problems(cfg)
+        + _data_problems(cfg)
+        + _model_problems(cfg)
+        + _checkpoint_problems(cfg)
+    )
+    if problems:
+        raise ConfigError("Invalid configuration: " + " ".join(problems))

@@ -1,0 +1,106 @@
+"""The LightningModule: encoder -> z = mu + exp(0.5 logvar) * eps -> decoder, trained on an
+objective whose β follows a schedule. Batches arrive as uint8 and become x = images / 255."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import lightning as L
+import torch
+from torch import nn
+
+from vaelab.objectives import Objective, VAEOutput
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps with sigma = exp(0.5 * logvar) and eps ~ N(0, I)."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+class VAEModule(L.LightningModule):
+    """Wraps the networks, the objective, the β schedule and the optimizer."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        objective: Objective,
+        beta_schedule: Callable[[int], float],
+        optimizer: OptimizerFactory,
+        latent_dim: int,
+    ) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.objective, self.beta_schedule = objective, beta_schedule
+        self.optimizer_factory, self.latent_dim = optimizer, latent_dim
+
+    # ---- the model -------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """q(z|x) parameters ``(mu, logvar)``; logvar is None for the deterministic AE."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder logits of p(x|z)."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> VAEOutput:
+        mu, logvar = self.encode(x)
+        z = mu if logvar is None else reparameterize(mu, logvar)
+        return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decode(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """E[x | z = mu(x)]: the mean reconstruction, in [0, 1]."""
+        mu, _ = self.encode(x)
+        return self.objective.likelihood.mean(self.decode(mu))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode n draws of z ~ N(0, I) to mean images in [0, 1]."""
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        return self.objective.likelihood.mean(self.decode(z))
+
+    @torch.no_grad()
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8) -> torch.Tensor:
+        """Mean images along z(t) = (1 - t) mu(x_a) + t mu(x_b), t in [0, 1];
+        ``[steps, C, H, W]``."""
+        mu_a, _ = self.encode(x_a[None])
+        mu_b, _ = self.encode(x_b[None])
+        t = torch.linspace(0, 1, steps, device=mu_a.device)[:, None]
+        return self.objective.likelihood.mean(self.decode((1 - t) * mu_a + t * mu_b))
+
+    # ---- training ----------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
+        """uint8 images -> float in [0, 1], on the device."""
+        return batch.float().div_(255.0)
+
+    def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        beta = self.beta_schedule(self.global_step)
+        parts = self.objective(x, self(x), beta)
+        loss = parts.pop("loss")
+        kl_dims = {f"train/kl_dim/{i}": v for i, v in enumerate(parts.pop("kl_per_dim"))}
+        logs = {f"train/{k}": v for k, v in parts.items()}
+        self.log_dict({**logs, **kl_dims, "train/beta": beta}, batch_size=len(x))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def _evaluate(self, x: torch.Tensor, split: str) -> None:
+        """Log the loss at the current β and, for variational models, the ELBO (β = 1)."""
+        out = self(x)
+        parts = self.objective(x, out, self.beta_schedule(self.global_step))
+        logs = {f"{split}/loss": parts["loss"], f"{split}/recon": parts["recon"]}
+        if self.objective.variational:
+            logs[f"{split}/kl"] = parts["kl"]
+            logs[f"{split}/elbo"] = -(parts["recon"] + parts["kl"])
+        self.log_dict(logs, batch_size=len(x), prog_bar=split == "val")
+
+    def validation_step(self, x: torch.Tensor, batch_idx: int) -> None:
+        self._evaluate(x, "val")
+
+    def test_step(self, x: torch.Tensor, batch_idx: int) -> None:
+        self._evaluate(x, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())

@@ -1,0 +1,18 @@
+"""Training objectives: each is the shared ELBO step plus, at most, a few terms of its own."""
+
+from vaelab.objectives.autoencoder import Autoencoder
+from vaelab.objectives.base import Objective, VAEOutput
+from vaelab.objectives.beta_vae import BetaVAE
+from vaelab.objectives.kl import kl_normal
+from vaelab.objectives.likelihoods import Bernoulli, Gaussian, make_likelihood
+
+__all__ = [
+    "Autoencoder",
+    "Bernoulli",
+    "BetaVAE",
+    "Gaussian",
+    "Objective",
+    "VAEOutput",
+    "kl_normal",
+    "make_likelihood",
+]

@@ -1,0 +1,19 @@
+"""Deterministic autoencoder: loss = recon, z = mu, no KL and no prior to sample from."""
+
+from __future__ import annotations
+
+import torch
+
+from vaelab.objectives.base import Objective, VAEOutput
+
+
+class Autoencoder(Objective):
+    """loss = -log p(x|z): BCE summed over pixels (Bernoulli) or MSE / 2 + const (Gaussian)."""
+
+    variational = False
+
+    def __call__(self, x: torch.Tensor, out: VAEOutput, beta: float) -> dict[str, torch.Tensor]:
+        """Reconstruction only; β has no effect."""
+        recon = self.likelihood.nll(x, out.logits).mean()
+        zero = recon.new_zeros(())
+        return {"loss": recon, "recon": recon, "kl": zero, "kl_per_dim": out.mu.new_zeros(0)}

@@ -1,0 +1,114 @@
+"""One training run: seed, build from the config, fit, test, write figures and metrics.json.
+
+``run(cfg)`` is what ``src/train.py`` calls and what the tests call directly; it returns
+the value of ``cfg.optimized_metric`` for Hydra sweepers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vaelab.callbacks import TrainingSpeed
+from vaelab.config import validate
+from vaelab.data import ImageDataModule
+from vaelab.io import write_json_atomic
+from vaelab.loggers import finish_loggers
+from vaelab.module import VAEModule
+from vaelab.viz import save_reconstructions_and_samples
+
+log = logging.getLogger(__name__)
+
+# Hints from Lightning that do not apply here: in-memory batches need no worker processes,
+# and the module (not the datamodule) is meant to own the uint8 -> float conversion.
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")
+
+
+def build_module(cfg: DictConfig) -> VAEModule:
+    """Networks, objective, β schedule and optimizer from their config groups."""
+    objective = instantiate(cfg.model.objective)
+    return VAEModule(
+        encoder=instantiate(cfg.arch.encoder, variational=objective.variational),
+        decoder=instantiate(cfg.arch.decoder),
+        objective=objective,
+        beta_schedule=instantiate(cfg.beta_schedule),
+        optimizer=instantiate(cfg.optimizer),
+        latent_dim=cfg.arch.latent_dim,
+    )
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return trainer
+
+
+def _speed(trainer: L.Trainer) -> TrainingSpeed | None:
+    return next((c for c in trainer.callbacks if isinstance(c, TrainingSpeed)), None)
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v) for k, v in sorted(metrics.items()) if getattr(v, "numel", lambda: 1)() == 1
+    }
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train and evaluate one model; write ``metrics.json`` in ``cfg.paths.output_dir``."""
+    validate(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    metrics_path = out_dir / "metrics.json"
+    started = time.time()
+    record: dict[str, Any] = {"status": "running", "model": cfg.model.name}
+    trainer: L.Trainer | None = None
+    try:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule: ImageDataModule = instantiate(cfg.data)
+        module = build_module(cfg)
+        trainer = build_trainer(cfg)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        fit_metrics = _scalars(trainer.callback_metrics)
+        test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        figure = save_reconstructions_and_samples(
+            module,
+            datamodule.split_images("test", n=cfg.figures.n_images),
+            out_dir / "figures" / "reconstructions_samples.png",
+            seed=cfg.seed,
+        )
+        speed = _speed(trainer)
+        record.update(
+            status="completed",
+            step=trainer.global_step,
+            start_step=speed.start_step if speed else None,
+            images_per_sec=speed.images_per_sec if speed else None,
+            metrics={**fit_metrics, **_scalars(test_metrics)},
+            figures=[str(figure.relative_to(out_dir))],
+        )
+    except Exception as error:
+        record.update(
+            status="failed",
+            error=f"{type(error).__name__}: {error}",
+            traceback=traceback.format_exc(),
+        )
+        raise
+    finally:
+        record["elapsed_s"] = round(time.time() - started, 3)
+        write_json_atomic(metrics_path, record)
+        if trainer is not None:
+            finish_loggers(trainer, failed=record["status"] != "completed")
+    value = record["metrics"].get(cfg.optimized_metric)
+    log.info("%s = %s; run folder %s", cfg.optimized_metric, value, out_dir)
+    return value

@@ -1,0 +1,77 @@
+"""Tiny runs through the real command line: run folder, checkpoint, figure, metrics.json."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from .conftest import read_metrics
+
+
+def csv_rows(run_dir):
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model", ["ae", "vae", "beta_vae"])
+def test_each_model_trains_and_leaves_a_complete_run_folder(cli, model: str):
+    run_dir, result = cli(f"model={model}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["model"] == model
+    assert metrics["step"] == 6 and metrics["start_step"] == 0
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "figures" / "reconstructions_samples.png").stat().st_size > 1000
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert metrics["images_per_sec"] > 0
+    m = metrics["metrics"]
+    assert m["test/recon"] > 0
+    if model == "ae":
+        assert "test/elbo" not in m
+    else:
+        assert m["test/elbo"] == pytest.approx(-(m["test/recon"] + m["test/kl"]), rel=1e-4)
+        assert m["val/elbo"] < 0
+
+
+def test_beta_from_the_command_line_is_the_beta_used_and_logged(cli):
+    run_dir, result = cli("model=beta_vae", "beta=2.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [r for r in csv_rows(run_dir) if r.get("train/beta")]
+    assert rows and all(float(r["train/beta"]) == 2.5 for r in rows)
+    kl_dims = [k for k in rows[0] if k.startswith("train/kl_dim/")]
+    assert len(kl_dims) == 6  # size=small: 6 latent dimensions
+    loss, recon, kl = (float(rows[-1][k]) for k in ("train/loss", "train/recon", "train/kl"))
+    assert loss == pytest.approx(recon + 2.5 * kl, rel=1e-4)
+
+
+def test_mlp_arch_trains_through_the_cli(cli):
+    run_dir, result = cli("arch=mlp", "model=vae")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_metrics(run_dir)["status"] == "completed"
+
+
+def test_resuming_continues_at_the_saved_step(cli):
+    first, result = cli(name="first")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = first / "checkpoints" / "last.ckpt"
+    second, result = cli(f"ckpt_path={ckpt}", "trainer.max_steps=9", name="second")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(second)
+    assert metrics["start_step"] == 6 and metrics["step"] == 9
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("beta=-1", "`beta` must be >= 0"),
+        ("data.image_size=50", "multiple of 16"),
+        ("optimizer.lr=0", "`optimizer.lr` must be > 0"),
+    ],
+)
+def test_bad_input_exits_2_with_one_paragraph_before_any_work(cli, override: str, message: str):
+    run_dir, result = cli(override)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (run_dir / "metrics.json").exists()

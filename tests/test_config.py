@@ -1,0 +1,133 @@
+"""Every option of every config group composes, resolves, validates and instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from vaelab.config import ConfigError, validate
+from vaelab.train import build_module
+
+from .conftest import CONF
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
+
+
+def compose_train(*overrides: str, tmp: Path = Path("/tmp/vaelab-test-run")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("train", overrides=[f"paths.output_dir={tmp}", *overrides])
+
+
+def test_all_groups_have_options():
+    assert {
+        "data",
+        "model",
+        "arch",
+        "size",
+        "beta_schedule",
+        "trainer",
+        "precision",
+        "logger",
+        "callbacks",
+        "paths",
+        "experiment",
+        "debug",
+    } <= set(GROUPS)
+    named = {
+        ("model", "ae"),
+        ("model", "vae"),
+        ("model", "beta_vae"),
+        ("arch", "mlp"),
+        ("arch", "conv"),
+        ("size", "small"),
+        ("size", "base"),
+        ("size", "large"),
+        ("trainer", "cpu"),
+        ("trainer", "gpu"),
+        ("trainer", "auto"),
+        ("precision", "32-true"),
+        ("precision", "16-mixed"),
+        ("precision", "bf16-mixed"),
+        ("logger", "csv"),
+        ("logger", "tensorboard"),
+        ("logger", "wandb"),
+        ("callbacks", "default"),
+    }
+    assert named <= set(OPTIONS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_builds(group: str, option: str, tmp_path: Path):
+    cfg = compose_train(f"{group}={option}", tmp=tmp_path)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    validate(cfg)
+    module = build_module(cfg)
+    assert sum(p.numel() for p in module.parameters()) > 0
+    datamodule = instantiate(cfg.data)
+    assert datamodule.image_shape == tuple(cfg.arch.image_shape)
+    for callback in cfg.callbacks.values():
+        instantiate(callback)
+
+
+def test_beta_on_the_command_line_reaches_the_objective_schedule(tmp_path: Path):
+    cfg = compose_train("model=beta_vae", "beta=16", tmp=tmp_path)
+    assert build_module(cfg).beta_schedule(123) == 16.0
+    assert compose_train("model=vae", tmp=tmp_path).beta == 1.0
+    assert compose_train(tmp=tmp_path).beta == 4.0
+
+
+def test_precision_option_sets_the_trainer_precision(tmp_path: Path):
+    assert compose_train("precision=bf16-mixed", tmp=tmp_path).trainer.precision == "bf16-mixed"
+    assert compose_train(tmp=tmp_path).trainer.precision == "32-true"
+
+
+def test_size_scales_width_and_latent(tmp_path: Path):
+    dims = {
+        s: compose_train(f"size={s}", tmp=tmp_path).arch.latent_dim
+        for s in ("small", "base", "large")
+    }
+    assert dims["small"] < dims["base"] == 10 < dims["large"]
+    assert compose_train("arch=mlp", tmp=tmp_path).arch.latent_dim == 20
+
+
+# override, words the error message must contain
+BAD_INPUTS = [
+    ("beta=-1", "`beta` must be >= 0"),
+    ("beta=abc", "`beta` must be a number"),
+    ("arch.latent_dim=0", "`arch.latent_dim` must be >= 1"),
+    ("arch.latent_dim=2.5", "`arch.latent_dim` must be a whole number"),
+    ("optimizer.lr=0", "`optimizer.lr` must be > 0"),
+    ("optimizer.lr=-0.1", "`optimizer.lr` must be > 0"),
+    ("data.batch_size=0", "`data.batch_size` must be >= 1"),
+    ("data.batch_size=-64", "`data.batch_size` must be >= 1"),
+    ("data.image_size=50", "multiple of 16"),
+    ("data.image_size=8", "multiple of 16"),
+    ("data.subset=0", "`data.subset` must be null"),
+    ("data.subset=50", "larger than the ~49 training images"),
+    ("data.val_fraction=0.9", "`data.val_fraction` must be a fraction"),
+    ("ckpt_path=/no/such/file.ckpt", "is not a file"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_a_clear_error(override: str, message: str, tmp_path: Path):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as info:
+        validate(compose_train(override, tmp=tmp_path))
+    assert str(info.value).startswith("Invalid configuration: ")
+    assert "\n" not in str(info.value)
+
+
+def test_model_specific_beta_mismatch_is_an_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="model=beta_vae beta=4"):
+        validate(compose_train("model=vae", "beta=4", tmp=tmp_path))
+    with pytest.raises(ConfigError, match="no KL term"):
+        validate(compose_train("model=ae", "beta=2", tmp=tmp_path))
+
+
+def test_mlp_takes_any_image_size(tmp_path: Path):
+    validate(compose_train("arch=mlp", "data.image_size=28", tmp=tmp_path))

@@ -77,6 +77,7 @@ def run(cfg: DictConfig) -> float | None:
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule: ImageDataModule = instantiate(cfg.data)
+        datamodule.source.check_available()
         module = build_module(cfg)
         trainer = build_trainer(cfg)
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

@@ -1,0 +1,89 @@
+"""What every data set gives the pipeline, and what data with ground-truth factors adds.
+
+An ``ImageSource`` is a fixed, indexable collection of uint8 images ``[N, C, H, W]`` with
+values in 0..255; the float image a model sees is ``x = images / 255``.
+
+A ``GroundTruthSource`` also knows the factors of variation that generated each image.
+Its images are the full Cartesian product of the factor classes, in row-major order, so
+``index = sum_k classes[k] * stride[k]`` with ``stride[k] = prod(sizes[k + 1:])``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from vaelab.config import ConfigError
+
+
+class DataError(ConfigError):
+    """A data set cannot be used as configured (missing or corrupt files, wrong shapes).
+
+    A ``ConfigError``, so the entry point reports it in one paragraph with exit status 2."""
+
+
+class ImageSource(ABC):
+    """A fixed set of uint8 images ``[N, C, H, W]`` that can be read by index."""
+
+    name: str = "images"
+
+    @property
+    @abstractmethod
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every image."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    def check_available(self) -> None:
+        """Raise ``DataError`` (before any training) when the data cannot be read.
+
+        Sources that read files check here that they exist and look right."""
+
+    @abstractmethod
+    def images(self, indices: np.ndarray | None = None) -> torch.Tensor:
+        """uint8 images ``[len(indices), C, H, W]``; all of them when ``indices`` is None."""
+
+
+class GroundTruthSource(ImageSource):
+    """Images indexed by the classes of independent factors of variation."""
+
+    factor_names: Sequence[str]
+    factor_sizes: Sequence[int]
+
+    def __len__(self) -> int:
+        return int(np.prod(self.factor_sizes))
+
+    @property
+    def strides(self) -> np.ndarray:
+        """Row-major strides: ``stride[k] = prod(sizes[k + 1:])``."""
+        sizes = np.asarray(self.factor_sizes, dtype=np.int64)
+        return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+
+    def index_of(self, classes: np.ndarray) -> np.ndarray:
+        """Image index of each row of factor classes ``[N, K] -> [N]``."""
+        classes = np.asarray(classes, dtype=np.int64)
+        if classes.ndim != 2 or classes.shape[1] != len(self.factor_sizes):
+            raise ValueError(
+                f"expected factor classes of shape [N, {len(self.factor_sizes)}], "
+                f"got {classes.shape}"
+            )
+        if (classes < 0).any() or (classes >= np.asarray(self.factor_sizes)).any():
+            raise ValueError(f"factor classes out of range for sizes {list(self.factor_sizes)}")
+        return classes @ self.strides
+
+    def factors_of(self, indices: np.ndarray) -> np.ndarray:
+        """Factor classes of each image index ``[N] -> [N, K]``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return (indices[:, None] // self.strides[None, :]) % np.asarray(self.factor_sizes)
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows of factor classes drawn uniformly and independently, ``[n, K]``."""
+        return np.stack([rng.integers(0, size, n) for size in self.factor_sizes], axis=1)
+
+    def images_of(self, classes: np.ndarray) -> torch.Tensor:
+        """uint8 images for rows of factor classes ``[N, K] -> [N, C, H, W]``."""
+        return self.images(self.index_of(classes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 
@@ -74,4 +75,53 @@ def test_bad_input_exits_2_with_one_paragraph_before_any_work(cli, override: str
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (run_dir / "metrics.json").exists()
+
+
+OBJECTIVE_RUNS = [
+    (
+        [
+            "model=annealed_vae",
+            "model.c_max=10",
+            "model.c_steps=4",
+            "beta_schedule=linear",
+            "beta_schedule.steps=4",
+        ],
+        ["train/capacity"],
+    ),
+    (
+        ["model=beta_tcvae", "model.estimator=mss", "beta_schedule=cyclical"],
+        ["train/tc", "train/mi"],
+    ),
+    (["model=factor_vae", "model.gamma=10"], ["train/tc", "train/disc_accuracy"]),
+    (["model=dip_vae", "model.variant=ii"], ["train/dip_penalty"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "logged"), OBJECTIVE_RUNS, ids=[r[0][0] for r in OBJECTIVE_RUNS]
+)
+def test_each_objective_trains_with_finite_losses_and_logs_its_parts(cli, overrides, logged):
+    run_dir, result = cli(*overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(run_dir)
+    assert (
+        metrics["status"] == "completed" and metrics["step"] == 6
+    )  # VAE steps, also for FactorVAE
+    values = metrics["metrics"]
+    assert all(math.isfinite(v) for v in values.values())
+    for key in ["train/loss", "train/beta", *logged]:
+        assert key in values, key
+    rows = [r for r in csv_rows(run_dir) if r.get("train/beta")]
+    betas = [float(r["train/beta"]) for r in rows]
+    if "beta_schedule=linear" in overrides:  # 0 -> 1000 over 4 steps
+        assert betas[0] == 0.0 and betas[-1] == 1000.0
+    if "model=annealed_vae" in overrides:
+        assert float(rows[-1]["train/capacity"]) == 10.0
+
+
+def test_bad_objective_setting_exits_2(cli):
+    run_dir, result = cli("model=dip_vae", "model.variant=iii")
+    assert result.returncode == 2
+    assert "`model.variant` must be one of i, ii" in result.stderr
     assert not (run_dir / "metrics.json").exists()

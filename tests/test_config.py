@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -110,14 +111,24 @@ BAD_INPUTS = [
     ("data.subset=0", "`data.subset` must be null"),
     ("data.subset=50", "larger than the ~49 training images"),
     ("data.val_fraction=0.9", "`data.val_fraction` must be a fraction"),
+    ("model=factor_vae model.gamma=-10", "`model.gamma` must be >= 0"),
+    ("model=beta_tcvae beta=-2", "`beta` must be >= 0"),
+    ("model=beta_tcvae model.estimator=exact", "`model.estimator` must be one of mws, mss"),
+    ("model=annealed_vae model.c_steps=0", "`model.c_steps` must be >= 1"),
+    ("model=annealed_vae model.c_max=-5", "`model.c_max` must be >= 0"),
+    ("model=dip_vae model.variant=iii", "`model.variant` must be one of i, ii"),
+    ("model=dip_vae model.lambda_od=-1", "`model.lambda_od` must be >= 0"),
+    ("beta_schedule=linear beta_schedule.steps=0", "`beta_schedule.steps` must be >= 1"),
+    ("beta_schedule=cyclical beta_schedule.ratio=1.5", "`beta_schedule.ratio` must be <= 1"),
+    ("beta_schedule=cyclical trainer.max_steps=-1", "needs trainer.max_steps > 0"),
     ("ckpt_path=/no/such/file.ckpt", "is not a file"),
 ]
 
 
 @pytest.mark.parametrize(("override", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
 def test_bad_input_is_a_clear_error(override: str, message: str, tmp_path: Path):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as info:
-        validate(compose_train(override, tmp=tmp_path))
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        validate(compose_train(*override.split(), tmp=tmp_path))
     assert str(info.value).startswith("Invalid configuration: ")
     assert "\n" not in str(info.value)
 

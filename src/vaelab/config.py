@@ -53,7 +53,42 @@ RANGE_CHECKS: list[tuple[str, str, float, bool, str]] = [
     ("data.eval_batch_size", "int", 1, True, "the batch size must be a whole number of at least 1"),
     ("data.image_size", "int", 1, True, "the image side must be a whole number of pixels"),
     ("seed", "int", 0, True, "the seed must be a whole number of 0 or more"),
+    ("model.gamma", "number", 0, True, "γ weighs a penalty; use 0 or more"),
+    ("model.alpha", "number", 0, True, "α weighs the index-code MI; use 0 or more"),
+    ("model.c_max", "number", 0, True, "the capacity C is in nats; use 0 or more"),
+    ("model.c_steps", "int", 1, True, "the capacity rises over at least 1 step"),
+    ("model.lambda_od", "number", 0, True, "λ_od weighs the DIP penalty; use 0 or more"),
+    ("model.lambda_d", "number", 0, True, "λ_d weighs the DIP penalty; use 0 or more"),
+    ("beta_schedule.steps", "int", 1, True, "a warm-up lasts at least 1 step"),
+    ("beta_schedule.cycles", "int", 1, True, "a cyclical schedule has at least 1 cycle"),
+    (
+        "beta_schedule.total_steps",
+        "int",
+        1,
+        True,
+        "a cyclical schedule needs trainer.max_steps > 0",
+    ),
+    ("beta_schedule.ratio", "number", 0, False, "the rising part is a fraction in (0, 1]"),
 ]
+
+# key, the values it may take
+CHOICE_CHECKS: list[tuple[str, tuple[str, ...]]] = [
+    ("model.variant", ("i", "ii")),
+    ("model.estimator", ("mws", "mss")),
+    ("data.likelihood", ("bernoulli", "gaussian")),
+]
+
+
+def _choice_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    for key, allowed in CHOICE_CHECKS:
+        value = _get(cfg, key)
+        if value is not None and str(value).lower() not in allowed:
+            problems.append(f"`{key}` must be one of {', '.join(allowed)}, got {value!r}.")
+    ratio = _get(cfg, "beta_schedule.ratio")
+    if _is_number(ratio) and ratio > 1:
+        problems.append(f"`beta_schedule.ratio` must be <= 1, got {ratio!r}: it is a fraction.")
+    return problems
 
 
 def _range_problems(cfg: DictConfig) -> list[str]:
@@ -141,6 +176,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` listing every problem found in ``cfg``."""
     problems = (
         _range_problems(cfg)
+        + _choice_problems(cfg)
         + _image_size_problems(cfg)
         + _data_problems(cfg)
         + _model_problems(cfg)

@@ -35,6 +35,9 @@ class VAEModule(L.LightningModule):
         self.encoder, self.decoder = encoder, decoder
         self.objective, self.beta_schedule = objective, beta_schedule
         self.optimizer_factory, self.latent_dim = optimizer, latent_dim
+        # An objective with a network of its own (FactorVAE) takes a second optimizer step.
+        self.has_auxiliary = objective.has_auxiliary_network
+        self.automatic_optimization = not self.has_auxiliary
 
     # ---- the model -------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -76,20 +79,44 @@ class VAEModule(L.LightningModule):
         """uint8 images -> float in [0, 1], on the device."""
         return batch.float().div_(255.0)
 
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None and getattr(datamodule, "split_indices", None):
+            self.objective.setup(dataset_size=len(datamodule.split_indices["train"]))
+
     def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
         beta = self.beta_schedule(self.global_step)
-        parts = self.objective(x, self(x), beta)
+        out = self(x)
+        parts = self.objective(x, out, beta, self.global_step)
         loss = parts.pop("loss")
+        if self.has_auxiliary:
+            parts.update(self._manual_steps(loss, out))
         kl_dims = {f"train/kl_dim/{i}": v for i, v in enumerate(parts.pop("kl_per_dim"))}
         logs = {f"train/{k}": v for k, v in parts.items()}
         self.log_dict({**logs, **kl_dims, "train/beta": beta}, batch_size=len(x))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss
 
+    def _manual_steps(self, loss: torch.Tensor, out: VAEOutput) -> dict[str, torch.Tensor]:
+        """VAE step on ``loss``, then the objective's own network on detached codes.
+
+        The auxiliary step uses the bare torch optimizer (no loss scaling, no step count), so
+        ``global_step`` counts VAE steps only and ``max_steps`` means the same for every model.
+        """
+        vae_opt, aux_opt = self.optimizers()
+        vae_opt.zero_grad()
+        self.manual_backward(loss)
+        vae_opt.step()
+        aux_loss, logs = self.objective.auxiliary_loss(out)
+        aux_opt.optimizer.zero_grad()  # drops what the VAE loss left in the auxiliary network
+        aux_loss.backward()
+        aux_opt.optimizer.step()
+        return logs
+
     def _evaluate(self, x: torch.Tensor, split: str) -> None:
         """Log the loss at the current β and, for variational models, the ELBO (β = 1)."""
         out = self(x)
-        parts = self.objective(x, out, self.beta_schedule(self.global_step))
+        parts = self.objective(x, out, self.beta_schedule(self.global_step), self.global_step)
         logs = {f"{split}/loss": parts["loss"], f"{split}/recon": parts["recon"]}
         if self.objective.variational:
             logs[f"{split}/kl"] = parts["kl"]
@@ -102,5 +129,8 @@ class VAEModule(L.LightningModule):
     def test_step(self, x: torch.Tensor, batch_idx: int) -> None:
         self._evaluate(x, "test")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
+        """The configured optimizer over encoder and decoder (+ the objective's own, if any)."""
+        vae = self.optimizer_factory([*self.encoder.parameters(), *self.decoder.parameters()])
+        auxiliary = self.objective.auxiliary_optimizer()
+        return vae if auxiliary is None else [vae, auxiliary]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vaelab.objectives.base import Objective, VAEOutput
+from vaelab.objectives.base import Objective, Parts, VAEOutput
 
 
 class Autoencoder(Objective):
@@ -12,7 +12,7 @@ class Autoencoder(Objective):
 
     variational = False
 
-    def __call__(self, x: torch.Tensor, out: VAEOutput, beta: float) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, out: VAEOutput, beta: float, step: int = 0) -> Parts:
         """Reconstruction only; β has no effect."""
         recon = self.likelihood.nll(x, out.logits).mean()
         zero = recon.new_zeros(())

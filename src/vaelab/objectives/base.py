@@ -2,8 +2,8 @@
 
 loss = recon + regularizer, by default regularizer = beta * kl, with
 recon = E_batch[-log p(x|z)] summed over pixels and kl = E_batch[KL(q(z|x) || p(z))] summed
-over latent dimensions, so beta is in the papers' units (nats). Subclasses change the KL
-term by overriding ``regularizer``.
+over latent dimensions, so beta is in the papers' units (nats). Each objective changes
+the KL term by overriding ``regularizer`` and logs the parts it computes.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from vaelab.objectives.kl import kl_normal
 from vaelab.objectives.likelihoods import make_likelihood
+
+Parts = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -26,28 +29,42 @@ class VAEOutput:
     logits: torch.Tensor
 
 
-class Objective:
+class Objective(nn.Module):
     """recon + beta * KL, with the parts returned for logging.
 
     ``variational`` says whether the encoder outputs a posterior variance; a deterministic
-    objective gets ``logvar = None`` and ``z = mu``.
+    objective gets ``logvar = None`` and ``z = mu``. An nn.Module so that objectives with
+    networks of their own (FactorVAE's discriminator) are saved and moved with the model.
     """
 
     variational: bool = True
+    has_auxiliary_network: bool = False
 
     def __init__(self, likelihood: str = "bernoulli") -> None:
+        super().__init__()
         self.likelihood = make_likelihood(likelihood)
 
-    def __call__(self, x: torch.Tensor, out: VAEOutput, beta: float) -> dict[str, torch.Tensor]:
+    def setup(self, dataset_size: int) -> None:
+        """Told the number of training images before training (β-TCVAE's estimators use it)."""
+
+    def forward(self, x: torch.Tensor, out: VAEOutput, beta: float, step: int = 0) -> Parts:
         """Loss and its parts, each averaged over the batch; ``kl_per_dim`` is ``[D]``."""
         recon = self.likelihood.nll(x, out.logits).mean()
         kl_per_dim = kl_normal(out.mu, out.logvar).mean(0)
         parts = {"recon": recon, "kl": kl_per_dim.sum(), "kl_per_dim": kl_per_dim}
-        penalty, logs = self.regularizer(out, parts, beta)
+        penalty, logs = self.regularizer(out, parts, beta, step)
         return {**parts, **logs, "loss": recon + penalty}
 
     def regularizer(
-        self, out: VAEOutput, parts: dict[str, torch.Tensor], beta: float
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self, out: VAEOutput, parts: Parts, beta: float, step: int
+    ) -> tuple[torch.Tensor, Parts]:
         """The term added to the reconstruction, and extra values to log: here beta * KL."""
         return beta * parts["kl"], {}
+
+    def auxiliary_optimizer(self) -> torch.optim.Optimizer | None:
+        """An optimizer for the objective's own network, stepped after the VAE's; None here."""
+        return None
+
+    def auxiliary_loss(self, out: VAEOutput) -> tuple[torch.Tensor, Parts]:
+        """The loss of the objective's own network on detached codes, and values to log."""
+        raise NotImplementedError(f"{type(self).__name__} has no network of its own")

@@ -1,0 +1,232 @@
+"""Each disentangling objective against a direct, slow implementation of its paper's formula."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal
+
+from vaelab.module import VAEModule
+from vaelab.nets import MLPDecoder, MLPEncoder
+from vaelab.objectives import DIPVAE, AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE, VAEOutput
+from vaelab.objectives.beta_tcvae import tc_decomposition
+from vaelab.objectives.dip_vae import dip_covariance, dip_penalty
+from vaelab.objectives.factor_vae import permute_dims
+from vaelab.schedules import Constant
+
+
+def batch(seed: int = 0, b: int = 6, d: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(b, 1, 2, 4, generator=g) > 0.5).float()
+    mu, logvar = torch.randn(b, d, generator=g), torch.randn(b, d, generator=g) * 0.3
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(b, d, generator=g)
+    return x, VAEOutput(mu=mu, logvar=logvar, z=z, logits=torch.randn(b, 1, 2, 4, generator=g))
+
+
+# ---- β-TCVAE ---------------------------------------------------------------------------
+def slow_tc_mws(z, mu, logvar, n):
+    """Chen et al. (2018) with minibatch-weighted sampling, one loop per sum, float64."""
+    z, mu, sd = z.double(), mu.double(), torch.exp(0.5 * logvar.double())
+    m, d = z.shape
+    mi = tc = dwkl = 0.0
+    for i in range(m):
+        log_q_cond = sum(Normal(mu[i, k], sd[i, k]).log_prob(z[i, k]) for k in range(d))
+        log_p = sum(Normal(0.0, 1.0).log_prob(z[i, k]) for k in range(d))
+        joint = [
+            sum(Normal(mu[j, k], sd[j, k]).log_prob(z[i, k]) for k in range(d)) for j in range(m)
+        ]
+        log_qz = math.log(sum(math.exp(v) for v in joint)) - math.log(n * m)
+        log_prod = sum(
+            math.log(sum(math.exp(Normal(mu[j, k], sd[j, k]).log_prob(z[i, k])) for j in range(m)))
+            - math.log(n * m)
+            for k in range(d)
+        )
+        mi += (log_q_cond - log_qz) / m
+        tc += (log_qz - log_prod) / m
+        dwkl += (log_prod - log_p) / m
+    return float(mi), float(tc), float(dwkl)
+
+
+def test_tcvae_mws_matches_the_papers_formula():
+    _, out = batch()
+    fast = tc_decomposition(out.z, out.mu, out.logvar, dataset_size=1000, estimator="mws")
+    slow = slow_tc_mws(out.z, out.mu, out.logvar, 1000)
+    assert [v.item() for v in fast] == pytest.approx(slow, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("estimator", ["mws", "mss"])
+def test_tcvae_parts_sum_to_the_sampled_kl(estimator: str):
+    _, out = batch(1, b=16, d=4)
+    mi, tc, dwkl = tc_decomposition(out.z, out.mu, out.logvar, 5000, estimator)
+    q, p = Normal(out.mu, torch.exp(0.5 * out.logvar)), Normal(0.0, 1.0)
+    sampled_kl = (q.log_prob(out.z) - p.log_prob(out.z)).sum(1).mean()
+    assert (mi + tc + dwkl).item() == pytest.approx(sampled_kl.item(), rel=1e-4)
+
+
+def test_tcvae_mss_weights_average_to_one_and_tc_is_zero_at_the_prior():
+    torch.manual_seed(0)
+    z = torch.randn(64, 3)
+    zeros = torch.zeros_like(z)
+    mi, tc, dwkl = tc_decomposition(z, zeros, zeros, dataset_size=10_000, estimator="mss")
+    # float32 rounding only; MWS would give (D - 1) log N = 18.4 here
+    assert abs(tc.item()) < 2e-3 and abs(mi.item()) < 2e-3 and abs(dwkl.item()) < 2e-3
+
+
+@pytest.mark.parametrize("estimator", ["mws", "mss"])
+def test_tcvae_tc_is_clearly_larger_for_correlated_codes(estimator: str):
+    torch.manual_seed(0)
+    a, b = torch.randn(256, 1), torch.randn(256, 1)
+    logvar = torch.full((256, 2), math.log(0.1**2))
+
+    def tc(mu):
+        z = mu + 0.1 * torch.randn_like(mu)
+        return tc_decomposition(z, mu, logvar, 256, estimator)[1].item()
+
+    factorised, correlated = tc(torch.cat([a, b], 1)), tc(torch.cat([a, a], 1))
+    assert correlated > factorised + 1.0
+
+
+def test_tcvae_loss_weights_each_part():
+    x, out = batch(2)
+    obj = BetaTCVAE(alpha=2.0, gamma=3.0, dataset_size=100)
+    parts = obj(x, out, beta=5.0)
+    expected = parts["recon"] + 2 * parts["mi"] + 5 * parts["tc"] + 3 * parts["dwkl"]
+    assert torch.allclose(parts["loss"], expected)
+    assert torch.isfinite(parts["loss"])
+
+
+def test_tcvae_stays_finite_for_far_apart_codes():
+    _, out = batch(3)
+    out.mu = out.mu * 1e3
+    out.logvar = torch.full_like(out.logvar, -20.0)
+    assert all(torch.isfinite(v) for v in tc_decomposition(out.mu, out.mu, out.logvar, 10, "mws"))
+
+
+# ---- FactorVAE -------------------------------------------------------------------------
+def test_permutation_keeps_each_dimensions_marginal_and_breaks_the_pairing():
+    torch.manual_seed(0)
+    z = torch.randn(500, 4)
+    zp = permute_dims(z)
+    assert torch.equal(z.sort(0).values, zp.sort(0).values)
+    assert not torch.equal(z, zp)
+
+
+def test_factor_vae_tc_is_the_mean_logit_difference():
+    x, out = batch(4)
+    obj = FactorVAE(latent_dim=3, hidden=16, gamma=10.0)
+    parts = obj(x, out, beta=1.0)
+    logits = obj.discriminator(out.z)
+    tc = (logits[:, 0] - logits[:, 1]).mean()
+    assert torch.allclose(parts["tc"], tc)
+    assert torch.allclose(parts["loss"], parts["recon"] + parts["kl"] + 10 * tc)
+    assert (
+        len([m for m in FactorVAE(latent_dim=3).discriminator if isinstance(m, torch.nn.Linear)])
+        == 7
+    )
+
+
+def test_factor_vae_discriminator_learns_to_spot_correlated_codes():
+    torch.manual_seed(0)
+    obj = FactorVAE(latent_dim=2, hidden=64, layers=3, lr=1e-3)
+    opt = obj.auxiliary_optimizer()
+    for _ in range(300):
+        a = torch.randn(128, 1)
+        z = torch.cat([a, a + 0.05 * torch.randn_like(a)], 1)
+        loss, logs = obj.auxiliary_loss(VAEOutput(z, None, z, z))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert logs["disc_accuracy"].item() > 0.8  # chance is 0.5
+
+
+def test_discriminator_step_leaves_the_encoder_untouched():
+    torch.manual_seed(0)
+    obj = FactorVAE(latent_dim=4, hidden=16)
+    module = VAEModule(
+        MLPEncoder((1, 4, 4), 8, 4),
+        MLPDecoder((1, 4, 4), 8, 4),
+        obj,
+        Constant(1.0),
+        lambda p: torch.optim.Adam(p, lr=1e-2),
+        latent_dim=4,
+    )
+    assert module.automatic_optimization is False
+    x = torch.rand(8, 1, 4, 4)
+    before = [p.detach().clone() for p in module.encoder.parameters()]
+    loss, _ = obj.auxiliary_loss(module(x))
+    opt = obj.auxiliary_optimizer()
+    loss.backward()
+    opt.step()
+    assert all(p.grad is None for p in module.encoder.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, module.encoder.parameters(), strict=True))
+    assert any(p.grad is not None for p in obj.discriminator.parameters())
+
+
+# ---- DIP-VAE ---------------------------------------------------------------------------
+def slow_dip(mu, logvar, variant, lambda_od, lambda_d):
+    b, d = mu.shape
+    mean = [sum(mu[n, i].item() for n in range(b)) / b for i in range(d)]
+    cov = [
+        [
+            sum((mu[n, i].item() - mean[i]) * (mu[n, j].item() - mean[j]) for n in range(b)) / b
+            for j in range(d)
+        ]
+        for i in range(d)
+    ]
+    if variant == "ii":
+        for i in range(d):
+            cov[i][i] += sum(math.exp(logvar[n, i].item()) for n in range(b)) / b
+    off = sum(cov[i][j] ** 2 for i in range(d) for j in range(d) if i != j)
+    diag = sum((cov[i][i] - 1) ** 2 for i in range(d))
+    return lambda_od * off + lambda_d * diag
+
+
+@pytest.mark.parametrize("variant", ["i", "ii"])
+def test_dip_penalty_matches_the_papers_formula(variant: str):
+    _, out = batch(5, b=10, d=3)
+    obj = DIPVAE(variant=variant, lambda_od=2.0)
+    fast = dip_penalty(dip_covariance(out.mu, out.logvar, variant), obj.lambda_od, obj.lambda_d)
+    assert obj.lambda_d == (20.0 if variant == "i" else 2.0)
+    assert fast.item() == pytest.approx(
+        slow_dip(out.mu, out.logvar, variant, 2.0, obj.lambda_d), rel=1e-4
+    )
+
+
+def test_dip_penalty_is_zero_at_identity_covariance_and_grows_off_diagonal():
+    torch.manual_seed(0)
+    raw = torch.randn(200, 3)
+    raw = raw - raw.mean(0)
+    white = raw @ torch.linalg.inv(torch.linalg.cholesky(raw.T @ raw / 200)).T
+    zero_var = torch.full_like(white, -30.0)
+    assert dip_penalty(dip_covariance(white, zero_var, "i"), 10, 100).item() < 1e-6
+    mixed = [white @ torch.tensor([[1, t, 0], [0, 1, 0], [0, 0, 1.0]]) for t in (0.2, 0.5, 1.0)]
+    penalties = [dip_penalty(dip_covariance(m, zero_var, "i"), 10, 0).item() for m in mixed]
+    assert 0 < penalties[0] < penalties[1] < penalties[2]
+
+
+def test_dip_ii_adds_the_mean_posterior_variance_to_the_diagonal_only():
+    _, out = batch(6, b=12, d=3)
+    diff = dip_covariance(out.mu, out.logvar, "ii") - dip_covariance(out.mu, out.logvar, "i")
+    assert torch.allclose(diff, torch.diag(out.logvar.exp().mean(0)), atol=1e-6)
+
+
+def test_unknown_dip_variant_is_an_error():
+    with pytest.raises(ValueError, match="variant"):
+        DIPVAE(variant="iii")
+
+
+# ---- annealed β-VAE ------------------------------------------------------------------
+def test_annealed_vae_holds_the_kl_near_a_rising_capacity():
+    x, out = batch(7)
+    obj = AnnealedVAE(c_max=20.0, c_steps=100)
+    kl = BetaVAE()(x, out, beta=1.0)["kl"]
+    for step, capacity in [(0, 0.0), (50, 10.0), (100, 20.0), (1000, 20.0)]:
+        parts = obj(x, out, beta=1000.0, step=step)
+        assert parts["capacity"].item() == pytest.approx(capacity)
+        assert parts["loss"].item() == pytest.approx(
+            (parts["recon"] + 1000 * (kl - capacity).abs()).item()
+        )
+    with pytest.raises(ValueError, match="c_steps"):
+        AnnealedVAE(c_steps=0)

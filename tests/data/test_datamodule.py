@@ -31,8 +31,15 @@ def index_in(images: torch.Tensor) -> np.ndarray:
 
 
 def make(**kwargs) -> ImageDataModule:
-    defaults = dict(batch_size=8, eval_batch_size=16, val_fraction=0.1, test_fraction=0.1,
-                    image_size=8, channels=1, seed=3)
+    defaults = dict(
+        batch_size=8,
+        eval_batch_size=16,
+        val_fraction=0.1,
+        test_fraction=0.1,
+        image_size=8,
+        channels=1,
+        seed=3,
+    )
     dm = ImageDataModule(Numbered(), **{**defaults, **kwargs})
     dm.setup("fit")
     return dm
@@ -52,7 +59,9 @@ def test_splits_are_disjoint_cover_the_data_and_depend_only_on_the_seed():
     splits = dm.split_indices
     assert sum(len(v) for v in splits.values()) == 120
     assert len(splits["val"]) == len(splits["test"]) == 12
-    assert not set(splits["train"]) & set(splits["val"]) and not set(splits["val"]) & set(splits["test"])
+    assert not set(splits["train"]) & set(splits["val"]) and not set(splits["val"]) & set(
+        splits["test"]
+    )
     again, other = make(), make(seed=4)
     assert all((again.split_indices[k] == splits[k]).all() for k in splits)
     assert not (other.split_indices["val"] == splits["val"]).all()
@@ -92,7 +101,7 @@ def test_images_are_resized_to_the_requested_side():
 
 
 def test_wrong_channel_count_is_a_clear_error():
-    with pytest.raises(ValueError, match="data.channels is 3"):
+    with pytest.raises(ValueError, match=r"data\.channels is 3"):
         make(channels=3)
 
 

@@ -26,9 +26,19 @@ class DataError(ConfigError):
 
 
 class ImageSource(ABC):
-    """A fixed set of uint8 images ``[N, C, H, W]`` that can be read by index."""
+    """A fixed set of uint8 images ``[N, C, H, W]`` that can be read by index.
+
+    ``binary``: every pixel is 0 or 255 (then only the Bernoulli likelihood fits).
+    ``label_names``: what each column of ``labels()`` means (class, attributes, factors)."""
 
     name: str = "images"
+    binary: bool = False
+    label_names: Sequence[str] = ()
+
+    @property
+    def has_factors(self) -> bool:
+        """Whether the images come with ground-truth factors (a ``GroundTruthSource``)."""
+        return False
 
     @property
     @abstractmethod
@@ -38,7 +48,7 @@ class ImageSource(ABC):
     @abstractmethod
     def __len__(self) -> int: ...
 
-    def check_available(self) -> None:
+    def check_available(self) -> None:  # noqa: B027 - nothing to check for in-memory sources
         """Raise ``DataError`` (before any training) when the data cannot be read.
 
         Sources that read files check here that they exist and look right."""
@@ -47,12 +57,28 @@ class ImageSource(ABC):
     def images(self, indices: np.ndarray | None = None) -> torch.Tensor:
         """uint8 images ``[len(indices), C, H, W]``; all of them when ``indices`` is None."""
 
+    def labels(self, indices: np.ndarray | None = None) -> np.ndarray | None:
+        """int64 labels ``[N, L]`` (columns named by ``label_names``), or None without any."""
+        return None
+
 
 class GroundTruthSource(ImageSource):
     """Images indexed by the classes of independent factors of variation."""
 
     factor_names: Sequence[str]
     factor_sizes: Sequence[int]
+
+    @property
+    def has_factors(self) -> bool:
+        return True
+
+    @property
+    def label_names(self) -> Sequence[str]:  # type: ignore[override]
+        return tuple(self.factor_names)
+
+    def labels(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """The factor classes ``[N, K]`` of each image."""
+        return self.factors_of(np.arange(len(self)) if indices is None else indices)
 
     def __len__(self) -> int:
         return int(np.prod(self.factor_sizes))

@@ -3,31 +3,32 @@ by indexing. Images stay uint8 until the module turns each batch into floats (x 
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from vaelab.data.base import ImageSource
+from vaelab.data.base import DataError, ImageSource
 from vaelab.data.loader import IndexedImages, ShuffledBatches
+from vaelab.data.storage import allocate_uint8, is_device, place
+from vaelab.data.transforms import FIT_MODES, fit_uint8, resize_uint8
 
+__all__ = ["ImageDataModule", "resize_uint8"]
 
-def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
-    """Resize uint8 ``[N, C, H, W]`` to ``[N, C, size, size]`` (area/bilinear), in chunks."""
-    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
-    mode = "area" if size < images.shape[-1] else "bilinear"
-    for start in range(0, len(images), chunk):
-        block = images[start : start + chunk].float()
-        resized = F.interpolate(block, size=(size, size), mode=mode)
-        out[start : start + chunk] = resized.round().clamp(0, 255).to(torch.uint8)
-    return out
+LOAD_CHUNK_BYTES = 64 << 20  # source images read, resized and binarised this much at a time
 
 
 class ImageDataModule(L.LightningDataModule):
     """Splits ``source`` (or a seeded ``subset`` of it) into train / val / test.
 
     ``subset``: None for all images, an int for that many, a float in (0, 1] for a fraction.
+    ``image_size``: the side images are brought to by ``fit`` (``resize`` or ``pad``).
+    ``binarize``: threshold at mid-grey to 0 / 255 (then ``likelihood`` must be bernoulli).
+    ``device``: ``cuda`` keeps the whole set on the GPU when there is room, else the CPU.
+    ``max_memory_gb``: a larger set is memory-mapped from an unnamed file in ``spill_dir``.
     """
 
     def __init__(
@@ -41,6 +42,11 @@ class ImageDataModule(L.LightningDataModule):
         image_size: int = 64,
         channels: int = 1,
         likelihood: str = "bernoulli",
+        binarize: bool = False,
+        fit: str = "resize",
+        device: str = "cpu",
+        max_memory_gb: float = 8.0,
+        spill_dir: str | Path | None = None,
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
@@ -49,6 +55,8 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.subset, self.val_fraction, self.test_fraction = subset, val_fraction, test_fraction
         self.image_size, self.channels, self.likelihood = image_size, channels, likelihood
+        self.binarize, self.fit, self.device = binarize, fit, device
+        self.max_memory_gb, self.spill_dir = max_memory_gb, spill_dir
         self.seed, self.num_workers = seed, num_workers
         self.images: torch.Tensor | None = None
         self.split_indices: dict[str, np.ndarray] = {}
@@ -63,28 +71,40 @@ class ImageDataModule(L.LightningDataModule):
         if self.subset is None:
             return n
         if isinstance(self.subset, float):
-            return max(1, int(round(self.subset * n)))
+            return max(1, round(self.subset * n))
         return min(int(self.subset), n)
+
+    def check_available(self) -> None:
+        """Raise ``DataError`` when the source is missing or does not fit these settings."""
+        self.source.check_available()
+        name, channels = self.source.name, self.source.image_shape[0]
+        if channels != self.channels:
+            raise DataError(
+                f"data.channels is {self.channels} but {name} has {channels} channels; "
+                f"set data.channels={channels}."
+            )
+        if (self.binarize or self.source.binary) and self.likelihood != "bernoulli":
+            raise DataError(
+                f"{name} images are binary here (data.binarize={self.binarize}), so "
+                f"data.likelihood must be bernoulli, not {self.likelihood}."
+            )
+        if not is_device(self.device):
+            raise DataError(f"data.device must be cpu, cuda or cuda:<index>, got {self.device!r}.")
+        if self.fit not in FIT_MODES:
+            raise DataError(f"data.fit must be one of {', '.join(FIT_MODES)}, got {self.fit!r}.")
 
     def setup(self, stage: str | None = None) -> None:
         """Load the images once; ``split_indices`` hold source indices of each split."""
         if self.images is not None:
             return
+        self.check_available()
         n, used = len(self.source), self.subset_size()
         rng = np.random.default_rng(self.seed)
         chosen = np.arange(n) if used == n else np.sort(rng.choice(n, used, replace=False))
-        images = self.source.images(None if used == n else chosen)
-        if images.shape[1] != self.channels:
-            raise ValueError(
-                f"data.channels is {self.channels} but {self.source.name} has "
-                f"{images.shape[1]} channels"
-            )
-        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
-            images = resize_uint8(images, self.image_size)
-        self.images = images
+        self.images = place(self._load(chosen, whole=used == n), self.device)
         order = rng.permutation(used)
-        n_val = max(1, int(round(self.val_fraction * used)))
-        n_test = max(1, int(round(self.test_fraction * used)))
+        n_val = max(1, round(self.val_fraction * used))
+        n_test = max(1, round(self.test_fraction * used))
         positions = {
             "val": order[:n_val],
             "test": order[n_val : n_val + n_test],
@@ -93,24 +113,46 @@ class ImageDataModule(L.LightningDataModule):
         self._positions = {k: np.sort(v) for k, v in positions.items()}
         self.split_indices = {k: chosen[v] for k, v in self._positions.items()}
 
+    def _load(self, chosen: np.ndarray, whole: bool) -> torch.Tensor:
+        """uint8 ``[len(chosen), C, S, S]``, read and transformed chunk by chunk into one
+        preallocated tensor (or memory map): peak memory is the result plus one chunk."""
+        c, h, w = self.source.image_shape
+        shape = (len(chosen), c, self.image_size, self.image_size)
+        same = (h, w) == (self.image_size, self.image_size) and not self.binarize
+        if whole and same and math.prod(shape) <= self.max_memory_gb * 2**30:
+            return self.source.images(None)
+        out = allocate_uint8(shape, self.max_memory_gb, self.spill_dir)
+        chunk = max(1, LOAD_CHUNK_BYTES // (c * h * w))
+        for start in range(0, len(chosen), chunk):
+            block = self.source.images(chosen[start : start + chunk])
+            out[start : start + len(block)] = fit_uint8(
+                block, self.image_size, self.fit, self.binarize
+            )
+        return out
+
     def split_images(self, split: str, n: int | None = None) -> torch.Tensor:
-        """uint8 images of one split: all, or ``n`` spread evenly over it (for figures)."""
+        """uint8 images of one split on the CPU: all, or ``n`` spread evenly (for figures)."""
         assert self.images is not None, "call setup() first"
         rows = self._positions[split]
         if n is not None and n < len(rows):
             rows = rows[np.linspace(0, len(rows) - 1, n).round().astype(int)]
-        return self.images[torch.from_numpy(rows)]
+        return self.images[torch.from_numpy(rows).to(self.images.device)].cpu()
+
+    def split_labels(self, split: str) -> np.ndarray | None:
+        """The source's labels ``[n, L]`` of one split's images (None when it has none)."""
+        return self.source.labels(self.split_indices[split])
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         assert self.images is not None, "call setup() first"
         rows = self._positions[split]
         batches = ShuffledBatches(len(rows), batch_size, shuffle, self.seed, drop_last=shuffle)
+        on_cpu = self.images.device.type == "cpu"
         return DataLoader(
             IndexedImages(self.images, rows),
             sampler=batches,
             batch_size=None,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
+            num_workers=self.num_workers if on_cpu else 0,  # workers cannot share GPU memory
+            pin_memory=on_cpu and torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -120,7 +120,10 @@ def render_sprites(
 
 class ProceduralDSprites(GroundTruthSource):
     """dSprites rendered on the fly; all images are cached as ``<cache_dir>/<cache_name>``
-    (uint8 ``[737280, 64, 64]``, 2.8 GiB) the first time they are all requested."""
+    (uint8 ``[737280, 64, 64]``, 2.8 GiB) the first time they are all requested.
+
+    With ``use_file`` (the default), DeepMind's own dSprites file in ``cache_dir``, when there,
+    is read instead of rendering (see ``vaelab.data.dsprites_file``)."""
 
     name = "dsprites"
     cache_name = "dsprites_procedural_v1.npy"
@@ -134,8 +137,26 @@ class ProceduralDSprites(GroundTruthSource):
         np.linspace(0.0, 1.0, 32),
     )
 
-    def __init__(self, cache_dir: str | Path | None = None) -> None:
+    binary = True
+
+    def __init__(self, cache_dir: str | Path | None = None, use_file: bool = True) -> None:
         self.cache_path = None if cache_dir is None else Path(cache_dir) / self.cache_name
+        self.use_file = use_file
+
+    def real_file(self) -> GroundTruthSource | None:
+        """DeepMind's dSprites file as a source when ``use_file`` and it is in ``cache_dir``."""
+        if not self.use_file or self.cache_path is None:
+            return None
+        from vaelab.data.dsprites_file import DSpritesFile  # it builds on this module
+
+        found = DSpritesFile(self.cache_path.parent)
+        if found.path is None or tuple(self.factor_sizes) != tuple(found.factor_sizes):
+            return None
+        return found
+
+    def check_available(self) -> None:
+        if (found := self.real_file()) is not None:
+            found.check_available()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -153,7 +174,9 @@ class ProceduralDSprites(GroundTruthSource):
     def images(self, indices: np.ndarray | None = None) -> torch.Tensor:
         """uint8 images ``[N, 1, 64, 64]``: all of them (from the cache, written if missing,
         when there is a ``cache_dir``) when ``indices`` is None, else those rows (read from the
-        cache when it exists, else rendered)."""
+        cache when it exists, else rendered). DeepMind's file, when used, replaces both."""
+        if (found := self.real_file()) is not None:
+            return found.images(indices)
         if indices is None:
             if self.cache_path is None:
                 return self.render(self.factors_of(np.arange(len(self))))

@@ -1,0 +1,87 @@
+"""Data files on disk: the "missing data" error, downloads that leave nothing half-written,
+and reads of arbitrary rows from large on-disk arrays in bounded memory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from vaelab.data.base import DataError
+
+DOWNLOAD_TIMEOUT_S = 20.0  # a socket that stays silent this long fails the download
+
+
+def missing_error(
+    name: str, folder: Path, files: Sequence[str], source: str, reason: str = ""
+) -> DataError:
+    """One paragraph: which data set is missing, where it was looked for, what to put there."""
+    because = f" ({reason})" if reason else ""
+    return DataError(
+        f"The {name} data set is not available{because}. Looked in {folder} for "
+        f"{', '.join(files)}. It is published at {source}; download it there (or run once "
+        f"with internet access) and place the files in that folder, or set paths.data_dir "
+        f"(VAELAB_DATA_DIR) to the folder that holds them."
+    )
+
+
+def corrupt_error(path: Path, problem: str) -> DataError:
+    """A data file exists but cannot be what it claims to be."""
+    return DataError(
+        f"The data file {path} cannot be used: {problem}. Delete it and download it again."
+    )
+
+
+@contextmanager
+def socket_timeout(seconds: float) -> Iterator[None]:
+    """Make every new socket give up after ``seconds`` without data (restored afterwards)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def staged_download(root: Path, fetch: Callable[[Path], None], keep: Sequence[str]) -> None:
+    """Run ``fetch(staging)`` in a fresh folder beside ``root``; on success move the entries
+    named in ``keep`` into ``root``, on any failure delete everything it wrote, so a broken
+    download never leaves files that look like data. Exceptions propagate."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    try:
+        with socket_timeout(DOWNLOAD_TIMEOUT_S):
+            fetch(staging)
+        for entry in keep:
+            target = root / entry
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(staging / entry, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_rows(array, indices: np.ndarray, block: int = 1024) -> np.ndarray:
+    """``array[indices]`` for any array-like that slices (HDF5 dataset, memmap), reading
+    whole blocks of ``block`` rows in order so memory stays bounded and reads sequential."""
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    out = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype)
+    if len(indices) == 0:
+        return out
+    order = np.argsort(indices, kind="stable")
+    sorted_idx = indices[order]
+    blocks = sorted_idx // block
+    starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
+    ends = np.r_[starts[1:], len(sorted_idx)]
+    for a, b in zip(starts, ends, strict=True):
+        lo = int(blocks[a]) * block
+        hi = min(int(sorted_idx[b - 1]) + 1, len(array))
+        chunk = np.asarray(array[lo:hi])
+        out[order[a:b]] = chunk[sorted_idx[a:b] - lo]
+    return out

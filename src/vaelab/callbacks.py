@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
 
 class TrainingSpeed(L.Callback):
@@ -47,3 +50,27 @@ class TrainingSpeed(L.Callback):
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last = None  # the next interval would include validation
+
+
+class RandomState(L.Callback):
+    """Keeps the torch, numpy and Python random states in each checkpoint and puts them back
+    when training resumes, so a resumed run draws the same ε as one never interrupted.
+
+    The states are set again in ``on_train_start``, after the sanity-check validation."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        states = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        name, keys, *rest = states["numpy"]  # plain lists load with torch's weights_only
+        return {**states, "numpy": [name, keys.tolist(), *rest]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        name, keys, *rest = state_dict["numpy"]
+        self._pending = {**state_dict, "numpy": (name, np.asarray(keys, dtype=np.uint32), *rest)}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending is not None:
+            _set_rng_states(self._pending)
+            self._pending = None

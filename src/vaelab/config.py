@@ -17,6 +17,27 @@ EXIT_BAD_INPUT = 2
 PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
+# Hydra plugins that are separate packages: group prefix -> pip package
+PLUGINS = {
+    "hydra/launcher=joblib": "hydra-joblib-launcher",
+    "hydra/launcher=submitit": "hydra-submitit-launcher",
+    "hydra/launcher=ray": "hydra-ray-launcher",
+    "hydra/launcher=rq": "hydra-rq-launcher",
+    "hydra/sweeper=optuna": "hydra-optuna-sweeper",
+    "hydra/sweeper=ax": "hydra-ax-sweeper",
+    "hydra/sweeper=nevergrad": "hydra-nevergrad-sweeper",
+}
+
+
+def plugin_hint(args: list[str]) -> str | None:
+    """A line saying which pip package provides a Hydra launcher or sweeper that was asked for."""
+    for arg in args:
+        for prefix, package in PLUGINS.items():
+            if arg.lstrip("+").startswith(prefix):
+                return f"hint: `{arg}` needs the Hydra plugin {package}: pip install {package}"
+    return None
+
+
 def normalize_overrides(args: list[str]) -> list[str]:
     """Map ``precision=32`` (and ``16``, ``bf16``, also in comma sweeps) to the option names."""
     out = []
@@ -76,6 +97,8 @@ CHOICE_CHECKS: list[tuple[str, tuple[str, ...]]] = [
     ("model.variant", ("i", "ii")),
     ("model.estimator", ("mws", "mss")),
     ("data.likelihood", ("bernoulli", "gaussian")),
+    ("trainer.nan_policy", ("stop", "skip")),
+    ("data.fit", ("resize", "pad")),
 ]
 
 
@@ -162,12 +185,13 @@ def _model_problems(cfg: DictConfig) -> list[str]:
 
 def _checkpoint_problems(cfg: DictConfig) -> list[str]:
     path = _get(cfg, "ckpt_path")
-    if path is None:
+    if path is None or path == "last":
         return []
     if not Path(str(path)).is_file():
         return [
             f"`ckpt_path`={path} is not a file; give the path of a checkpoint such as "
-            f"<run dir>/checkpoints/last.ckpt, or leave ckpt_path=null to start afresh."
+            f"<run dir>/checkpoints/last.ckpt, `last` for the newest unfinished run of the "
+            f"same overrides, or leave ckpt_path=null."
         ]
     return []
 

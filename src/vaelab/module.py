@@ -9,14 +9,21 @@ import lightning as L
 import torch
 from torch import nn
 
+from vaelab.errors import NonFiniteLossError
 from vaelab.objectives import Objective, VAEOutput
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+NAN_POLICIES = ("stop", "skip")
+
+
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """z = mu + sigma * eps with sigma = exp(0.5 * logvar) and eps ~ N(0, I)."""
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
 
 
 class VAEModule(L.LightningModule):
@@ -30,11 +37,15 @@ class VAEModule(L.LightningModule):
         beta_schedule: Callable[[int], float],
         optimizer: OptimizerFactory,
         latent_dim: int,
+        nan_policy: str = "stop",
     ) -> None:
         super().__init__()
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
         self.encoder, self.decoder = encoder, decoder
         self.objective, self.beta_schedule = objective, beta_schedule
         self.optimizer_factory, self.latent_dim = optimizer, latent_dim
+        self.nan_policy, self.skipped_batches = nan_policy, 0
         # An objective with a network of its own (FactorVAE) takes a second optimizer step.
         self.has_auxiliary = objective.has_auxiliary_network
         self.automatic_optimization = not self.has_auxiliary
@@ -48,9 +59,9 @@ class VAEModule(L.LightningModule):
         """Decoder logits of p(x|z)."""
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor) -> VAEOutput:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
         mu, logvar = self.encode(x)
-        z = mu if logvar is None else reparameterize(mu, logvar)
+        z = mu if logvar is None else reparameterize(mu, logvar, generator)
         return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decode(z))
 
     @torch.no_grad()
@@ -84,11 +95,13 @@ class VAEModule(L.LightningModule):
         if datamodule is not None and getattr(datamodule, "split_indices", None):
             self.objective.setup(dataset_size=len(datamodule.split_indices["train"]))
 
-    def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
         beta = self.beta_schedule(self.global_step)
         out = self(x)
         parts = self.objective(x, out, beta, self.global_step)
         loss = parts.pop("loss")
+        if not torch.isfinite(loss):
+            return self._non_finite(loss, parts)
         if self.has_auxiliary:
             parts.update(self._manual_steps(loss, out))
         kl_dims = {f"train/kl_dim/{i}": v for i, v in enumerate(parts.pop("kl_per_dim"))}
@@ -96,6 +109,20 @@ class VAEModule(L.LightningModule):
         self.log_dict({**logs, **kl_dims, "train/beta": beta}, batch_size=len(x))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss
+
+    def _non_finite(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        """Stop with a report (``nan_policy=stop``) or skip the batch and count it (``skip``)."""
+        if self.nan_policy == "skip":
+            self.skipped_batches += 1
+            self.log("train/skipped_batches", float(self.skipped_batches), prog_bar=True)
+            return None
+        bad = [k for k, v in parts.items() if not torch.isfinite(v).all()] or ["loss"]
+        raise NonFiniteLossError(
+            f"the training loss became {loss.item()} at step {self.global_step}; non-finite "
+            f"parts: {', '.join(bad)}. Nothing of this step was saved. Try a lower learning rate "
+            f"(optimizer.lr), float32 (precision=32), or trainer.nan_policy=skip to skip such "
+            f"batches."
+        )
 
     def _manual_steps(self, loss: torch.Tensor, out: VAEOutput) -> dict[str, torch.Tensor]:
         """VAE step on ``loss``, then the objective's own network on detached codes.
@@ -113,9 +140,13 @@ class VAEModule(L.LightningModule):
         aux_opt.optimizer.step()
         return logs
 
-    def _evaluate(self, x: torch.Tensor, split: str) -> None:
-        """Log the loss at the current β and, for variational models, the ELBO (β = 1)."""
-        out = self(x)
+    def _evaluate(self, x: torch.Tensor, split: str, batch_idx: int) -> None:
+        """Log the loss at the current β and, for variational models, the ELBO (β = 1).
+
+        z is drawn with a generator seeded by the batch index, so evaluation neither depends
+        on nor moves the training random state, and repeated evaluations agree."""
+        generator = torch.Generator(device=x.device).manual_seed(batch_idx)
+        out = self(x, generator)
         parts = self.objective(x, out, self.beta_schedule(self.global_step), self.global_step)
         logs = {f"{split}/loss": parts["loss"], f"{split}/recon": parts["recon"]}
         if self.objective.variational:
@@ -124,10 +155,10 @@ class VAEModule(L.LightningModule):
         self.log_dict(logs, batch_size=len(x), prog_bar=split == "val")
 
     def validation_step(self, x: torch.Tensor, batch_idx: int) -> None:
-        self._evaluate(x, "val")
+        self._evaluate(x, "val", batch_idx)
 
     def test_step(self, x: torch.Tensor, batch_idx: int) -> None:
-        self._evaluate(x, "test")
+        self._evaluate(x, "test", batch_idx)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
         """The configured optimizer over encoder and decoder (+ the objective's own, if any)."""

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.callbacks import TrainingSpeed
-from vaelab.config import validate
+from vaelab.checkpoint import check_checkpoint, find_resumable
+from vaelab.config import ConfigError, validate
 from vaelab.data import ImageDataModule
 from vaelab.io import write_json_atomic
 from vaelab.loggers import finish_loggers
@@ -44,13 +46,17 @@ def build_module(cfg: DictConfig) -> VAEModule:
         beta_schedule=instantiate(cfg.beta_schedule),
         optimizer=instantiate(cfg.optimizer),
         latent_dim=cfg.arch.latent_dim,
+        nan_policy=cfg.trainer.get("nan_policy", "stop"),
     )
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # nan_policy is the module's (see build_module); every other key is a Trainer argument.
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg.pop("nan_policy", None)
+    trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return trainer
@@ -66,6 +72,33 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def launch_overrides() -> list[str] | None:
+    """The command-line overrides of this Hydra job; None when not launched by Hydra."""
+    if not HydraConfig.initialized():
+        return None
+    return list(HydraConfig.get().overrides.task)
+
+
+def resolve_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path`` as given, or for ``last`` (and for
+    ``ckpt_path=null`` with ``resume=true``) the newest unfinished run of the same overrides."""
+    requested = cfg.get("ckpt_path")
+    if requested not in (None, "last"):
+        return str(requested)
+    overrides = launch_overrides()
+    found = None
+    if overrides is not None and (requested == "last" or cfg.get("resume", True)):
+        found = find_resumable(cfg.paths.log_dir, overrides, exclude=cfg.paths.output_dir)
+    if requested == "last" and found is None:
+        raise ConfigError(
+            f"`ckpt_path=last` found no unfinished earlier run with the same overrides under "
+            f"{cfg.paths.log_dir}/runs; give a checkpoint path instead, or ckpt_path=null."
+        )
+    if found is not None:
+        log.info("resuming the unfinished run in %s", found.parent.parent)
+    return None if found is None else str(found)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train and evaluate one model; write ``metrics.json`` in ``cfg.paths.output_dir``."""
     validate(cfg)
@@ -77,10 +110,15 @@ def run(cfg: DictConfig) -> float | None:
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule: ImageDataModule = instantiate(cfg.data)
-        datamodule.source.check_available()
+        datamodule.check_available()
         module = build_module(cfg)
+        ckpt_path = resolve_checkpoint(cfg)
+        if ckpt_path is not None:
+            check_checkpoint(ckpt_path, module)
+            record["resumed_from"] = ckpt_path
+        write_json_atomic(metrics_path, record)  # a run that is killed stays "running"
         trainer = build_trainer(cfg)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         fit_metrics = _scalars(trainer.callback_metrics)
         test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         figure = save_reconstructions_and_samples(
@@ -95,9 +133,14 @@ def run(cfg: DictConfig) -> float | None:
             step=trainer.global_step,
             start_step=speed.start_step if speed else None,
             images_per_sec=speed.images_per_sec if speed else None,
+            skipped_batches=module.skipped_batches,
             metrics={**fit_metrics, **_scalars(test_metrics)},
             figures=[str(figure.relative_to(out_dir))],
         )
+    except ConfigError:
+        record["status"] = "invalid"  # bad input: no run happened, nothing to record
+        metrics_path.unlink(missing_ok=True)
+        raise
     except Exception as error:
         record.update(
             status="failed",
@@ -107,7 +150,8 @@ def run(cfg: DictConfig) -> float | None:
         raise
     finally:
         record["elapsed_s"] = round(time.time() - started, 3)
-        write_json_atomic(metrics_path, record)
+        if record["status"] != "invalid":
+            write_json_atomic(metrics_path, record)
         if trainer is not None:
             finish_loggers(trainer, failed=record["status"] != "completed")
     value = record["metrics"].get(cfg.optimized_metric)

@@ -1,0 +1,105 @@
+"""Checkpoints: written atomically, checked before use, and found again to resume a run.
+
+- ``AtomicCheckpointIO`` writes each checkpoint to a temporary file and renames it, so a
+  kill leaves the previous complete checkpoint, never a truncated one.
+- ``check_checkpoint`` turns an unreadable or mismatched checkpoint into a ``ConfigError``.
+- ``find_resumable`` finds the newest earlier run of the same overrides that did not finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
+
+from vaelab.config import ConfigError
+
+# Overrides that do not change what a run computes, ignored when matching runs.
+NOT_IDENTITY = ("ckpt_path", "resume")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to ``.<name>.tmp``, fsync, then ``os.replace`` onto the real name."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def check_checkpoint(path: str | Path, module: nn.Module) -> None:
+    """Raise ``ConfigError`` unless ``path`` is a readable checkpoint of ``module``'s shapes."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (
+        OSError,
+        EOFError,
+        RuntimeError,
+        ValueError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as error:
+        raise ConfigError(
+            f"`ckpt_path`={path} cannot be read as a checkpoint ({type(error).__name__}: "
+            f"{error}); the file may be truncated or not a vaelab checkpoint. Use another "
+            f"checkpoint, e.g. the run's checkpoints/last.ckpt."
+        ) from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if state is None:
+        raise ConfigError(f"`ckpt_path`={path} holds no model weights (no 'state_dict').")
+    expected = module.state_dict()
+    mismatched = [
+        f"{k} {tuple(state[k].shape) if k in state else 'missing'} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k not in state or state[k].shape != v.shape
+    ]
+    unexpected = sorted(set(state) - set(expected))
+    if mismatched or unexpected:
+        shown = "; ".join(mismatched[:3] + [f"{k} unexpected" for k in unexpected[:2]])
+        raise ConfigError(
+            f"`ckpt_path`={path} was trained with a different architecture or model than "
+            f"this config ({len(mismatched) + len(unexpected)} tensors differ: {shown}). "
+            f"Resume with the same model, arch and size overrides as that run (see its "
+            f".hydra/overrides.yaml)."
+        )
+
+
+def _identity(overrides: list[str]) -> list[str]:
+    return sorted(o for o in overrides if o.split("=")[0].lstrip("+~") not in NOT_IDENTITY)
+
+
+def find_resumable(log_dir: str | Path, overrides: list[str], exclude: str | Path) -> Path | None:
+    """``last.ckpt`` of the newest earlier run under ``log_dir/runs`` with the same overrides,
+    when that run did not complete; None when there is none or the newest one completed."""
+    runs: list[tuple[float, Path]] = []
+    for saved in Path(log_dir, "runs").glob("*/*/.hydra/overrides.yaml"):
+        run = saved.parent.parent
+        last = run / "checkpoints" / "last.ckpt"
+        if run.resolve() == Path(exclude).resolve() or not last.is_file():
+            continue
+        if _identity(yaml.safe_load(saved.read_text()) or []) == _identity(overrides):
+            runs.append((last.stat().st_mtime, run))
+    if not runs:
+        return None
+    newest = max(runs)[1]
+    metrics = newest / "metrics.json"
+    if metrics.is_file() and json.loads(metrics.read_text()).get("status") == "completed":
+        return None
+    return newest / "checkpoints" / "last.ckpt"

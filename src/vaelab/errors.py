@@ -1,0 +1,7 @@
+"""Errors that end a run and are reported in plain words, without a traceback."""
+
+from __future__ import annotations
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (``trainer.nan_policy=stop``)."""

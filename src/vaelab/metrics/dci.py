@@ -1,0 +1,160 @@
+"""DCI: disentanglement, completeness, informativeness (Eastwood & Williams 2018), as in
+disentanglement_lib.
+
+Per factor j a gradient-boosted tree classifier predicts v_j from all latents; its feature
+importances (normalised to sum to 1) form column j of the importance matrix R ``[D, K]``.
+With P_ij = R_ij / sum_j R_ij and P~_ij = R_ij / sum_i R_ij,
+
+    D = sum_i ρ_i (1 - H_K(P_i.)),   ρ_i = sum_j R_ij / sum R,
+    C = sum_j ρ~_j (1 - H_D(P~_.j)), ρ~_j = sum_i R_ij / sum R,
+
+entropies in base K and D respectively (1e-11 added to R as in disentanglement_lib).
+Informativeness is the classifiers' mean train and test accuracy.
+
+Estimators: ``"sklearn"`` is the reference, ``GradientBoostingClassifier()`` with default
+settings and impurity importances (~230 s on 10,000 dSprites codes on 2 cores). ``"hist"``
+(default) is sklearn's ``HistGradientBoostingClassifier`` with the reference's tree shape
+(100 rounds, learning rate 0.1, depth 3, no early stopping) and importances summed from its
+split gains; ~15 s on 10,000 codes, D and C within 0.01 of the reference on model-like codes.
+With exactly tied duplicate latents it credits only the first copy (the reference splits
+ties at random), so its completeness is higher there.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
+
+from vaelab.data.base import GroundTruthSource
+from vaelab.metrics.utils import Encode, as_rng, sample_codes
+
+Estimator = Literal["hist", "sklearn"]
+HIST_THREADS = 1
+
+
+def entropy(p: np.ndarray, base: int, axis: int) -> np.ndarray:
+    """Shannon entropy in ``base`` of ``p`` normalised along ``axis`` (scipy.stats.entropy)."""
+    p = p / p.sum(axis=axis, keepdims=True)
+    logs = np.log(np.where(p > 0, p, 1.0))
+    return -(p * logs).sum(axis=axis) / np.log(base)
+
+
+def disentanglement(importance: np.ndarray) -> float:
+    """D: importance-weighted mean over latents of 1 - H_K(row i), ``importance [D, K]``."""
+    per_code = 1.0 - entropy(importance + 1e-11, base=importance.shape[1], axis=1)
+    weights = importance if importance.sum() > 0 else np.ones_like(importance)
+    return float(np.sum(per_code * weights.sum(axis=1) / weights.sum()))
+
+
+def completeness(importance: np.ndarray) -> float:
+    """C: importance-weighted mean over factors of 1 - H_D(column j)."""
+    per_factor = 1.0 - entropy(importance + 1e-11, base=importance.shape[0], axis=0)
+    weights = importance if importance.sum() > 0 else np.ones_like(importance)
+    return float(np.sum(per_factor * weights.sum(axis=0) / weights.sum()))
+
+
+def hist_gain_importances(model: HistGradientBoostingClassifier, num_features: int) -> np.ndarray:
+    """Split gains of a fitted HistGradientBoosting model summed per feature, ``[D]``.
+
+    Reads the fitted trees (``model._predictors``, stable since sklearn 0.21)."""
+    gains = np.zeros(num_features)
+    for stage in model._predictors:
+        for tree in stage:
+            nodes = tree.nodes[tree.nodes["is_leaf"] == 0]
+            np.add.at(gains, nodes["feature_idx"], np.maximum(nodes["gain"], 0.0))
+    return gains
+
+
+def fit_importance(
+    codes: np.ndarray, labels: np.ndarray, estimator: Estimator, seed: int = 0
+) -> tuple[np.ndarray, object]:
+    """Normalised feature importances ``[D]`` of one factor's classifier, and the model."""
+    if estimator == "sklearn":
+        model = GradientBoostingClassifier(random_state=seed).fit(codes, labels)
+        raw = np.abs(model.feature_importances_)
+    elif estimator == "hist":
+        model = _hist_model(seed).fit(codes, labels)
+        raw = hist_gain_importances(model, codes.shape[1])
+    else:
+        raise ValueError(f"unknown DCI estimator {estimator!r}; choose 'hist' or 'sklearn'")
+    total = raw.sum()
+    return (raw / total if total > 0 else raw), model
+
+
+def _hist_model(seed: int) -> HistGradientBoostingClassifier:
+    """The reference's boosting schedule and tree shape, on binned features."""
+    return HistGradientBoostingClassifier(
+        max_iter=100,
+        learning_rate=0.1,
+        max_depth=3,
+        max_leaf_nodes=None,
+        min_samples_leaf=1,
+        l2_regularization=0.0,
+        early_stopping=False,
+        random_state=seed,
+    )
+
+
+def importance_matrix(
+    codes: np.ndarray,
+    factors: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+    estimator: Estimator = "hist",
+    seed: int = 0,
+) -> tuple[np.ndarray, float, float]:
+    """Importance matrix ``[D, K]`` and mean train / test accuracy of the K classifiers."""
+    d, k = codes.shape[1], factors.shape[1]
+    importance = np.zeros((d, k))
+    train_acc, test_acc = [], []
+    # One OpenMP thread: on a busy machine HGB's threads spin and run 30x slower.
+    with threadpool_limits(HIST_THREADS, user_api="openmp"):
+        for j in range(k):
+            y, y_test = factors[:, j], factors_test[:, j]
+            if len(np.unique(y)) < 2:  # a constant factor: no split, no importance
+                train_acc.append(1.0)
+                test_acc.append(float(np.mean(y_test == y[0])))
+                continue
+            importance[:, j], model = fit_importance(codes, y, estimator, seed)
+            train_acc.append(float(np.mean(model.predict(codes) == y)))
+            test_acc.append(float(np.mean(model.predict(codes_test) == y_test)))
+    return importance, float(np.mean(train_acc)), float(np.mean(test_acc))
+
+
+def dci_from_codes(
+    codes: np.ndarray,
+    factors: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+    estimator: Estimator = "hist",
+    seed: int = 0,
+) -> dict[str, float]:
+    """``{"disentanglement", "completeness", "informativeness_train",
+    "informativeness_test"}`` from train and test codes ``[N, D]`` and factors ``[N, K]``."""
+    importance, acc_train, acc_test = importance_matrix(
+        codes, factors, codes_test, factors_test, estimator, seed
+    )
+    return {
+        "disentanglement": disentanglement(importance),
+        "completeness": completeness(importance),
+        "informativeness_train": acc_train,
+        "informativeness_test": acc_test,
+    }
+
+
+def dci_score(
+    source: GroundTruthSource,
+    encode: Encode,
+    seed: int | np.random.Generator | None = 0,
+    num_train: int = 10_000,
+    num_test: int = 5_000,
+    estimator: Estimator = "hist",
+) -> dict[str, float]:
+    """DCI on the mean codes of ``num_train`` / ``num_test`` random images of ``source``."""
+    rng = as_rng(seed)
+    codes, factors = sample_codes(source, encode, num_train, rng)
+    codes_test, factors_test = sample_codes(source, encode, num_test, rng)
+    return dci_from_codes(codes, factors, codes_test, factors_test, estimator)

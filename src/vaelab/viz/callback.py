@@ -1,0 +1,80 @@
+"""``FigureCallback``: figures during training, every ``every_n_steps`` optimizer steps
+and/or every ``every_n_epochs`` epochs, written to ``dirpath`` as ``<name>_step<NNNNNNN>.png``
+and logged to W&B / TensorBoard under ``progress/<name>`` at the global step, so the
+dashboard's image panels step through how the traversals (and the rest) evolve."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from vaelab.viz.figures import make_figures
+from vaelab.viz.publish import log_figures
+from vaelab.viz.settings import FigureSettings
+
+DEFAULT_INCLUDE = ("reconstructions", "samples", "traversal")
+
+
+class FigureCallback(L.Callback):
+    """Makes ``include`` (names from ``vaelab.viz.settings.FIGURES``) from ``split`` images.
+
+    ``every_n_steps`` / ``every_n_epochs``: None or 0 turns that trigger off. ``save``: also
+    keep the files (under ``dirpath``, default ``<default_root_dir>/figures/progress``).
+    ``settings``: the ``figures:`` node (or ``FigureSettings``) the figures follow; GIFs are
+    not made here. Model randomness is untouched: samples use a seeded generator of their own.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        include: Sequence[str] = DEFAULT_INCLUDE,
+        split: str = "val",
+        dirpath: str | Path | None = None,
+        save: bool = True,
+        settings: FigureSettings | Mapping[str, Any] | None = None,
+    ) -> None:
+        base = FigureSettings.from_config(settings)
+        self.settings = replace(
+            base,
+            include=tuple(include),
+            split=split,
+            traversal=replace(base.traversal, gif=False),
+        )
+        self.every_n_steps, self.every_n_epochs = every_n_steps or 0, every_n_epochs or 0
+        self.dirpath, self.save = dirpath, save
+        self.last_step: int | None = None
+        self.written: list[Path] = []
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if self.every_n_steps and step > 0 and step % self.every_n_steps == 0:
+            self.make(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.make(trainer, pl_module)
+
+    def make(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Path]:
+        """Figures at the current global step (once per step), on the global-zero rank."""
+        step = trainer.global_step
+        if step == self.last_step or not trainer.is_global_zero or trainer.sanity_checking:
+            return {}
+        self.last_step = step
+        root = Path(self.dirpath or Path(trainer.default_root_dir) / "figures" / "progress")
+        figures = make_figures(
+            pl_module, trainer.datamodule, root, self.settings, suffix=f"_step{step:07d}"
+        )
+        log_figures(trainer.loggers, figures, step, prefix="progress")
+        if self.save:
+            self.written.extend(figures.values())
+        else:
+            for path in figures.values():
+                path.unlink(missing_ok=True)
+        return figures

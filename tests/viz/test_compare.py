@@ -1,0 +1,67 @@
+"""The AE-vs-VAE figure, and ``python src/compare.py experiment=ae_vs_vae`` at a tiny size."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.conftest import run_cli
+from vaelab.viz import ae_vs_vae_figure
+from vaelab.viz.latents import scatter_coordinates
+
+from .conftest import make_module
+
+TINY_COMPARE = [
+    "experiment=ae_vs_vae",
+    "trainer=cpu",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.limit_val_batches=1",
+    "trainer.enable_model_summary=false",
+    "~callbacks.progress_bar",
+    "compare.n_samples=9",
+]
+
+
+def test_the_figure_shows_samples_and_scatters_with_prior_contours(bars, figures, tmp_path):
+    ae, vae = make_module(2, variational=False), make_module(2)
+    images = bars.split_images("test")
+    labels = bars.split_labels("test")[:, 0]
+    path = ae_vs_vae_figure(ae, vae, images, labels, tmp_path / "cmp.png", n_samples=9)
+    assert path.stat().st_size > 5000
+    axes = figures["cmp.png"].axes
+    assert [ax.get_title() for ax in axes[:2]] == [
+        "AE: decodes of z ~ N(0, I)",
+        "VAE: decodes of z ~ N(0, I)",
+    ]
+    assert axes[0].images[0].get_array().shape[:2] == (2 + 3 * 10, 2 + 3 * 10)  # 9 = 3 x 3
+    for ax, module in zip(axes[2:4], (ae, vae), strict=True):
+        radii = sorted(
+            round(float(np.hypot(*line.get_xydata()[0])), 3)
+            for line in ax.lines
+            if len(line.get_xydata())
+        )
+        assert radii == [1.0, 2.0, 3.0]  # the N(0, I) contours
+        mu, logvar = module.encode(images.float() / 255)
+        xy, _, dims = scatter_coordinates(mu.detach(), None if logvar is None else logvar.detach())
+        assert sorted(dims) == [0, 1]  # latent 2: the scatter is the whole latent space
+        points = np.concatenate([c.get_offsets() for c in ax.collections])
+        assert len(points) == len(images)
+        assert np.allclose(np.sort(points, 0), np.sort(xy, 0), atol=1e-5)
+    assert {t.get_text() for t in axes[3].get_legend().get_texts()} >= {"0", "7"}
+
+
+def test_the_experiment_runs_through_its_cli(tmp_path):
+    run_dir = tmp_path / "compare"
+    result = run_cli(run_dir, *TINY_COMPARE, script="compare.py")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figure = run_dir / "figures" / "ae_vs_vae.png"
+    assert figure.stat().st_size > 10_000
+    for model in ("ae", "vae"):
+        side = run_dir / model
+        assert (side / "checkpoints" / "last.ckpt").is_file()
+        metrics = (side / "metrics.json").read_text()
+        assert f'"model": "{model}"' in metrics and '"status": "completed"' in metrics
+        state = torch.load(side / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        assert state["encoder.fc_mu.weight"].shape[0] == 2  # latent 2 on both sides
+        assert ("encoder.fc_logvar.weight" in state) == (model == "vae")

@@ -15,7 +15,8 @@ class TrainingSpeed(L.Callback):
     """Training throughput in images per second, data loading included.
 
     images/s = (images in counted batches) / (wall time between their ends), skipping the
-    first ``warmup`` batches and any interval that contained a validation run.
+    first ``warmup`` batches and any interval that contained a validation run. Under DDP the
+    images are those of the global batch (this rank's slice times the number of ranks).
     """
 
     def __init__(self, warmup: int = 5) -> None:
@@ -43,7 +44,7 @@ class TrainingSpeed(L.Callback):
         now = time.perf_counter()
         self._seen += 1
         if self._last is not None and self._seen > self.warmup:
-            self.images += len(batch)
+            self.images += len(batch) * trainer.world_size
             self.seconds += now - self._last
             pl_module.log("train/images_per_sec", self.images / self.seconds, prog_bar=True)
         self._last = now

@@ -12,18 +12,31 @@ from torch import nn
 from vaelab.errors import NonFiniteLossError
 from vaelab.objectives import Objective, VAEOutput
 
+Parts = dict[str, torch.Tensor]
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 NAN_POLICIES = ("stop", "skip")
+MAX_SKIPS_IN_A_ROW = 100  # with nan_policy=skip, a run whose every batch is non-finite stops
 
 
 def reparameterize(
-    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    generator: torch.Generator | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
-    """z = mu + sigma * eps with sigma = exp(0.5 * logvar) and eps ~ N(0, I)."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + torch.exp(0.5 * logvar) * eps
+    """z = mu + sigma * eps with sigma = exp(0.5 * logvar) and eps ~ N(0, I).
+
+    With ``shard = (rank, world_size)`` (DDP, each rank holding an equal slice of the global
+    batch) eps is this rank's slice of one draw for the whole batch: the same eps, and the
+    same random state afterwards, as one process training on that batch."""
+    rank, world_size = shard
+    n = len(mu)
+    shape = (n * world_size, *mu.shape[1:])
+    eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps[rank * n : (rank + 1) * n]
 
 
 class VAEModule(L.LightningModule):
@@ -45,7 +58,7 @@ class VAEModule(L.LightningModule):
         self.encoder, self.decoder = encoder, decoder
         self.objective, self.beta_schedule = objective, beta_schedule
         self.optimizer_factory, self.latent_dim = optimizer, latent_dim
-        self.nan_policy, self.skipped_batches = nan_policy, 0
+        self.nan_policy, self.skipped_batches, self._skips_in_a_row = nan_policy, 0, 0
         # An objective with a network of its own (FactorVAE) takes a second optimizer step.
         self.has_auxiliary = objective.has_auxiliary_network
         self.automatic_optimization = not self.has_auxiliary
@@ -59,9 +72,14 @@ class VAEModule(L.LightningModule):
         """Decoder logits of p(x|z)."""
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
+    ) -> VAEOutput:
         mu, logvar = self.encode(x)
-        z = mu if logvar is None else reparameterize(mu, logvar, generator)
+        z = mu if logvar is None else reparameterize(mu, logvar, generator, shard)
         return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decode(z))
 
     @torch.no_grad()
@@ -97,28 +115,43 @@ class VAEModule(L.LightningModule):
 
     def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
         beta = self.beta_schedule(self.global_step)
-        out = self(x)
+        shard = (self.trainer.global_rank, self.trainer.world_size)
+        out = self(x, shard=shard)
         parts = self.objective(x, out, beta, self.global_step)
         loss = parts.pop("loss")
-        if not torch.isfinite(loss):
+        shown = self._mean_over_ranks({"loss": loss, **parts}, shard[1])
+        if not torch.isfinite(shown["loss"]):  # under DDP: on any rank, so all ranks agree
             return self._non_finite(loss, parts)
+        self._skips_in_a_row = 0
         if self.has_auxiliary:
-            parts.update(self._manual_steps(loss, out))
-        kl_dims = {f"train/kl_dim/{i}": v for i, v in enumerate(parts.pop("kl_per_dim"))}
-        logs = {f"train/{k}": v for k, v in parts.items()}
+            shown.update(self._manual_steps(loss, out))  # FactorVAE's own logs: rank zero's
+        self.log("train/loss", shown.pop("loss"), prog_bar=True, batch_size=len(x))
+        kl_dims = {f"train/kl_dim/{i}": v for i, v in enumerate(shown.pop("kl_per_dim"))}
+        logs = {f"train/{k}": v for k, v in shown.items()}
         self.log_dict({**logs, **kl_dims, "train/beta": beta}, batch_size=len(x))
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
         return loss
+
+    def _mean_over_ranks(self, values: Parts, world_size: int) -> Parts:
+        """``values`` averaged over DDP ranks with one all-reduce (detached): with equal slices
+        of the global batch, what one process logs for that batch. As given on one process."""
+        if world_size == 1:
+            return values
+        flat = torch.cat([v.detach().float().reshape(-1) for v in values.values()])
+        flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
+        pieces = flat.split([v.numel() for v in values.values()])
+        return {k: p.reshape(v.shape) for (k, v), p in zip(values.items(), pieces, strict=True)}
 
     def _non_finite(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
         """Stop with a report (``nan_policy=stop``) or skip the batch and count it (``skip``)."""
-        if self.nan_policy == "skip":
+        if self.nan_policy == "skip" and self._skips_in_a_row < MAX_SKIPS_IN_A_ROW:
             self.skipped_batches += 1
+            self._skips_in_a_row += 1
             self.log("train/skipped_batches", float(self.skipped_batches), prog_bar=True)
             return None
         bad = [k for k, v in parts.items() if not torch.isfinite(v).all()] or ["loss"]
         raise NonFiniteLossError(
-            f"the training loss became {loss.item()} at step {self.global_step}; non-finite "
+            f"the training loss became {loss.item()} at step {self.global_step} "
+            f"({self._skips_in_a_row} batches skipped in a row before it); non-finite "
             f"parts: {', '.join(bad)}. Nothing of this step was saved. Try a lower learning rate "
             f"(optimizer.lr), float32 (precision=32), or trainer.nan_policy=skip to skip such "
             f"batches."
@@ -152,7 +185,9 @@ class VAEModule(L.LightningModule):
         if self.objective.variational:
             logs[f"{split}/kl"] = parts["kl"]
             logs[f"{split}/elbo"] = -(parts["recon"] + parts["kl"])
-        self.log_dict(logs, batch_size=len(x), prog_bar=split == "val")
+        # Every DDP rank evaluates the same images; sync_dist keeps the epoch value exact if
+        # evaluation is ever sharded (Lightning sums value x batch size and batch sizes).
+        self.log_dict(logs, batch_size=len(x), prog_bar=split == "val", sync_dist=True)
 
     def validation_step(self, x: torch.Tensor, batch_idx: int) -> None:
         self._evaluate(x, "val", batch_idx)

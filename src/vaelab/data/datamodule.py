@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from vaelab.data.base import DataError, ImageSource
-from vaelab.data.loader import IndexedImages, ShuffledBatches
+from vaelab.data.loader import IndexedImages, ResumableLoader, ShuffledBatches
 from vaelab.data.storage import allocate_uint8, is_device, place
 from vaelab.data.transforms import FIT_MODES, fit_uint8, resize_uint8
 
@@ -142,17 +142,42 @@ class ImageDataModule(L.LightningDataModule):
         """The source's labels ``[n, L]`` of one split's images (None when it has none)."""
         return self.source.labels(self.split_indices[split])
 
+    def _shard(self) -> tuple[int, int]:
+        """``(rank, world_size)`` of this process in the attached trainer's DDP group."""
+        trainer = self.trainer
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        """Training batches are sharded over DDP ranks (``ShuffledBatches``); every rank
+        evaluates all of val / test, so those values are the same as on one device."""
         assert self.images is not None, "call setup() first"
         rows = self._positions[split]
-        batches = ShuffledBatches(len(rows), batch_size, shuffle, self.seed, drop_last=shuffle)
+        rank, world_size = self._shard() if shuffle else (0, 1)
+        if batch_size % world_size:
+            raise DataError(
+                f"data.batch_size={batch_size} is the global batch and must be a multiple of "
+                f"the {world_size} training processes."
+            )
+        batches = ShuffledBatches(
+            len(rows),
+            batch_size,
+            shuffle,
+            self.seed,
+            drop_last=shuffle,
+            rank=rank,
+            world_size=world_size,
+        )
         on_cpu = self.images.device.type == "cpu"
-        return DataLoader(
+        loader_class = ResumableLoader if shuffle else DataLoader
+        return loader_class(
             IndexedImages(self.images, rows),
             sampler=batches,
             batch_size=None,
             num_workers=self.num_workers if on_cpu else 0,  # workers cannot share GPU memory
             pin_memory=on_cpu and torch.cuda.is_available(),
+            # A generator of its own: DataLoader draws a seed from it for every new iterator,
+            # which would otherwise move the global random state that training samples ε from.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

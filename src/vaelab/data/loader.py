@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class IndexedImages(Dataset):
@@ -40,16 +40,48 @@ class IndexedImages(Dataset):
 class ShuffledBatches(Sampler[np.ndarray]):
     """Index batches over ``range(n)``: a permutation seeded by ``(seed, epoch)`` when
     ``shuffle``, else in order. ``set_epoch`` (called by Lightning) changes the permutation,
-    so the data order depends only on the seed and the epoch."""
+    so the data order depends only on the seed and the epoch.
+
+    Sharded over ``world_size`` ranks (DDP), ``batch_size`` is the global batch: every rank
+    walks the same global batches and takes the ``rank``-th of ``world_size`` equal
+    contiguous slices of each, so the ranks see disjoint images, the same number of batches,
+    and together exactly the batches of one process (``batch_size`` must divide evenly)."""
 
     def __init__(
-        self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
+        if batch_size % world_size:
+            raise ValueError(
+                f"the global batch size {batch_size} must be a multiple of the number of "
+                f"processes {world_size}, so that every process takes an equal share"
+            )
+        if world_size > 1 and not drop_last:
+            raise ValueError("sharded batches need drop_last=True (equal batches on all ranks)")
         self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
         self.seed, self.drop_last, self.epoch = seed, drop_last, 0
+        self.rank, self.world_size = rank, world_size
+        self._resume: tuple[int, int] | None = None  # (epoch, batches already done in it)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Make the next pass over ``epoch`` start after its first ``batches_done`` batches."""
+        self.epoch, self._resume = epoch, (epoch, batches_done)
+
+    def start_batch(self) -> int:
+        """Where the next pass starts: after the batches done before a resume, else 0."""
+        resume = self._resume
+        return resume[1] if resume is not None and resume[0] == self.epoch else 0
 
     def __len__(self) -> int:
         full, rest = divmod(self.n, self.batch_size)
@@ -61,5 +93,30 @@ class ShuffledBatches(Sampler[np.ndarray]):
             if self.shuffle
             else np.arange(self.n)
         )
-        for i in range(len(self)):
-            yield order[i * self.batch_size : (i + 1) * self.batch_size]
+        start, self._resume = self.start_batch(), None
+        share = self.batch_size // self.world_size
+        for i in range(start, len(self)):
+            first = i * self.batch_size + self.rank * share
+            yield order[first : first + share]
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over ``ShuffledBatches`` whose place in the epoch goes into checkpoints
+    (Lightning saves any loader with ``state_dict``/``load_state_dict``), so a run resumed
+    mid-epoch sees the same batches, in the same order, as one never interrupted.
+
+    Lightning asks for the next batch only after ``on_train_batch_end`` (where checkpoints
+    are written) for loaders of known length, so the batches handed out are the batches done;
+    tests/test_reliability.py checks this against an uninterrupted run."""
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        self._handed = self.sampler.start_batch()
+        for batch in super().__iter__():
+            self._handed += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches_done": getattr(self, "_handed", 0)}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.sampler.resume_at(state_dict["epoch"], state_dict["batches_done"])

@@ -1,0 +1,297 @@
+"""Training throughput of vaelab's whole stack against a bare PyTorch loop, and the cost of
+procedural dSprites. Prints figures and a markdown table; never fails on time.
+
+vaelab: Trainer + VAEModule + ImageDataModule with the default callbacks (checkpointing,
+progress bar, LR monitor, training speed, random state) and CSV logging, composed from conf/
+like ``python src/train.py`` (validation off: it is not training). bare: the same networks,
+batch, Adam and β-VAE loss in a plain loop over the same uint8 images, x / 255 per batch.
+Both run in this process, alternating blocks (vaelab, bare, vaelab, bare, ...) after warm-up;
+the rate of each is images / seconds summed over its blocks.
+
+    python benchmarks/train_throughput.py [--tiny] [--rounds 3] [--seconds 4] [--skip-dsprites]
+
+Writes benchmarks/results/<machine>.json (machine: e.g. cpu-2core-x86_64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from vaelab.train import build_module, build_trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+CASES = (("conv", 64), ("conv", 256), ("mlp", 64))  # (arch, batch)
+
+
+def machine_name() -> str:
+    if DEVICE.type == "cuda":
+        gpu = torch.cuda.get_device_name().lower().replace("nvidia", "").strip()
+        return "gpu-" + "-".join(gpu.split())
+    return f"cpu-{os.cpu_count()}core-{platform.machine()}"
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def compose_cfg(arch: str, batch: int, images: int, size: str, out_dir: Path):
+    overrides = [
+        f"arch={arch}",
+        f"size={size}",
+        f"data.batch_size={batch}",
+        f"data.subset={images}",
+        "data.val_fraction=0.01",
+        "data.test_fraction=0.01",
+        "trainer=auto",
+        "trainer.limit_val_batches=0",
+        "trainer.enable_model_summary=false",
+        "evaluation=none",
+        f"paths.output_dir={out_dir}",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose("train", overrides=overrides)
+
+
+class Clock(L.Callback):
+    """Wall time from the end of batch ``warmup`` to the end of batch ``warmup + steps``."""
+
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps, self.seen = warmup, steps, 0
+        self.started = self.seconds = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen += 1
+        if self.seen in (self.warmup, self.warmup + self.steps):
+            sync()
+            now = time.perf_counter()
+            self.started, self.seconds = (
+                (now, 0.0)
+                if self.seen == self.warmup
+                else (
+                    self.started,
+                    now - self.started,
+                )
+            )
+
+
+def vaelab_block(cfg, module, datamodule, warmup: int, steps: int) -> tuple[float, L.Trainer]:
+    """Seconds for ``steps`` training steps of a fresh Trainer after ``warmup`` steps, and
+    the Trainer."""
+    cfg.trainer.max_steps = warmup + steps
+    trainer = build_trainer(cfg)
+    clock = Clock(warmup, steps)
+    trainer.callbacks.append(clock)
+    trainer.fit(module, datamodule=datamodule)
+    return clock.seconds, trainer
+
+
+class Bare:
+    """The same networks, Adam and β-VAE loss, in a plain loop over shuffled index batches."""
+
+    def __init__(self, cfg, images: torch.Tensor, rows: np.ndarray, batch: int) -> None:
+        torch.manual_seed(0)
+        self.encoder = instantiate(cfg.arch.encoder, variational=True).to(DEVICE)
+        self.decoder = instantiate(cfg.arch.decoder).to(DEVICE)
+        params = [*self.encoder.parameters(), *self.decoder.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.arch.lr)
+        self.array, self.rows, self.batch, self.beta = images.numpy(), rows, batch, 4.0
+        self.rng, self.order, self.at = np.random.default_rng(0), np.arange(0), 0
+
+    def next_batch(self) -> torch.Tensor:
+        if self.at + self.batch > len(self.order):
+            self.order, self.at = self.rng.permutation(len(self.rows)), 0
+        chosen = self.rows[self.order[self.at : self.at + self.batch]]
+        self.at += self.batch
+        return torch.from_numpy(self.array[chosen]).to(DEVICE).float().div_(255.0)
+
+    def step(self) -> None:
+        x = self.next_batch()
+        mu, logvar = self.encoder(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        logits = self.decoder(z)
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+        loss = recon.flatten(1).sum(1).mean() + self.beta * kl.sum(1).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+    def block(self, warmup: int, steps: int) -> float:
+        for _ in range(warmup):
+            self.step()
+        sync()
+        started = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        sync()
+        return time.perf_counter() - started
+
+
+def checkpoint_ms(trainer: L.Trainer, out_dir: Path) -> float:
+    """Milliseconds to write one checkpoint (saved every
+    ``callbacks.model_checkpoint.every_n_train_steps`` steps; none falls in a block)."""
+    started = time.perf_counter()
+    trainer.save_checkpoint(out_dir / "timing.ckpt")
+    return 1000 * (time.perf_counter() - started)
+
+
+def compare(arch: str, batch: int, args, out_dir: Path) -> dict:
+    cfg = compose_cfg(arch, batch, args.images, args.size, out_dir)
+    L.seed_everything(0, verbose=False)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    module = build_module(cfg)
+    bare = Bare(cfg, datamodule.images, datamodule._positions["train"], batch)
+    started = time.perf_counter()  # size the blocks from the bare loop's warm-up speed
+    bare.block(args.warmup, 0)
+    per_step = (time.perf_counter() - started) / args.warmup
+    steps = max(args.min_steps, round(args.seconds / per_step))
+    times = {"vaelab": [], "bare": []}
+    for _ in range(args.rounds):
+        seconds, trainer = vaelab_block(cfg, module, datamodule, args.warmup, steps)
+        times["vaelab"].append(seconds)
+        times["bare"].append(bare.block(args.warmup, steps))
+    rates = {k: steps * batch * len(v) / sum(v) for k, v in times.items()}
+    pairs = zip(times["vaelab"], times["bare"], strict=True)
+    every = cfg.callbacks.model_checkpoint.every_n_train_steps
+    return {
+        "arch": arch,
+        "size": args.size,
+        "batch": batch,
+        "steps_per_block": steps,
+        "rounds": args.rounds,
+        "vaelab_images_per_s": round(rates["vaelab"], 1),
+        "bare_images_per_s": round(rates["bare"], 1),
+        "ratio": round(rates["vaelab"] / rates["bare"], 4),
+        "block_ratios": [round(b / v, 4) for v, b in pairs],
+        "checkpoint_ms": round(checkpoint_ms(trainer, out_dir), 1),
+        "checkpoint_every_n_steps": every,
+    }
+
+
+def dsprites_child(mode: str, folder: str, images: int) -> None:
+    """Child process: generate (render into ``folder``) or load dSprites; print a JSON line."""
+    from vaelab.data import ImageDataModule
+    from vaelab.data.dsprites import ProceduralDSprites
+
+    started = time.perf_counter()
+    source = ProceduralDSprites(folder, use_file=False)
+    subset = None if images <= 0 else images
+    ImageDataModule(source, subset=subset, seed=0).setup()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    seconds = time.perf_counter() - started
+    print(json.dumps({"mode": mode, "seconds": round(seconds, 2), "peak_rss_gib": round(peak, 3)}))
+
+
+def run_child(mode: str, folder: Path, images: int) -> dict:
+    cmd = [sys.executable, __file__, "--dsprites-child", mode, str(folder), str(images)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def dsprites(tiny: bool) -> dict:
+    """Generate into a temporary cache, then load (the repo's data/ cache when there)."""
+    images = 4096 if tiny else 0  # 0: all 737,280
+    with tempfile.TemporaryDirectory(
+        dir=ROOT / "data" if (ROOT / "data").is_dir() else None
+    ) as tmp:
+        generate = run_child("generate", Path(tmp), images)
+        cached = ROOT / "data" / "dsprites_procedural_v1.npy"
+        folder = cached.parent if cached.exists() and not tiny else Path(tmp)
+        load = None if tiny else run_child("load", folder, images)
+    return {
+        "images": images or 737_280,
+        "generate_s": generate["seconds"],
+        "generate_peak_rss_gib": generate["peak_rss_gib"],
+        "load_s": load and load["seconds"],
+        "load_peak_rss_gib": load and load["peak_rss_gib"],
+    }
+
+
+def table(result: dict) -> str:
+    lines = [
+        f"Training throughput on {result['machine']} ({result['device']}, torch "
+        f"{result['torch']}, lightning {result['lightning']}), images/s:",
+        "",
+        "| arch (size) | batch | vaelab | bare PyTorch | vaelab / bare | checkpoint |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in result["throughput"]:
+        lines.append(
+            f"| {c['arch']} ({c['size']}) | {c['batch']} | {c['vaelab_images_per_s']:,.0f} | "
+            f"{c['bare_images_per_s']:,.0f} | {c['ratio']:.3f} | {c['checkpoint_ms']:.0f} ms "
+            f"every {c['checkpoint_every_n_steps']} steps |"
+        )
+    d = result["dsprites"]
+    if d is not None:
+        load = (
+            "-"
+            if d["load_s"] is None
+            else f"{d['load_s']:.1f} s, peak {d['load_peak_rss_gib']:.2f} GiB"
+        )
+        lines += [
+            "",
+            f"Procedural dSprites ({d['images']:,} images): generate {d['generate_s']:.1f} s, "
+            f"peak RSS {d['generate_peak_rss_gib']:.2f} GiB; load {load}.",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--dsprites-child":
+        dsprites_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="a ~30 s smoke run (small nets)")
+    parser.add_argument("--rounds", type=int, default=3, help="vaelab/bare block pairs")
+    parser.add_argument("--seconds", type=float, default=4.0, help="target seconds per block")
+    parser.add_argument("--images", type=int, default=20_000, help="dSprites images used")
+    parser.add_argument("--size", default="base", help="size config of the networks")
+    parser.add_argument("--skip-dsprites", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default results/)")
+    args = parser.parse_args()
+    args.warmup, args.min_steps = 10, 20
+    if args.tiny:
+        args.rounds, args.seconds, args.images, args.size = 1, 0.3, 2048, "small"
+        args.warmup, args.min_steps = 3, 5
+    torch.set_float32_matmul_precision("high")
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = [compare(arch, batch, args, Path(tmp)) for arch, batch in CASES]
+    result = {
+        "machine": machine_name(),
+        "device": str(DEVICE),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "tiny": args.tiny,
+        "throughput": cases,
+        "dsprites": None if args.skip_dsprites else dsprites(args.tiny),
+    }
+    out = args.out or RESULTS / f"{result['machine']}{'-tiny' if args.tiny else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Devices, precision and speed: DDP sharding and its equality with one process, bf16 on the
+CPU with float32 sums, torch.compile, and the throughput benchmark's JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from vaelab.compile import compile_networks
+from vaelab.data.loader import ShuffledBatches
+from vaelab.module import reparameterize
+from vaelab.nets import ConvDecoder, ConvEncoder
+from vaelab.objectives.base import Objective, VAEOutput
+from vaelab.train import build_module
+
+from .conftest import ROOT, TINY, read_metrics
+from .test_config import compose_train
+
+# ---- sharding --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_shards_are_disjoint_equal_and_together_the_one_process_batches(world_size: int):
+    one = list(ShuffledBatches(100, 12, shuffle=True, seed=5, drop_last=True))
+    ranks = [
+        list(ShuffledBatches(100, 12, True, 5, drop_last=True, rank=r, world_size=world_size))
+        for r in range(world_size)
+    ]
+    assert {len(r) for r in ranks} == {len(one)} == {8}
+    for i, batch in enumerate(one):
+        shards = [r[i] for r in ranks]
+        assert {len(s) for s in shards} == {12 // world_size}
+        np.testing.assert_array_equal(np.concatenate(shards), batch)
+    seen = np.concatenate([np.concatenate(r) for r in ranks])
+    assert len(np.unique(seen)) == len(seen)  # disjoint across ranks and batches
+
+
+def test_a_sharded_sampler_resumes_at_the_same_global_batch():
+    sampler = ShuffledBatches(100, 12, True, 5, drop_last=True, rank=1, world_size=2)
+    sampler.set_epoch(2)
+    whole = list(sampler)
+    sampler.resume_at(2, 3)
+    assert [b.tolist() for b in sampler] == [b.tolist() for b in whole[3:]]
+
+
+def test_uneven_shards_are_refused():
+    with pytest.raises(ValueError, match="multiple of the number of processes"):
+        ShuffledBatches(100, 9, True, drop_last=True, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="drop_last"):
+        ShuffledBatches(100, 8, True, drop_last=False, rank=0, world_size=2)
+
+
+def test_sharded_eps_is_the_slice_of_one_draw_for_the_global_batch():
+    mu, logvar = torch.zeros(4, 3), torch.zeros(4, 3)
+    torch.manual_seed(0)
+    whole = reparameterize(torch.zeros(8, 3), torch.zeros(8, 3))
+    torch.manual_seed(0)
+    assert torch.equal(reparameterize(mu, logvar, shard=(1, 2)), whole[4:])
+
+
+# ---- DDP on the CPU against one process -------------------------------------------------
+
+# SGD, not Adam: Adam's first steps are about lr * sign(gradient), which turns float-rounding
+# differences in near-zero gradients into lr-sized weight differences; SGD keeps them tiny.
+SAME_DATA = [
+    "data.batch_size=32",
+    "trainer.max_steps=6",
+    "optimizer._target_=torch.optim.SGD",
+    "optimizer.lr=1e-5",
+    "~callbacks.progress_bar",
+]
+RTOL = 5e-5  # float32 sums over 4,096 pixels in a different order (batch 16 vs 32 kernels)
+
+
+def train_log(run_dir: Path) -> list[dict[str, float]]:
+    rows = csv.DictReader((run_dir / "csv" / "metrics.csv").open())
+    keys = ("train/loss", "train/recon", "train/kl")
+    return [{k: float(r[k]) for k in keys} for r in rows if r.get("train/loss")]
+
+
+def test_ddp_cpu_logs_and_learns_the_same_as_one_process(cli):
+    ddp, result = cli(*SAME_DATA, "trainer=ddp_cpu", name="ddp")
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, result = cli(*SAME_DATA, name="one")
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs = [train_log(ddp), train_log(one)]
+    assert len(logs[0]) == len(logs[1]) == 6
+    assert logs[0][-1]["train/loss"] < logs[0][0]["train/loss"] - 50  # it does learn
+    for a, b in zip(*logs, strict=True):
+        assert a == pytest.approx(b, rel=RTOL)
+    metrics = [read_metrics(r)["metrics"] for r in (ddp, one)]
+    assert metrics[0]["val/elbo"] == pytest.approx(metrics[1]["val/elbo"], rel=RTOL)
+    assert metrics[0]["test/elbo"] == pytest.approx(metrics[1]["test/elbo"], rel=RTOL)
+    ckpts = [torch.load(r / "checkpoints" / "last.ckpt", weights_only=False) for r in (ddp, one)]
+    weights = [c["state_dict"] for c in ckpts]
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=5e-5) for k in weights[0])
+    loader = [c["loops"]["fit_loop"]["state_dict"]["combined_loader"] for c in ckpts]
+    assert loader[0] == loader[1] == [{"epoch": 0, "batches_done": 6}]
+
+
+# ---- precision ---------------------------------------------------------------------------
+
+
+def test_kl_and_likelihood_sums_stay_float32_under_bf16_autocast():
+    encoder = ConvEncoder((1, 64, 64), [16, 16, 32, 32], 128, 6)
+    decoder = ConvDecoder((1, 64, 64), [16, 16, 32, 32], 128, 6)
+    x = torch.rand(4, 1, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mu, logvar = encoder(x)
+        logits = decoder(mu)
+        assert logits.dtype == mu.dtype == torch.bfloat16  # autocast is on
+        out = VAEOutput(mu=mu, logvar=logvar, z=mu, logits=logits)
+        parts = Objective()(x, out, beta=4.0)
+    for name in ("loss", "recon", "kl", "kl_per_dim"):
+        assert parts[name].dtype == torch.float32, name
+
+
+def test_bf16_mixed_trains_on_the_cpu_through_the_cli(cli):
+    run_dir, result = cli("precision=bf16-mixed", "~callbacks.progress_bar")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed"
+    assert np.isfinite(metrics["metrics"]["train/loss"])
+
+
+# ---- torch.compile -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="torch.compile on the CPU needs a C++ compiler (inductor)",
+)
+def test_compile_true_trains_a_few_steps(tmp_path: Path):
+    cfg = compose_train(*TINY, "arch=mlp", "data.batch_size=32", tmp=tmp_path)
+    datamodule = instantiate(cfg.data, source={"cache_dir": str(tmp_path / "data")})
+    module = compile_networks(build_module(cfg), enabled=True)
+    assert type(module.encoder).__name__ == "MLPEncoder"  # compiled in place: same names
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 3
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert all(k.startswith(("encoder.", "decoder.")) for k in module.state_dict())
+    assert not any("_orig_mod" in k for k in module.state_dict())
+
+
+# ---- the benchmark -----------------------------------------------------------------------
+
+
+def test_the_throughput_benchmark_writes_its_json_at_tiny_size(tmp_path: Path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--tiny"]
+    result = subprocess.run(
+        [*cmd, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert {"machine", "device", "throughput", "dsprites"} <= set(record)
+    assert [(c["arch"], c["batch"]) for c in record["throughput"]] == [
+        ("conv", 64),
+        ("conv", 256),
+        ("mlp", 64),
+    ]
+    for case in record["throughput"]:
+        assert case["vaelab_images_per_s"] > 0 and case["bare_images_per_s"] > 0
+        assert case["ratio"] > 0
+    assert {"generate_s", "generate_peak_rss_gib", "load_s"} <= set(record["dsprites"])
+    assert "| vaelab / bare |" in result.stdout

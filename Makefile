@@ -6,7 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install train test lint format clean
+SWEEP  ?=
+
+.PHONY: install train test report bench lint format clean
 
 install: $(STAMP)
 
@@ -21,6 +23,12 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+report: $(STAMP)
+	$(PY) src/report.py $(SWEEP)
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_throughput.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

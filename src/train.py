@@ -6,13 +6,18 @@ data), reported in one paragraph before any work starts.
 
 from __future__ import annotations
 
+import logging
 import sys
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from vaelab.config import EXIT_BAD_INPUT, ConfigError, normalize_overrides, plugin_hint, validate
 from vaelab.errors import NonFiniteLossError
+from vaelab.io import write_json_atomic
 
 started = False  # set once Hydra has composed the config and called the task
 
@@ -26,18 +31,31 @@ def main(cfg: DictConfig) -> float | None:
         from vaelab.train import run  # torch and Lightning load only for a valid config
 
         return run(cfg)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-    except NonFiniteLossError as error:  # said plainly; metrics.json marks the run failed
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    except Exception as error:
+        if in_sweep():  # the job is marked failed; the other jobs run on (vaelab.sweep)
+            message = f"{type(error).__name__}: {error}"
+            logging.getLogger("vaelab").error("job failed: %s", message)
+            metrics = Path(cfg.paths.output_dir) / "metrics.json"
+            if not metrics.exists() or "running" in metrics.read_text():
+                write_json_atomic(metrics, {"status": "failed", "error": message})
+            return float("nan")
+        if isinstance(error, ConfigError | NonFiniteLossError):  # said plainly
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT if isinstance(error, ConfigError) else 1)
+        raise
+
+
+def in_sweep() -> bool:
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":
     sys.argv[1:] = normalize_overrides(sys.argv[1:])
     try:
         main()
+        sweep = sys.modules.get("vaelab.sweep")
+        if sweep is not None and sweep.failed_jobs:
+            sys.exit(1)
     except SystemExit as exit_:
         if exit_.code == 1 and not started:  # Hydra could not compose the config
             hint = plugin_hint(sys.argv[1:])

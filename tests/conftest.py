@@ -33,6 +33,8 @@ TINY = [
     "trainer.enable_model_summary=false",
     "callbacks.model_checkpoint.every_n_train_steps=3",
     "figures.n_images=4",
+    "evaluation=none",
+    "figures.include=[reconstructions_samples,samples,traversal,interpolation,scatter]",
 ]
 
 

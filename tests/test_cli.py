@@ -125,3 +125,17 @@ def test_bad_objective_setting_exits_2(cli):
     assert result.returncode == 2
     assert "`model.variant` must be one of i, ii" in result.stderr
     assert not (run_dir / "metrics.json").exists()
+
+
+def test_end_of_run_evaluation_measures_likelihood_and_disentanglement(cli):
+    run_dir, result = cli(
+        "evaluation=fast", "evaluation.iwae_k=20", "evaluation.iwae_images=8",
+        "evaluation.suite.num_train=300", "evaluation.suite.num_test=150",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = read_metrics(run_dir)["metrics"]
+    for key in ("disent/mig", "disent/dci_d", "disent/dci_c", "disent/sap", "disent/modularity"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["test/nll_iw"] > 0 and 0 <= m["test/active_units"] <= 6
+    # the IWAE bound is at least as tight as the single-sample ELBO, up to sampling noise
+    assert -m["test/nll_iw"] >= m["test/elbo"] - 0.01 * abs(m["test/elbo"])

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import netrc
 import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.loggers import WandbLogger
 
 _told_offline = False
@@ -39,6 +42,10 @@ def wandb_logger(save_dir: str, project: str = "vaelab", **kwargs: Any) -> Wandb
             )
             _told_offline = True
     os.makedirs(save_dir, exist_ok=True)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        # the jobs of one sweep share a W&B group, each named by its overrides
+        kwargs["group"] = kwargs.get("group") or Path(HydraConfig.get().sweep.dir).name
+        kwargs["name"] = kwargs.get("name") or HydraConfig.get().job.override_dirname
     return WandbLogger(save_dir=save_dir, project=project, offline=offline, **kwargs)
 
 

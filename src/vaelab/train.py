@@ -6,6 +6,8 @@ the value of ``cfg.optimized_metric`` for Hydra sweepers.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import traceback
@@ -16,16 +18,18 @@ from typing import Any
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.callbacks import TrainingSpeed
 from vaelab.checkpoint import check_checkpoint, find_resumable
+from vaelab.compile import compile_networks
 from vaelab.config import ConfigError, validate
 from vaelab.data import ImageDataModule
 from vaelab.io import write_json_atomic
 from vaelab.loggers import finish_loggers
 from vaelab.module import VAEModule
-from vaelab.viz import save_reconstructions_and_samples
+from vaelab.viz import save_run_figures
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")
 def build_module(cfg: DictConfig) -> VAEModule:
     """Networks, objective, β schedule and optimizer from their config groups."""
     objective = instantiate(cfg.model.objective)
-    return VAEModule(
+    module = VAEModule(
         encoder=instantiate(cfg.arch.encoder, variational=objective.variational),
         decoder=instantiate(cfg.arch.decoder),
         objective=objective,
@@ -48,6 +52,7 @@ def build_module(cfg: DictConfig) -> VAEModule:
         latent_dim=cfg.arch.latent_dim,
         nan_policy=cfg.trainer.get("nan_policy", "stop"),
     )
+    return compile_networks(module, enabled=cfg.get("compile", False))
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
@@ -85,6 +90,11 @@ def resolve_checkpoint(cfg: DictConfig) -> str | None:
     requested = cfg.get("ckpt_path")
     if requested not in (None, "last"):
         return str(requested)
+    out_dir = Path(cfg.paths.output_dir)
+    own = out_dir / "checkpoints" / "last.ckpt"
+    finished = completed_before(out_dir / "metrics.json", config_hash(cfg)) is not None
+    if own.is_file() and not finished and (requested == "last" or cfg.get("resume", True)):
+        return str(own)  # this folder's run was interrupted (a sweep job run again)
     overrides = launch_overrides()
     found = None
     if overrides is not None and (requested == "last" or cfg.get("resume", True)):
@@ -99,14 +109,43 @@ def resolve_checkpoint(cfg: DictConfig) -> str | None:
     return None if found is None else str(found)
 
 
+def config_hash(cfg: DictConfig) -> str:
+    """A fingerprint of what a run computes: the resolved config without its paths."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("paths", None)
+    plain.pop("resume", None)
+    plain.pop("ckpt_path", None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def completed_before(metrics_path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The record of a completed run of the same config in this folder, if there is one."""
+    if not metrics_path.is_file():
+        return None
+    record = json.loads(metrics_path.read_text())
+    done = record.get("status") == "completed" and record.get("config_hash") == fingerprint
+    return record if done else None
+
+
 def run(cfg: DictConfig) -> float | None:
-    """Train and evaluate one model; write ``metrics.json`` in ``cfg.paths.output_dir``."""
+    """Train and evaluate one model; write ``metrics.json`` in ``cfg.paths.output_dir``.
+
+    A folder that already holds a completed run of the same config is left as it is (a sweep
+    run again skips its finished jobs) unless ``resume=false``."""
     validate(cfg)
     out_dir = Path(cfg.paths.output_dir)
     metrics_path = out_dir / "metrics.json"
+    fingerprint = config_hash(cfg)
+    previous = completed_before(metrics_path, fingerprint) if cfg.get("resume", True) else None
+    if previous is not None:
+        log.info("%s already holds a completed run of this config: skipped", out_dir)
+        return previous["metrics"].get(cfg.optimized_metric)
     started = time.time()
-    record: dict[str, Any] = {"status": "running", "model": cfg.model.name}
+    record: dict[str, Any] = {
+        "status": "running", "model": cfg.model.name, "config_hash": fingerprint,
+    }  # fmt: skip
     trainer: L.Trainer | None = None
+    chief = rank_zero_only.rank == 0  # DDP ranks > 0 write nothing
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule: ImageDataModule = instantiate(cfg.data)
@@ -116,16 +155,19 @@ def run(cfg: DictConfig) -> float | None:
         if ckpt_path is not None:
             check_checkpoint(ckpt_path, module)
             record["resumed_from"] = ckpt_path
-        write_json_atomic(metrics_path, record)  # a run that is killed stays "running"
+        if chief:
+            write_json_atomic(metrics_path, record)  # a run that is killed stays "running"
         trainer = build_trainer(cfg)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         fit_metrics = _scalars(trainer.callback_metrics)
         test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-        figure = save_reconstructions_and_samples(
-            module,
-            datamodule.split_images("test", n=cfg.figures.n_images),
-            out_dir / "figures" / "reconstructions_samples.png",
-            seed=cfg.seed,
+        if not trainer.is_global_zero:  # evaluation, figures and metrics.json are rank zero's
+            return None
+        evaluation = instantiate(cfg.evaluation)(module, datamodule)
+        for logger in trainer.loggers:
+            logger.log_metrics(evaluation, step=trainer.global_step)
+        figures = save_run_figures(
+            module, datamodule, out_dir, trainer.loggers, cfg.figures, step=trainer.global_step
         )
         speed = _speed(trainer)
         record.update(
@@ -134,8 +176,8 @@ def run(cfg: DictConfig) -> float | None:
             start_step=speed.start_step if speed else None,
             images_per_sec=speed.images_per_sec if speed else None,
             skipped_batches=module.skipped_batches,
-            metrics={**fit_metrics, **_scalars(test_metrics)},
-            figures=[str(figure.relative_to(out_dir))],
+            metrics={**fit_metrics, **_scalars(test_metrics), **evaluation},
+            figures=[str(f) for f in figures],
         )
     except ConfigError:
         record["status"] = "invalid"  # bad input: no run happened, nothing to record
@@ -150,7 +192,7 @@ def run(cfg: DictConfig) -> float | None:
         raise
     finally:
         record["elapsed_s"] = round(time.time() - started, 3)
-        if record["status"] != "invalid":
+        if chief and record["status"] != "invalid":
             write_json_atomic(metrics_path, record)
         if trainer is not None:
             finish_loggers(trainer, failed=record["status"] != "completed")

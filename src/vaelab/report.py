@@ -1,0 +1,158 @@
+"""Read a sweep folder and answer "how does disentanglement change with β?".
+
+Each job folder holds ``.hydra/overrides.yaml`` and ``metrics.json``. ``collect_jobs`` turns
+them into rows; ``write_report`` writes ``results.csv``, ``report.md`` and PNG plots: every
+metric against β (mean ± std over seeds, one line per model) and the reconstruction against
+each disentanglement metric coloured by β (the trade-off). Failed jobs are listed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import yaml
+
+# Metrics shown in the table and plotted against β, when present.
+KEY_METRICS = (
+    "test/elbo", "test/recon", "test/kl", "test/nll_iw", "test/active_units",
+    "disent/mig", "disent/dci_d", "disent/dci_c", "disent/sap", "disent/modularity",
+    "disent/beta_vae_eval", "disent/factor_vae_eval",
+)  # fmt: skip
+DISENTANGLEMENT = tuple(k for k in KEY_METRICS if k.startswith("disent/"))
+
+
+def _value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One row per job folder: ``job``, ``status``, ``error``, the overrides and the metrics."""
+    rows = []
+    for saved in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+        job = saved.parent.parent
+        overrides = {}
+        for item in yaml.safe_load(saved.read_text()) or []:
+            key, _, value = item.lstrip("+~").partition("=")
+            overrides[key] = _value(value)
+        metrics_file = job / "metrics.json"
+        record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        status = record.get("status", "no metrics.json")
+        rows.append({
+            "job": job.name, "status": status, "error": record.get("error", ""),
+            "model": overrides.get("model", record.get("model", "beta_vae")),
+            **overrides, **record.get("metrics", {}),
+        })  # fmt: skip
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]], by: str = "beta") -> list[dict[str, Any]]:
+    """Mean and std over seeds of each key metric, per (model, β); completed jobs only."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "completed":
+            groups[(row["model"], row.get(by))].append(row)
+    table = []
+    for (model, value), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        entry: dict[str, Any] = {"model": model, by: value, "jobs": len(members)}
+        for key in KEY_METRICS:
+            values = [m[key] for m in members if isinstance(m.get(key), int | float)]
+            if values:
+                entry[key] = (float(np.mean(values)), float(np.std(values)))
+        table.append(entry)
+    return table
+
+
+def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]) -> str:
+    keys = [k for k in KEY_METRICS if any(k in e for e in table)]
+    head = ["model", by, "jobs", *keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in table:
+        cells = [str(e["model"]), str(e[by]), str(e["jobs"])]
+        cells += [f"{e[k][0]:.3f} ± {e[k][1]:.3f}" if k in e else "–" for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    if failed:
+        lines += ["", f"Failed jobs ({len(failed)}):", ""]
+        lines += [f"- `{r['job']}`: {r['status']} {r['error']}".rstrip() for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_against(table: list[dict[str, Any]], by: str, path: Path) -> Path | None:
+    keys = [k for k in KEY_METRICS if any(k in e for e in table)]
+    if not keys:
+        return None
+    cols = min(4, len(keys))
+    fig, axes = plt.subplots(
+        math.ceil(len(keys) / cols),
+        cols,
+        figsize=(4 * cols, 3 * math.ceil(len(keys) / cols)),
+        squeeze=False,
+    )
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for model in sorted({e["model"] for e in table}):
+            points = [(e[by], *e[key]) for e in table if e["model"] == model and key in e]
+            if points:
+                x, mean, std = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+                ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=model)
+        if by == "beta" and all(isinstance(e[by], int | float) and e[by] > 0 for e in table):
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(by)
+        ax.set_title(key, fontsize=10)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_tradeoff(rows: list[dict[str, Any]], by: str, path: Path) -> Path | None:
+    done = [r for r in rows if r["status"] == "completed" and "test/recon" in r]
+    keys = [k for k in DISENTANGLEMENT if any(k in r for r in done)]
+    if not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), squeeze=False)
+    values = np.array([float(r.get(by) or 0) for r in done])
+    for ax, key in zip(axes.flat, keys, strict=True):
+        points = ax.scatter([r["test/recon"] for r in done], [r.get(key, np.nan) for r in done],
+                            c=np.log2(np.maximum(values, 1e-3)), cmap="viridis")  # fmt: skip
+        ax.set_xlabel("test/recon (nats)")
+        ax.set_title(key, fontsize=10)
+    fig.colorbar(points, ax=axes.ravel().tolist(), label=f"log2 {by}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_report(sweep_dir: str | Path, by: str = "beta") -> tuple[str, list[Path]]:
+    """Write results.csv, report.md and plots into ``sweep_dir``; return (markdown, files)."""
+    sweep_dir = Path(sweep_dir)
+    rows = collect_jobs(sweep_dir)
+    if not rows:
+        raise FileNotFoundError(f"{sweep_dir} holds no job folders (*/.hydra/overrides.yaml)")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(sweep_dir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    table = summarize(rows, by)
+    failed = [r for r in rows if r["status"] != "completed"]
+    markdown = _markdown(table, by, failed)
+    (sweep_dir / "report.md").write_text(f"# Sweep report: {sweep_dir}\n\n{markdown}")
+    files = [sweep_dir / "results.csv", sweep_dir / "report.md"]
+    files += [p for p in (_plot_against(table, by, sweep_dir / f"metrics_vs_{by}.png"),
+                          _plot_tradeoff(rows, by, sweep_dir / "tradeoff.png")) if p]  # fmt: skip
+    return markdown, files

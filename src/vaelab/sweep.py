@@ -1,0 +1,41 @@
+"""What a sweep does when a job fails, and the summary printed when the sweep ends.
+
+A job that fails (an exception, a NaN) writes ``metrics.json`` with status ``failed`` and
+returns NaN instead of raising, so the launcher runs the other jobs. ``SweepSummary``, a Hydra
+callback, then lists every job's status and names the failed ones in ``failed_jobs``; the
+entry point exits non-zero when that list is not empty (Hydra swallows callback errors).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from vaelab.report import collect_jobs
+
+failed_jobs: list[str] = []  # filled at the end of a multirun, read by src/train.py
+
+
+class SweepSummary(Callback):
+    """Prints one line per job at the end of a multirun; raises when any job failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = collect_jobs(sweep_dir)
+        failed = [r for r in rows if r["status"] != "completed"]
+        print(f"sweep {sweep_dir}: {len(rows) - len(failed)} of {len(rows)} jobs completed")
+        for row in failed:
+            print(f"  FAILED {row['job']}: {row['status']} {row['error']}".rstrip())
+        failed_jobs[:] = [r["job"] for r in failed]
+        if failed:
+            print(
+                f"error: {len(failed)} of {len(rows)} jobs failed ({', '.join(failed_jobs)}); "
+                f"their metrics.json say why. Run the same command again with "
+                f"hydra.sweep.dir={sweep_dir} to retry them: completed jobs are skipped.",
+                file=sys.stderr,
+            )
+        print(f"report: python src/report.py {sweep_dir}")

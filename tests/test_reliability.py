@@ -1,0 +1,186 @@
+"""Kill and resume, atomic writes, the NaN guard and reproducible seeds, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import ROOT, TINY, read_metrics, run_cli
+
+LONG = [
+    o
+    for o in TINY
+    if not o.startswith(
+        ("trainer.max_steps", "trainer.val_check_interval", "callbacks.model_checkpoint")
+    )
+] + [
+    "trainer.max_steps=150",
+    "trainer.val_check_interval=50",
+    "callbacks.model_checkpoint.every_n_train_steps=5",
+    "trainer.deterministic=true",
+    "callbacks=default",
+    "~callbacks.progress_bar",
+]
+COMPARED = (
+    "train/loss",
+    "train/recon",
+    "train/kl",
+    "val/elbo",
+    "val/loss",
+    "test/elbo",
+    "test/loss",
+)
+
+
+def compared(metrics: dict) -> dict:
+    return {k: metrics["metrics"][k] for k in COMPARED}
+
+
+def start_cli(run_dir: Path, *overrides: str) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={run_dir}", *overrides]
+    env = {**os.environ, "VAELAB_DATA_DIR": str(run_dir.parent / "data")}
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(tmp_path: Path):
+    runs = tmp_path / "outputs" / "runs" / "day"
+    overrides = [*LONG, f"paths.log_dir={tmp_path / 'outputs'}"]
+    whole = runs / "a_whole"
+    result = run_cli(whole, *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    killed = runs / "b_killed"
+    proc = start_cli(killed, *overrides)
+    deadline = time.time() + 120
+    while not (killed / "checkpoints" / "step0000040.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read_metrics(killed)["status"] == "running", "the run ended before it was killed"
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert 35 <= saved < 150 and saved % 25 != 0  # mid-epoch: 25 batches per epoch
+
+    resumed = runs / "c_resumed"
+    result = run_cli(resumed, *overrides)  # the same command again
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(resumed)
+    assert metrics["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
+    assert metrics["start_step"] == saved and metrics["step"] == 150
+    assert compared(metrics) == compared(read_metrics(whole))
+
+    again = runs / "d_again"  # the newest run of these overrides completed: start afresh
+    result = run_cli(again, *overrides, "trainer.max_steps=5")
+    assert "resumed_from" not in read_metrics(again)
+
+
+def test_ckpt_path_last_without_an_unfinished_run_is_a_clear_error(tmp_path: Path):
+    result = run_cli(
+        tmp_path / "outputs" / "runs" / "d" / "x",
+        *TINY,
+        "ckpt_path=last",
+        f"paths.log_dir={tmp_path / 'outputs'}",
+    )
+    assert result.returncode == 2 and "found no unfinished earlier run" in result.stderr
+
+
+def test_same_seed_gives_the_same_weights_data_samples_and_metrics(cli):
+    runs = [cli("seed=3", "trainer.deterministic=true", name=n)[0] for n in ("one", "two")]
+    other, _ = cli("seed=4", "trainer.deterministic=true", name="other")
+    first, second, third = (read_metrics(r) for r in (*runs, other))
+    assert compared(first) == compared(second) != compared(third)
+    figure = "figures/reconstructions_samples.png"
+    assert (runs[0] / figure).read_bytes() == (runs[1] / figure).read_bytes()
+    weights = [
+        torch.load(r / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for r in runs
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+POISON = [
+    "model.objective._target_=tests.poison.PoisonedBetaVAE",
+    "+model.objective.poison_calls=[7]",
+]
+
+
+def poisoned_cli(cli, *overrides):
+    os.environ["PYTHONPATH"] = str(ROOT)
+    try:
+        return cli(*POISON, "trainer.max_steps=9", *overrides)
+    finally:
+        del os.environ["PYTHONPATH"]
+
+
+def test_nan_stop_reports_the_step_and_parts_and_keeps_the_last_good_checkpoint(cli):
+    run_dir, result = poisoned_cli(cli)
+    assert result.returncode == 1
+    assert "at step 7" in result.stderr and "non-finite parts: recon" in result.stderr
+    assert "lower learning rate" in result.stderr and "Traceback" not in result.stderr
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "failed" and "NonFiniteLossError" in metrics["error"]
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 6  # checkpoints every 3 steps; nothing written after the NaN
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+
+
+def test_nan_skip_skips_and_counts_the_batch(cli):
+    run_dir, result = poisoned_cli(cli, "trainer.nan_policy=skip")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["skipped_batches"] == 1
+    assert metrics["step"] == 9  # a skipped batch is not a step
+
+
+WRITER = """
+import json, sys, time
+import vaelab.io as io
+def half_then_hang(obj, f, **kwargs):
+    f.write('{"half": ')
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+io.json.dump = half_then_hang
+io.write_json_atomic(sys.argv[1], {"new": list(range(10))})
+"""
+
+CKPT_WRITER = """
+import sys, time, torch
+from vaelab.checkpoint import AtomicCheckpointIO
+class Slow:
+    def __reduce__(self):
+        print("writing", flush=True)
+        time.sleep(60)
+        return (int, (0,))
+checkpoint = {"state_dict": {"w": torch.ones(1000)}, "x": Slow()}
+AtomicCheckpointIO().save_checkpoint(checkpoint, sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize(("script", "old"), [(WRITER, b'{"old": 1}\n'), (CKPT_WRITER, None)])
+def test_a_writer_killed_midway_leaves_the_old_file_intact(tmp_path: Path, script: str, old):
+    target = tmp_path / ("metrics.json" if old else "last.ckpt")
+    if old is None:
+        torch.save({"state_dict": {"w": torch.zeros(3)}}, target)
+    else:
+        target.write_bytes(old)
+    before = target.read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "writing"  # it is inside the write now
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert target.read_bytes() == before
+    if old is None:
+        assert torch.equal(torch.load(target)["state_dict"]["w"], torch.zeros(3))
+    else:
+        assert json.loads(target.read_text()) == {"old": 1}

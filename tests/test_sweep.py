@@ -1,0 +1,88 @@
+"""Sweeps through the real CLI: launchers, a failing job, re-runs that skip, the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, TINY
+
+
+def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), "-m", f"hydra.sweep.dir={sweep_dir}",
+           *TINY, "~callbacks.progress_bar", *overrides]  # fmt: skip
+    env = {**os.environ, "VAELAB_DATA_DIR": str(sweep_dir.parent / "data")}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def jobs(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")}
+
+
+@pytest.mark.parametrize(
+    ("launcher", "grid"),
+    [("basic", ["beta=1,2", "seed=0,1"]), ("joblib", ["beta=1,2", "seed=0"]),
+     ("submitit_local", ["beta=2", "seed=0,1"])],
+)  # fmt: skip
+def test_a_tiny_sweep_runs_with_each_launcher_and_reports(tmp_path: Path, launcher, grid):
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    if launcher == "submitit_local":
+        extra = ["hydra.launcher.timeout_min=10"]
+    result = sweep(tmp_path / "sweep", f"hydra/launcher={launcher}", *grid, *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = jobs(tmp_path / "sweep")
+    n_beta, n_seed = (len(g.split("=")[1].split(",")) for g in grid)
+    assert len(done) == n_beta * n_seed
+    assert all(m["status"] == "completed" for m in done.values())
+
+    report = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "report.py"), str(tmp_path / "sweep")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert report.returncode == 0, report.stderr
+    assert "| model | beta | jobs |" in report.stdout
+    with open(tmp_path / "sweep" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((float(r["beta"]), int(r["seed"])) for r in rows) == sorted(
+        (float(b), int(s)) for b in grid[0][5:].split(",") for s in grid[1][5:].split(",")
+    )
+    assert (tmp_path / "sweep" / "metrics_vs_beta.png").stat().st_size > 1000
+
+
+def test_a_failed_job_does_not_stop_the_sweep_and_a_rerun_skips_finished_jobs(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "beta=1,-1", "seed=0")
+    assert result.returncode != 0
+    assert "1 of 2 jobs failed" in result.stderr and "beta=-1" in result.stderr
+    done = jobs(sweep_dir)
+    good = next(k for k in done if "_beta=1_" in k)
+    bad = next(k for k in done if "beta=-1" in k)
+    assert done[good]["status"] == "completed"
+    assert done[bad]["status"] == "failed" and "`beta` must be >= 0" in done[bad]["error"]
+
+    finished = sweep_dir / good / "metrics.json"
+    before = finished.stat().st_mtime_ns
+    result = sweep(sweep_dir, "beta=1,-1", "seed=0")  # the same sweep into the same folder
+    assert result.returncode != 0
+    assert finished.stat().st_mtime_ns == before  # skipped, not run again
+    assert "already holds a completed run" in result.stdout + result.stderr
+
+    report = subprocess.run([sys.executable, str(ROOT / "src" / "report.py"), str(sweep_dir)],
+                            capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert "Failed jobs (1)" in report.stdout
+
+
+def test_optuna_preset_runs_two_trials(tmp_path: Path):
+    result = sweep(tmp_path / "sweep", "sweep=optuna", "hydra.sweeper.n_trials=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = jobs(tmp_path / "sweep")
+    assert len(done) == 2 and all(m["status"] == "completed" for m in done.values())
+    assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()

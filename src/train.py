@@ -15,7 +15,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from vaelab.config import EXIT_BAD_INPUT, ConfigError, normalize_overrides, plugin_hint, validate
+from vaelab.config import (
+    EXIT_BAD_INPUT,
+    ConfigError,
+    normalize_overrides,
+    output_location_problem,
+    plugin_hint,
+    validate,
+)
 from vaelab.errors import NonFiniteLossError
 from vaelab.io import write_json_atomic
 
@@ -51,6 +58,10 @@ def in_sweep() -> bool:
 
 if __name__ == "__main__":
     sys.argv[1:] = normalize_overrides(sys.argv[1:])
+    problem = output_location_problem(sys.argv[1:])
+    if problem:
+        print(problem, file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
     try:
         main()
         sweep = sys.modules.get("vaelab.sweep")

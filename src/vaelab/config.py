@@ -7,6 +7,8 @@ allowed; ``ConfigError`` carries them all and the entry point exits with status 
 from __future__ import annotations
 
 import numbers
+import os
+import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +37,29 @@ def plugin_hint(args: list[str]) -> str | None:
         for prefix, package in PLUGINS.items():
             if arg.lstrip("+").startswith(prefix):
                 return f"hint: `{arg}` needs the Hydra plugin {package}: pip install {package}"
+    return None
+
+
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir")
+
+
+def output_location_problem(args: list[str], default: str = "outputs") -> str | None:
+    """A sentence when the folder runs would be written to cannot be created or written."""
+    chosen = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in OUTPUT_KEYS]
+    for folder in chosen or [default]:
+        if "${" in folder:
+            continue
+        existing = Path(folder).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        try:
+            probe = tempfile.mkdtemp(prefix=".vaelab-probe-", dir=existing)
+            os.rmdir(probe)
+        except OSError as error:
+            return (
+                f"error: the output folder {folder} cannot be written ({error.strerror} in "
+                f"{existing}); choose another with hydra.run.dir=... or paths.log_dir=..."
+            )
     return None
 
 

@@ -126,10 +126,16 @@ class VAEModule(L.LightningModule):
         if self.has_auxiliary:
             shown.update(self._manual_steps(loss, out))  # FactorVAE's own logs: rank zero's
         self.log("train/loss", shown.pop("loss"), prog_bar=True, batch_size=len(x))
-        kl_dims = {f"train/kl_dim/{i}": v for i, v in enumerate(shown.pop("kl_per_dim"))}
-        logs = {f"train/{k}": v for k, v in shown.items()}
-        self.log_dict({**logs, **kl_dims, "train/beta": beta}, batch_size=len(x))
+        if self._logs_written_this_step():  # each self.log costs ~0.3 ms: only when written
+            kl_dims = {f"train/kl_dim/{i}": v for i, v in enumerate(shown.pop("kl_per_dim"))}
+            logs = {f"train/{k}": v for k, v in shown.items()}
+            self.log_dict({**logs, **kl_dims, "train/beta": beta}, batch_size=len(x))
         return loss
+
+    def _logs_written_this_step(self) -> bool:
+        """Whether Lightning writes step logs after this batch (every ``log_every_n_steps``)."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
     def _mean_over_ranks(self, values: Parts, world_size: int) -> Parts:
         """``values`` averaged over DDP ranks with one all-reduce (detached): with equal slices

@@ -84,7 +84,7 @@ def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]
         cells += [f"{e[k][0]:.3f} ± {e[k][1]:.3f}" if k in e else "–" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     if failed:
-        lines += ["", f"Failed jobs ({len(failed)}):", ""]
+        lines += ["", f"Jobs not completed ({len(failed)}):", ""]
         lines += [f"- `{r['job']}`: {r['status']} {r['error']}".rstrip() for r in failed]
     return "\n".join(lines) + "\n"
 

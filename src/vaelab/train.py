@@ -84,7 +84,7 @@ def launch_overrides() -> list[str] | None:
     return list(HydraConfig.get().overrides.task)
 
 
-def resolve_checkpoint(cfg: DictConfig) -> str | None:
+def resolve_checkpoint(cfg: DictConfig, fingerprint: str) -> str | None:
     """The checkpoint to resume from: ``ckpt_path`` as given, or for ``last`` (and for
     ``ckpt_path=null`` with ``resume=true``) the newest unfinished run of the same overrides."""
     requested = cfg.get("ckpt_path")
@@ -92,7 +92,7 @@ def resolve_checkpoint(cfg: DictConfig) -> str | None:
         return str(requested)
     out_dir = Path(cfg.paths.output_dir)
     own = out_dir / "checkpoints" / "last.ckpt"
-    finished = completed_before(out_dir / "metrics.json", config_hash(cfg)) is not None
+    finished = completed_before(out_dir / "metrics.json", fingerprint) is not None
     if own.is_file() and not finished and (requested == "last" or cfg.get("resume", True)):
         return str(own)  # this folder's run was interrupted (a sweep job run again)
     overrides = launch_overrides()
@@ -151,7 +151,7 @@ def run(cfg: DictConfig) -> float | None:
         datamodule: ImageDataModule = instantiate(cfg.data)
         datamodule.check_available()
         module = build_module(cfg)
-        ckpt_path = resolve_checkpoint(cfg)
+        ckpt_path = resolve_checkpoint(cfg, fingerprint)
         if ckpt_path is not None:
             check_checkpoint(ckpt_path, module)
             record["resumed_from"] = ckpt_path

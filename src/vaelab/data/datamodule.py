@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader
 from vaelab.data.base import DataError, ImageSource
 from vaelab.data.loader import IndexedImages, ResumableLoader, ShuffledBatches
 from vaelab.data.storage import allocate_uint8, is_device, place
-from vaelab.data.transforms import FIT_MODES, fit_uint8, resize_uint8
+from vaelab.data.transforms import FIT_MODES, fit_uint8
 
-__all__ = ["ImageDataModule", "resize_uint8"]
+__all__ = ["ImageDataModule"]
 
 LOAD_CHUNK_BYTES = 64 << 20  # source images read, resized and binarised this much at a time
 

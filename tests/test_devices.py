@@ -148,6 +148,7 @@ def test_compile_true_trains_a_few_steps(tmp_path: Path):
     trainer = L.Trainer(
         accelerator="cpu",
         max_steps=3,
+        log_every_n_steps=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -180,6 +181,24 @@ def test_the_throughput_benchmark_writes_its_json_at_tiny_size(tmp_path: Path):
     ]
     for case in record["throughput"]:
         assert case["vaelab_images_per_s"] > 0 and case["bare_images_per_s"] > 0
-        assert case["ratio"] > 0
+        assert case["ratio"] == pytest.approx(float(np.median(case["block_ratios"])), abs=1e-4)
+        assert case["ratio_of_totals"] > 0
     assert {"generate_s", "generate_peak_rss_gib", "load_s"} <= set(record["dsprites"])
-    assert "| vaelab / bare |" in result.stdout
+    assert "| vaelab / bare (median of pairs) |" in result.stdout
+
+
+def test_the_step_overhead_benchmark_prints_one_row_per_variant():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "step_overhead.py")]
+    args = ["--rounds", "1", "--steps", "3", "--images", "2048"]
+    result = subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    rows = [line for line in lines if line.startswith("| ") and "ms/step" not in line]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [
+        "default stack",
+        "no progress bar",
+        "no callbacks, no progress bar",
+    ]
+    for row in rows:
+        vaelab, bare, overhead = (float(v) for v in row.strip("| ").split(" | ")[1:])
+        assert vaelab > 0 and bare > 0 and overhead == pytest.approx(vaelab - bare, abs=0.02)

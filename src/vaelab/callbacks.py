@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 
+from vaelab.module import logs_written_this_step
+
 
 class TrainingSpeed(L.Callback):
     """Training throughput in images per second, data loading included.
@@ -17,6 +19,7 @@ class TrainingSpeed(L.Callback):
     images/s = (images in counted batches) / (wall time between their ends), skipping the
     first ``warmup`` batches and any interval that contained a validation run. Under DDP the
     images are those of the global batch (this rank's slice times the number of ranks).
+    Logged (and shown in the progress bar) on the steps Lightning writes logs.
     """
 
     def __init__(self, warmup: int = 5) -> None:
@@ -46,7 +49,8 @@ class TrainingSpeed(L.Callback):
         if self._last is not None and self._seen > self.warmup:
             self.images += len(batch) * trainer.world_size
             self.seconds += now - self._last
-            pl_module.log("train/images_per_sec", self.images / self.seconds, prog_bar=True)
+            if logs_written_this_step(trainer):
+                pl_module.log("train/images_per_sec", self.images / self.seconds, prog_bar=True)
         self._last = now
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -11,6 +11,11 @@ the per-pair ratios.
 
     python benchmarks/train_throughput.py [--tiny] [--rounds 3] [--seconds 4] [--skip-dsprites]
         [--cases mlp:64,conv:256] [--override '~callbacks.progress_bar' ...]
+        [--precision 32-true bf16-mixed] [--compile false true] [--data-device cpu cuda]
+
+On a GPU the default measures every combination of precision (32-true, bf16-mixed), compile
+(without, with) and place of the images (data.device=cpu, cuda); on a CPU only 32-true,
+uncompiled, images on the CPU.
 
 Writes benchmarks/results/<machine>.json (machine: e.g. cpu-2core-x86_64).
 """
@@ -108,15 +113,23 @@ def vaelab_block(cfg, module, datamodule, warmup: int, steps: int) -> tuple[floa
 
 
 class Bare:
-    """The same networks, Adam and β-VAE loss, in a plain loop over shuffled index batches."""
+    """The same networks, Adam and β-VAE loss, in a plain loop over shuffled index batches,
+    with the variant's precision (bf16 autocast around forward and loss, sums in float32),
+    compilation (``nn.Module.compile`` of both networks) and place of the images."""
 
     def __init__(self, cfg, images: torch.Tensor, rows: np.ndarray, batch: int) -> None:
         torch.manual_seed(0)
         self.encoder = instantiate(cfg.arch.encoder, variational=True).to(DEVICE)
         self.decoder = instantiate(cfg.arch.decoder).to(DEVICE)
+        if cfg.get("compile", False):
+            self.encoder.compile()
+            self.decoder.compile()
         params = [*self.encoder.parameters(), *self.decoder.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=cfg.arch.lr)
-        self.array, self.rows, self.batch, self.beta = images.numpy(), rows, batch, 4.0
+        self.bf16 = str(cfg.trainer.precision).startswith("bf16")
+        self.images = images  # on the GPU with data.device=cuda, else a CPU tensor
+        self.array = images.numpy() if images.device.type == "cpu" else None
+        self.rows, self.batch, self.beta = rows, batch, 4.0
         self.rng, self.order, self.at = np.random.default_rng(0), np.arange(0), 0
 
     def next_batch(self) -> torch.Tensor:
@@ -124,16 +137,22 @@ class Bare:
             self.order, self.at = self.rng.permutation(len(self.rows)), 0
         chosen = self.rows[self.order[self.at : self.at + self.batch]]
         self.at += self.batch
-        return torch.from_numpy(self.array[chosen]).to(DEVICE).float().div_(255.0)
+        if self.array is not None:  # gathered on the CPU with numpy, as the DataModule does
+            batch = torch.from_numpy(self.array[chosen]).to(DEVICE)
+        else:
+            batch = self.images[torch.from_numpy(chosen).to(self.images.device)]
+        return batch.float().div_(255.0)
 
     def step(self) -> None:
         x = self.next_batch()
-        mu, logvar = self.encoder(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        logits = self.decoder(z)
-        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
-        loss = recon.flatten(1).sum(1).mean() + self.beta * kl.sum(1).mean()
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=self.bf16):
+            mu, logvar = self.encoder(x)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            logits = self.decoder(z)
+            recon = F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none")
+            mu, logvar = mu.float(), logvar.float()
+            kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+            loss = recon.flatten(1).sum(1).mean() + self.beta * kl.sum(1).mean()
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -157,8 +176,14 @@ def checkpoint_ms(trainer: L.Trainer, out_dir: Path) -> float:
     return 1000 * (time.perf_counter() - started)
 
 
-def compare(arch: str, batch: int, args, out_dir: Path) -> dict:
-    cfg = compose_cfg(arch, batch, args.images, args.size, out_dir, args.override)
+def variant_overrides(variant: tuple[str, bool, str]) -> list[str]:
+    precision, compiled, data_device = variant
+    return [f"precision={precision}", f"compile={compiled}", f"data.device={data_device}"]
+
+
+def compare(arch: str, batch: int, variant: tuple[str, bool, str], args, out_dir: Path) -> dict:
+    extra = [*variant_overrides(variant), *args.override]
+    cfg = compose_cfg(arch, batch, args.images, args.size, out_dir, extra)
     L.seed_everything(0, verbose=False)
     datamodule = instantiate(cfg.data)
     datamodule.setup()
@@ -181,6 +206,9 @@ def compare(arch: str, batch: int, args, out_dir: Path) -> dict:
         "arch": arch,
         "size": args.size,
         "batch": batch,
+        "precision": variant[0],
+        "compile": variant[1],
+        "data_device": variant[2],
         "steps_per_block": steps,
         "rounds": args.rounds,
         "vaelab_images_per_s": round(rates["vaelab"], 1),
@@ -239,13 +267,15 @@ def table(result: dict) -> str:
         f"Training throughput on {result['machine']} ({result['device']}, torch "
         f"{result['torch']}, lightning {result['lightning']}), images/s:",
         "",
-        "| arch (size) | batch | vaelab | bare PyTorch | vaelab / bare (median of pairs) "
-        "| checkpoint |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| arch (size) | batch | precision | compile | data on | vaelab | bare PyTorch "
+        "| vaelab / bare (median of pairs) | checkpoint |",
+        "|---|---:|---|---|---|---:|---:|---:|---:|",
     ]
     for c in result["throughput"]:
         lines.append(
-            f"| {c['arch']} ({c['size']}) | {c['batch']} | {c['vaelab_images_per_s']:,.0f} | "
+            f"| {c['arch']} ({c['size']}) | {c['batch']} | {c['precision']} | "
+            f"{'yes' if c['compile'] else 'no'} | {c['data_device']} | "
+            f"{c['vaelab_images_per_s']:,.0f} | "
             f"{c['bare_images_per_s']:,.0f} | {c['ratio']:.3f} | {c['checkpoint_ms']:.0f} ms "
             f"every {c['checkpoint_every_n_steps']} steps |"
         )
@@ -282,6 +312,26 @@ def main() -> None:
         help="a Hydra override for the vaelab side, e.g. '~callbacks.progress_bar' (repeatable)",
     )
     parser.add_argument("--cases", default=None, help="e.g. 'mlp:64,conv:64' (default: all)")
+    on_gpu = DEVICE.type == "cuda"
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["32-true", "bf16-mixed"] if on_gpu else ["32-true"],
+        help="precision configs to measure (default: 32-true, and bf16-mixed on a GPU)",
+    )
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        choices=["false", "true"],
+        default=["false", "true"] if on_gpu else ["false"],
+        help="with and/or without torch.compile (default: both on a GPU, without on a CPU)",
+    )
+    parser.add_argument(
+        "--data-device",
+        nargs="+",
+        default=["cpu", "cuda"] if on_gpu else ["cpu"],
+        help="where the images live (default: cpu and cuda on a GPU)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default results/)")
     args = parser.parse_args()
     args.warmup, args.min_steps = 10, 20
@@ -293,7 +343,17 @@ def main() -> None:
         chosen = CASES
         if args.cases:
             chosen = [(a, int(b)) for a, b in (c.split(":") for c in args.cases.split(","))]
-        cases = [compare(arch, batch, args, Path(tmp)) for arch, batch in chosen]
+        variants = [
+            (precision, compiled == "true", data_device)
+            for precision in args.precision
+            for compiled in args.compile
+            for data_device in args.data_device
+        ]
+        cases = [
+            compare(arch, batch, variant, args, Path(tmp))
+            for arch, batch in chosen
+            for variant in variants
+        ]
     result = {
         "machine": machine_name(),
         "device": str(DEVICE),
@@ -306,7 +366,16 @@ def main() -> None:
         "dsprites": None if args.skip_dsprites else dsprites(args.tiny),
     }
     # A partial or modified run never replaces the machine's reference results.
-    suffix = "-tiny" if args.tiny else "-custom" if args.override or args.cases else ""
+    default_variants = parser.parse_args([])
+    custom = (
+        args.override
+        or args.cases
+        or any(
+            getattr(args, k) != getattr(default_variants, k)
+            for k in ("precision", "compile", "data_device")
+        )
+    )
+    suffix = "-tiny" if args.tiny else "-custom" if custom else ""
     out = args.out or RESULTS / f"{result['machine']}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

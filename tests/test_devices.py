@@ -174,17 +174,30 @@ def test_the_throughput_benchmark_writes_its_json_at_tiny_size(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(out.read_text())
     assert {"machine", "device", "throughput", "dsprites"} <= set(record)
-    assert [(c["arch"], c["batch"]) for c in record["throughput"]] == [
-        ("conv", 64),
-        ("conv", 256),
-        ("mlp", 64),
+    cases = [(c["arch"], c["batch"], c["precision"], c["compile"]) for c in record["throughput"]]
+    assert cases == [
+        ("conv", 64, "32-true", False),
+        ("conv", 256, "32-true", False),
+        ("mlp", 64, "32-true", False),
     ]
+    assert {c["data_device"] for c in record["throughput"]} == {"cpu"}
     for case in record["throughput"]:
         assert case["vaelab_images_per_s"] > 0 and case["bare_images_per_s"] > 0
         assert case["ratio"] == pytest.approx(float(np.median(case["block_ratios"])), abs=1e-4)
         assert case["ratio_of_totals"] > 0
     assert {"generate_s", "generate_peak_rss_gib", "load_s"} <= set(record["dsprites"])
     assert "| vaelab / bare (median of pairs) |" in result.stdout
+
+    # The GPU table's variants, where a CPU can run them: bf16 autocast (MLP only: bf16
+    # convolutions are slow on CPUs without bf16 instructions).
+    bf16 = ["--cases", "mlp:64", "--precision", "bf16-mixed", "--skip-dsprites"]
+    result = subprocess.run(
+        [*cmd, *bf16, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (case,) = json.loads(out.read_text())["throughput"]
+    assert (case["arch"], case["precision"], case["compile"]) == ("mlp", "bf16-mixed", False)
+    assert case["vaelab_images_per_s"] > 0 and case["bare_images_per_s"] > 0
 
 
 def test_the_step_overhead_benchmark_prints_one_row_per_variant():

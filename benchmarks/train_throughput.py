@@ -366,15 +366,10 @@ def main() -> None:
         "dsprites": None if args.skip_dsprites else dsprites(args.tiny),
     }
     # A partial or modified run never replaces the machine's reference results.
-    default_variants = parser.parse_args([])
-    custom = (
-        args.override
-        or args.cases
-        or any(
-            getattr(args, k) != getattr(default_variants, k)
-            for k in ("precision", "compile", "data_device")
-        )
+    variants_changed = any(
+        getattr(args, k) != parser.get_default(k) for k in ("precision", "compile", "data_device")
     )
+    custom = args.override or args.cases or variants_changed
     suffix = "-tiny" if args.tiny else "-custom" if custom else ""
     out = args.out or RESULTS / f"{result['machine']}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

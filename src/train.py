@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 from vaelab.config import (
     EXIT_BAD_INPUT,
     ConfigError,
+    call_hydra_main,
     normalize_overrides,
     output_location_problem,
-    plugin_hint,
     validate,
 )
 from vaelab.errors import NonFiniteLossError
@@ -62,15 +62,7 @@ if __name__ == "__main__":
     if problem:
         print(problem, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    try:
-        main()
-        sweep = sys.modules.get("vaelab.sweep")
-        if sweep is not None and sweep.failed_jobs:
-            sys.exit(1)
-    except SystemExit as exit_:
-        if exit_.code == 1 and not started:  # Hydra could not compose the config
-            hint = plugin_hint(sys.argv[1:])
-            if hint:
-                print(hint, file=sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
-        raise
+    call_hydra_main(main, lambda: started)
+    sweep = sys.modules.get("vaelab.sweep")
+    if sweep is not None and sweep.failed_jobs:
+        sys.exit(1)

@@ -44,26 +44,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             tmp.unlink(missing_ok=True)
 
 
-def check_checkpoint(path: str | Path, module: nn.Module) -> None:
-    """Raise ``ConfigError`` unless ``path`` is a readable checkpoint of ``module``'s shapes."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, read with ``weights_only=True`` (tensors and plain values
+    only, so reading it cannot run code from it); ``ConfigError`` when it cannot be read."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except (
-        OSError,
-        EOFError,
-        RuntimeError,
-        ValueError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-    ) as error:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"{path} is not a plain vaelab checkpoint: it holds objects other than tensors and "
+            f"plain values ({reason}). Loading it anyway would run code stored in the file, so "
+            f"it was not loaded; use a checkpoint written by vaelab."
+        ) from None
+    except (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile) as error:
         raise ConfigError(
             f"`ckpt_path`={path} cannot be read as a checkpoint ({type(error).__name__}: "
             f"{error}); the file may be truncated or not a vaelab checkpoint. Use another "
             f"checkpoint, e.g. the run's checkpoints/last.ckpt."
         ) from None
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if state is None:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise ConfigError(f"`ckpt_path`={path} holds no model weights (no 'state_dict').")
+    return checkpoint
+
+
+def check_state(path: str | Path, state: dict[str, torch.Tensor], module: nn.Module) -> None:
+    """Raise ``ConfigError`` unless ``state`` (read from ``path``) fits ``module``'s shapes."""
     expected = module.state_dict()
     mismatched = [
         f"{k} {tuple(state[k].shape) if k in state else 'missing'} vs {tuple(v.shape)}"
@@ -79,6 +84,20 @@ def check_checkpoint(path: str | Path, module: nn.Module) -> None:
             f"Resume with the same model, arch and size overrides as that run (see its "
             f".hydra/overrides.yaml)."
         )
+
+
+def check_checkpoint(path: str | Path, module: nn.Module) -> None:
+    """Raise ``ConfigError`` unless ``path`` is a readable checkpoint of ``module``'s shapes."""
+    check_state(path, read_checkpoint(path)["state_dict"], module)
+
+
+def load_weights(path: str | Path, module: nn.Module) -> int:
+    """Load the weights of checkpoint ``path`` into ``module`` (checked first); returns the
+    training step the checkpoint was written at."""
+    checkpoint = read_checkpoint(path)
+    check_state(path, checkpoint["state_dict"], module)
+    module.load_state_dict(checkpoint["state_dict"])
+    return int(checkpoint.get("global_step", 0))
 
 
 def _identity(overrides: list[str]) -> list[str]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -38,6 +40,21 @@ def plugin_hint(args: list[str]) -> str | None:
             if arg.lstrip("+").startswith(prefix):
                 return f"hint: `{arg}` needs the Hydra plugin {package}: pip install {package}"
     return None
+
+
+def call_hydra_main(main: Callable[[], object], started: Callable[[], bool]) -> None:
+    """Call a ``@hydra.main`` function. Hydra exits with status 1 when it cannot compose the
+    config (an unknown option, a launcher that is not installed): before the task has
+    ``started`` that is bad input, so exit 2 instead, with the pip hint for a plugin."""
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not started():
+            hint = plugin_hint(sys.argv[1:])
+            if hint:
+                print(hint, file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        raise
 
 
 OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir")

@@ -1,26 +1,39 @@
 """End-of-run measurements on the test split and, where the data has ground-truth factors,
-the disentanglement suite. Returns a flat dict that goes into metrics.json and the loggers:
+the disentanglement suite. ``Evaluator`` returns an ``Evaluation``: a flat dict of values
+for metrics.json and the loggers, and the suite's matrices for the heat-map figures.
 
 - ``test/nll_iw``: −log p(x) estimated with the IWAE bound, log (1/k) Σ_i p(x, z_i)/q(z_i|x),
   k samples per image, on ``iwae_images`` test images (nats per image; variational models);
 - ``test/active_units``: latents with Cov_x(E_q[z]) > 0.01 (Burda et al. 2016);
 - ``disent/<metric>``: MIG, DCI, SAP, modularity/explicitness, BetaVAE and FactorVAE scores
-  with disentanglement_lib's definitions (vaelab.metrics), and ``disent/time/<metric>``.
+  with disentanglement_lib's definitions (vaelab.metrics), every distinct image encoded
+  once, and ``disent/time/<metric>`` in seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from vaelab.data import ImageDataModule
-from vaelab.metrics import active_units, evaluate_disentanglement, log_likelihood_iw
+from vaelab.metrics import active_units, log_likelihood_iw
+from vaelab.metrics.suite import SuiteResult, run_suite
 from vaelab.module import VAEModule
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """``values`` for metrics.json; ``suite`` (None without factors or metrics) for figures."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    suite: SuiteResult | None = None
 
 
 class Evaluator:
@@ -37,30 +50,44 @@ class Evaluator:
         self.iwae_k, self.iwae_images = iwae_k, iwae_images
         self.metrics, self.suite, self.seed = tuple(disentanglement), dict(suite or {}), seed
 
-    def __call__(self, module: VAEModule, datamodule: ImageDataModule) -> dict[str, float]:
+    def settings(self) -> dict[str, Any]:
+        """What this evaluation computes, as plain values (recorded with its results)."""
+        return {
+            "iwae_k": self.iwae_k, "iwae_images": self.iwae_images,
+            "disentanglement": list(self.metrics), "suite": self.suite, "seed": self.seed,
+        }  # fmt: skip
+
+    def __call__(self, module: VAEModule, datamodule: ImageDataModule) -> Evaluation:
         module.eval()
-        out: dict[str, float] = {}
-        test = datamodule.split_images("test")
+        out = Evaluation()
         if module.objective.variational and self.iwae_k > 0 and self.iwae_images > 0:
-            nll = -log_likelihood_iw(
+            start = time.perf_counter()
+            test = datamodule.split_images("test")
+            out.values["test/nll_iw"] = -log_likelihood_iw(
                 module, test, k=self.iwae_k, max_images=self.iwae_images, seed=self.seed
             )
-            out["test/nll_iw"] = nll
-            out["test/active_units"] = float(active_units(module, test))
-        if self.metrics:
-            if datamodule.source.has_factors:
-                out.update(evaluate_disentanglement(
-                    datamodule.source, self._encoder(module), self.seed, self.metrics, **self.suite
-                ))  # fmt: skip
-            else:
-                log.info("%s has no ground-truth factors: disentanglement metrics skipped",
-                         datamodule.source.name)  # fmt: skip
+            out.values["test/active_units"] = float(active_units(module, test))
+            log.info(
+                "%-11s %6.1f s  nll_iw %.2f nats (k=%d, %d images), active units %d", "iwae",
+                time.perf_counter() - start, out.values["test/nll_iw"], self.iwae_k,
+                min(self.iwae_images, len(test)), out.values["test/active_units"],
+            )  # fmt: skip
+        if not self.metrics:
+            return out
+        if not datamodule.source.has_factors:
+            log.info("%s has no ground-truth factors: disentanglement metrics skipped",
+                     datamodule.source.name)  # fmt: skip
+            return out
+        out.suite = run_suite(
+            datamodule.source, self._encoder(module), self.seed, self.metrics,
+            images=datamodule.source_images, device=module.device, **self.suite,
+        )  # fmt: skip
+        out.values.update(out.suite.values)
         return out
 
     @staticmethod
     def _encoder(module: VAEModule):
-        @torch.no_grad()
         def encode(x: torch.Tensor) -> torch.Tensor:
-            return module.encode(x.to(module.device))[0]
+            return module.encode(x)[0]
 
         return encode

@@ -165,10 +165,11 @@ def run(cfg: DictConfig) -> float | None:
             return None
         evaluation = instantiate(cfg.evaluation)(module, datamodule)
         for logger in trainer.loggers:
-            logger.log_metrics(evaluation, step=trainer.global_step)
+            logger.log_metrics(evaluation.values, step=trainer.global_step)
         figures = save_run_figures(
-            module, datamodule, out_dir, trainer.loggers, cfg.figures, step=trainer.global_step
-        )
+            module, datamodule, out_dir, trainer.loggers, cfg.figures, trainer.global_step,
+            evaluation.suite,
+        )  # fmt: skip
         speed = _speed(trainer)
         record.update(
             status="completed",
@@ -176,7 +177,7 @@ def run(cfg: DictConfig) -> float | None:
             start_step=speed.start_step if speed else None,
             images_per_sec=speed.images_per_sec if speed else None,
             skipped_batches=module.skipped_batches,
-            metrics={**fit_metrics, **_scalars(test_metrics), **evaluation},
+            metrics={**fit_metrics, **_scalars(test_metrics), **evaluation.values},
             figures=[str(f) for f in figures],
         )
     except ConfigError:

@@ -5,6 +5,7 @@ import torch
 
 from vaelab.data.dsprites import ProceduralDSprites
 from vaelab.metrics import evaluate_disentanglement
+from vaelab.metrics.suite import METRICS, draw_suite, make_config, needed_indices
 
 
 def test_suite_runs_on_dsprites():
@@ -31,5 +32,12 @@ def test_suite_runs_on_dsprites():
     assert values["disent/mig"] > 0.25  # positions are captured, each by one latent
     assert values["disent/factor_vae_eval"] > 0.35  # chance is 0.2
     assert max(calls) == 512  # images are encoded in large batches, not 8 at a time
-    # BetaVAE: 2 x 8 x 300 images; FactorVAE: 200 + 8 x 300; shared codes: 300
-    assert sum(calls) == 2 * 8 * 300 + 200 + 8 * 300 + 300
+    # The draws read 2 x 8 x 300 (BetaVAE) + 200 + 8 x 300 (FactorVAE) + 300 (shared) images;
+    # each distinct one is encoded once.
+    source, cfg = (
+        ProceduralDSprites(),
+        make_config(num_train=200, num_test=100, num_variance_estimate=200, batch_size=8),
+    )
+    drawn = needed_indices(source, draw_suite(source, 0, METRICS, cfg))
+    assert len(drawn) == 2 * 8 * 300 + 200 + 8 * 300 + 300
+    assert sum(calls) == len(np.unique(drawn)) == scores["disent/encoded_images"]

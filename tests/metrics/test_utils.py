@@ -3,12 +3,12 @@ import pytest
 from sklearn.metrics import mutual_info_score
 
 from tests.metrics.toy import ToySource, identity_encoder
+from vaelab.metrics.codes import sample_codes
 from vaelab.metrics.utils import (
     discrete_entropy,
     discrete_mutual_info,
     discretize,
     mutual_info,
-    sample_codes,
 )
 
 

@@ -138,6 +138,14 @@ class ImageDataModule(L.LightningDataModule):
             rows = rows[np.linspace(0, len(rows) - 1, n).round().astype(int)]
         return self.images[torch.from_numpy(rows).to(self.images.device)].cpu()
 
+    def source_images(self, indices: np.ndarray) -> torch.Tensor:
+        """uint8 images of source indices as the model sees them (fitted like the training
+        images): rows of the loaded images when they hold the whole source, else read."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.images is not None and len(self.images) == len(self.source):
+            return self.images[torch.from_numpy(indices).to(self.images.device)]
+        return fit_uint8(self.source.images(indices), self.image_size, self.fit, self.binarize)
+
     def split_labels(self, split: str) -> np.ndarray | None:
         """The source's labels ``[n, L]`` of one split's images (None when it has none)."""
         return self.source.labels(self.split_indices[split])

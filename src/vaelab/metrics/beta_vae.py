@@ -6,18 +6,51 @@ A logistic regression (disentanglement_lib's sklearn default of the time: liblin
 one-vs-rest, C = 1) is fitted on ``num_train`` points; the score is its accuracy on the
 training points and on ``num_eval`` fresh points.
 
-For speed all batches are drawn up front and encoded in large chunks; features are one
-vectorised numpy reduction. Same definition and sample counts as the reference loop.
+The batches are drawn first (``draw_beta_vae_points``, image indices) and their codes read
+afterwards from any ``Codes`` (a code table in the suite), so the draws do not depend on how
+the codes are computed. Features are one vectorised numpy reduction.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.utils import ENCODE_BATCH, Encode, as_rng, represent
+from vaelab.metrics.codes import Codes, DirectCodes
+from vaelab.metrics.utils import ENCODE_BATCH, Encode, as_rng
+
+
+@dataclass(frozen=True)
+class BetaVAEDraw:
+    """Image indices ``[2, P, B]`` of the P pairs of batches, and the fixed factor ``[P]``."""
+
+    indices: np.ndarray
+    labels: np.ndarray
+
+
+def draw_beta_vae_points(
+    source: GroundTruthSource, num_points: int, rng: np.random.Generator, batch_size: int = 64
+) -> BetaVAEDraw:
+    """For each point a factor k and two batches of factor rows that agree on factor k."""
+    k = len(source.factor_sizes)
+    labels = rng.integers(0, k, num_points)
+    f1 = source.sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, k)
+    f2 = source.sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, k)
+    rows = np.arange(num_points)
+    f2[rows, :, labels] = f1[rows, :, labels]
+    both = np.concatenate([f1, f2]).reshape(-1, k)
+    return BetaVAEDraw(source.index_of(both).reshape(2, num_points, batch_size), labels)
+
+
+def beta_vae_features(draw: BetaVAEDraw, codes: Codes) -> np.ndarray:
+    """Features ``[P, D]``: mean over the batch of |mu(x1_b) - mu(x2_b)|."""
+    _, p, b = draw.indices.shape
+    z = codes(draw.indices.reshape(-1)).reshape(2, p, b, -1)
+    return np.abs(z[0] - z[1]).mean(axis=1)
 
 
 def beta_vae_points(
@@ -29,21 +62,27 @@ def beta_vae_points(
     encode_batch: int = ENCODE_BATCH,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features ``[P, D]`` (mean |z1 - z2| over a batch with one factor fixed) and labels
-    ``[P]`` (the fixed factor)."""
-    k = len(source.factor_sizes)
-    labels = rng.integers(0, k, num_points)
-    f1 = source.sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, k)
-    f2 = source.sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, k)
-    rows = np.arange(num_points)
-    f2[rows, :, labels] = f1[rows, :, labels]
-    both = np.concatenate([f1, f2]).reshape(-1, k)
-    codes = represent(source, encode, both, encode_batch).reshape(2, num_points, batch_size, -1)
-    return np.abs(codes[0] - codes[1]).mean(axis=1), labels
+    ``[P]`` (the fixed factor), encoding the images directly."""
+    draw = draw_beta_vae_points(source, num_points, rng, batch_size)
+    return beta_vae_features(draw, DirectCodes(source, encode, encode_batch)), draw.labels
 
 
 def beta_vae_classifier() -> OneVsRestClassifier:
     """disentanglement_lib's ``LogisticRegression()`` under its sklearn (liblinear, OvR)."""
     return OneVsRestClassifier(LogisticRegression(solver="liblinear"))
+
+
+def beta_vae_from_draws(train: BetaVAEDraw, evaluation: BetaVAEDraw, codes: Codes) -> dict:
+    """``{"train_accuracy", "eval_accuracy"}`` of the classifier fitted on ``train``."""
+    x_train, y_train = beta_vae_features(train, codes), train.labels
+    x_eval, y_eval = beta_vae_features(evaluation, codes), evaluation.labels
+    if len(np.unique(y_train)) < 2:  # one class only: the classifier is a constant
+        return {"train_accuracy": 1.0, "eval_accuracy": float(np.mean(y_eval == y_train[0]))}
+    model = beta_vae_classifier().fit(x_train, y_train)
+    return {
+        "train_accuracy": float(np.mean(model.predict(x_train) == y_train)),
+        "eval_accuracy": float(np.mean(model.predict(x_eval) == y_eval)),
+    }
 
 
 def beta_vae_score(
@@ -57,16 +96,6 @@ def beta_vae_score(
 ) -> dict[str, float]:
     """``{"train_accuracy", "eval_accuracy"}`` of the BetaVAE classifier."""
     rng = as_rng(seed)
-    x_train, y_train = beta_vae_points(source, encode, num_train, rng, batch_size, encode_batch)
-    x_eval, y_eval = beta_vae_points(source, encode, num_eval, rng, batch_size, encode_batch)
-    if len(np.unique(y_train)) < 2:  # one class only: the classifier is a constant
-        const = y_train[0]
-        return {
-            "train_accuracy": 1.0,
-            "eval_accuracy": float(np.mean(y_eval == const)),
-        }
-    model = beta_vae_classifier().fit(x_train, y_train)
-    return {
-        "train_accuracy": float(np.mean(model.predict(x_train) == y_train)),
-        "eval_accuracy": float(np.mean(model.predict(x_eval) == y_eval)),
-    }
+    train = draw_beta_vae_points(source, num_train, rng, batch_size)
+    evaluation = draw_beta_vae_points(source, num_eval, rng, batch_size)
+    return beta_vae_from_draws(train, evaluation, DirectCodes(source, encode, encode_batch))

@@ -29,7 +29,8 @@ from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingCla
 from threadpoolctl import threadpool_limits
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.utils import Encode, as_rng, sample_codes
+from vaelab.metrics.codes import sample_codes
+from vaelab.metrics.utils import Encode, as_rng
 
 Estimator = Literal["hist", "sklearn"]
 HIST_THREADS = 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from vaelab.data.base import GroundTruthSource
+from vaelab.metrics.codes import sample_codes
 from vaelab.metrics.utils import (
     NUM_BINS,
     Encode,
@@ -19,17 +20,21 @@ from vaelab.metrics.utils import (
     discrete_entropy,
     discrete_mutual_info,
     discretize,
-    sample_codes,
 )
 
 
 def mig_from_codes(codes: np.ndarray, factors: np.ndarray, num_bins: int = NUM_BINS) -> float:
-    """MIG of mean codes ``[N, D]`` (D >= 2) with factor classes ``[N, K]``."""
-    m = discrete_mutual_info(discretize(codes, num_bins), factors)
-    top = np.sort(m, axis=0)[::-1]
-    entropy = discrete_entropy(factors)
-    gap = np.divide(top[0] - top[1], entropy, out=np.zeros_like(entropy), where=entropy > 0)
-    return float(np.mean(gap))
+    """MIG of mean codes ``[N, D]`` with factor classes ``[N, K]``."""
+    mi = discrete_mutual_info(discretize(codes, num_bins), factors)
+    return mig_from_mi(mi, discrete_entropy(factors))
+
+
+def mig_from_mi(mi: np.ndarray, entropy: np.ndarray) -> float:
+    """MIG of an MI matrix ``[D, K]`` and the factors' entropies ``[K]`` (a single latent
+    has a gap of its whole MI)."""
+    top = np.sort(mi, axis=0)[::-1]
+    gap = top[0] - (top[1] if len(top) > 1 else 0.0)
+    return float(np.mean(np.divide(gap, entropy, out=np.zeros_like(entropy), where=entropy > 0)))
 
 
 def mig_score(

@@ -18,13 +18,13 @@ from sklearn.metrics import roc_auc_score
 from sklearn.multiclass import OneVsRestClassifier
 
 from vaelab.data.base import GroundTruthSource
+from vaelab.metrics.codes import sample_codes
 from vaelab.metrics.utils import (
     NUM_BINS,
     Encode,
     as_rng,
     discrete_mutual_info,
     discretize,
-    sample_codes,
     standardize,
 )
 

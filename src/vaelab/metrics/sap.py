@@ -15,7 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.utils import Encode, as_rng, sample_codes
+from vaelab.metrics.codes import sample_codes
+from vaelab.metrics.utils import Encode, as_rng
 
 
 def sap_matrix(

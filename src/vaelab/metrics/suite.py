@@ -1,27 +1,45 @@
 """Run the disentanglement metrics on one model and return a flat, loggable dict.
 
-MIG, SAP, DCI and modularity/explicitness share one draw of ``num_train`` training and
-``num_test`` test codes (each metric's definition draws its own; sharing them changes only
-which random images are used). BetaVAE and FactorVAE draw their own batches. Every metric has
-its own random stream spawned from ``seed``, so its value does not depend on which others run.
+The suite works in three steps, so that every distinct image is encoded once:
+
+1. draw: each metric draws the image indices it will read, from its own random stream
+   spawned from ``seed`` (so its value does not depend on which others run). MIG, SAP, DCI
+   and modularity/explicitness share one draw of ``num_train`` training and ``num_test``
+   test codes; BetaVAE and FactorVAE draw their own batches;
+2. encode: the distinct indices of all draws go through the encoder once (``CodeTable``);
+3. score: every metric reads its codes from the table.
+
+The draws and the scores are the ones of the metric functions called on their own
+(``beta_vae_score`` etc.), so the values are the same on both paths for the same seed.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
+import torch
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.beta_vae import beta_vae_score
-from vaelab.metrics.dci import Estimator, dci_from_codes
-from vaelab.metrics.factor_vae import factor_vae_score
-from vaelab.metrics.mig import mig_from_codes
-from vaelab.metrics.modularity import explicitness_from_codes, modularity_from_codes
+from vaelab.metrics.beta_vae import BetaVAEDraw, beta_vae_from_draws, draw_beta_vae_points
+from vaelab.metrics.codes import Codes, Images, encode_table
+from vaelab.metrics.dci import Estimator, completeness, disentanglement, importance_matrix
+from vaelab.metrics.factor_vae import FactorVAEDraw, draw_factor_vae, factor_vae_from_draws
+from vaelab.metrics.mig import mig_from_mi
+from vaelab.metrics.modularity import explicitness_from_codes, modularity_from_mi
 from vaelab.metrics.sap import sap_from_codes
-from vaelab.metrics.utils import ENCODE_BATCH, NUM_BINS, Encode, sample_codes
+from vaelab.metrics.utils import (
+    NUM_BINS,
+    Encode,
+    discrete_entropy,
+    discrete_mutual_info,
+    discretize,
+)
+
+log = logging.getLogger(__name__)
 
 METRICS = ("mig", "dci", "sap", "modularity", "beta_vae", "factor_vae")
 CODE_METRICS = ("mig", "dci", "sap", "modularity")
@@ -38,7 +56,7 @@ class SuiteConfig:
     prune_threshold: float = 0.05  # FactorVAE: minimum std of an active latent
     num_bins: int = NUM_BINS  # MIG and modularity discretisation
     dci_estimator: Estimator = "hist"
-    encode_batch: int = ENCODE_BATCH  # images per forward pass
+    encode_batch: int | None = None  # images per forward pass (None: by device, TABLE_BATCH)
 
 
 def make_config(**overrides: object) -> SuiteConfig:
@@ -50,26 +68,158 @@ def make_config(**overrides: object) -> SuiteConfig:
     return replace(SuiteConfig(), **overrides)
 
 
-def _code_metrics(name: str, cfg: SuiteConfig, codes: tuple[np.ndarray, ...]) -> dict[str, float]:
-    train, y_train, test, y_test = codes
+@dataclass(frozen=True)
+class SharedDraw:
+    """Factor rows of the shared training ``[N, K]`` and test ``[M, K]`` codes."""
+
+    train: np.ndarray
+    test: np.ndarray
+
+
+@dataclass
+class SuiteResult:
+    """The scores, and the matrices the heat-map figures show (None when not computed):
+    DCI's importance R ``[D, K]``, MIG's I(z_i; v_j) ``[D, K]`` and H(v_j) ``[K]``."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    importance: np.ndarray | None = None
+    mutual_info: np.ndarray | None = None
+    entropy: np.ndarray | None = None
+
+
+Draws = dict[str, SharedDraw | BetaVAEDraw | tuple[BetaVAEDraw, BetaVAEDraw] | FactorVAEDraw]
+
+
+def draw_suite(
+    source: GroundTruthSource, seed: int, metrics: Sequence[str], cfg: SuiteConfig
+) -> Draws:
+    """Every image the chosen metrics read, drawn from one stream per metric."""
+    streams = dict(zip(("codes", *METRICS), np.random.SeedSequence(seed).spawn(7), strict=True))
+    rng = {name: np.random.default_rng(s) for name, s in streams.items()}
+    draws: Draws = {}
+    if any(m in CODE_METRICS for m in metrics):
+        train = source.sample_factors(cfg.num_train, rng["codes"])
+        draws["codes"] = SharedDraw(train, source.sample_factors(cfg.num_test, rng["codes"]))
+    if "beta_vae" in metrics:
+        r, b = rng["beta_vae"], cfg.batch_size
+        draws["beta_vae"] = (
+            draw_beta_vae_points(source, cfg.num_train, r, b),
+            draw_beta_vae_points(source, cfg.num_test, r, b),
+        )
+    if "factor_vae" in metrics:
+        draws["factor_vae"] = draw_factor_vae(
+            source, rng["factor_vae"], cfg.batch_size, cfg.num_train, cfg.num_test,
+            cfg.num_variance_estimate,
+        )  # fmt: skip
+    return draws
+
+
+def needed_indices(source: GroundTruthSource, draws: Draws) -> np.ndarray:
+    """All image indices the draws read (with repeats), ``[N]``."""
+    parts = []
+    for draw in draws.values():
+        if isinstance(draw, SharedDraw):
+            parts += [source.index_of(draw.train), source.index_of(draw.test)]
+        elif isinstance(draw, FactorVAEDraw):
+            parts += [draw.variance, draw.train.indices, draw.evaluation.indices]
+        else:
+            parts += [d.indices for d in draw]
+    return np.concatenate([p.reshape(-1) for p in parts]) if parts else np.zeros(0, np.int64)
+
+
+def score_suite(
+    source: GroundTruthSource,
+    draws: Draws,
+    codes: Codes,
+    metrics: Sequence[str],
+    cfg: SuiteConfig,
+) -> SuiteResult:
+    """Each metric of ``metrics`` from the codes of its draws; logs one line per metric."""
+    result = SuiteResult()
+    shared: tuple[np.ndarray, ...] = ()
+    if "codes" in draws:
+        d = draws["codes"]
+        shared = (codes(source.index_of(d.train)), d.train, codes(source.index_of(d.test)), d.test)
+    for name in metrics:
+        start = time.perf_counter()
+        if name in CODE_METRICS:
+            values = _code_metric(name, cfg, shared, result)
+        elif name == "beta_vae":
+            s = beta_vae_from_draws(*draws[name], codes)
+            values = {"beta_vae_train": s["train_accuracy"], "beta_vae_eval": s["eval_accuracy"]}
+        else:
+            s = factor_vae_from_draws(
+                draws[name], codes, len(source.factor_sizes), cfg.prune_threshold
+            )
+            values = {
+                "factor_vae_train": s["train_accuracy"],
+                "factor_vae_eval": s["eval_accuracy"],
+                "factor_vae_active_dims": s["num_active_dims"],
+            }
+        seconds = time.perf_counter() - start
+        result.values.update({f"disent/{k}": float(v) for k, v in values.items()})
+        result.values[f"disent/time/{name}"] = seconds
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+        log.info("%-11s %6.1f s  %s", name, seconds, shown)
+    return result
+
+
+def _code_metric(
+    name: str, cfg: SuiteConfig, shared: tuple[np.ndarray, ...], result: SuiteResult
+) -> dict[str, float]:
+    train, y_train, test, y_test = shared
+    if name in ("mig", "modularity") and result.mutual_info is None:
+        result.mutual_info = discrete_mutual_info(discretize(train, cfg.num_bins), y_train)
+        result.entropy = discrete_entropy(y_train)
     if name == "mig":
-        return {"mig": mig_from_codes(train, y_train, cfg.num_bins)}
+        return {"mig": mig_from_mi(result.mutual_info, result.entropy)}
     if name == "sap":
         return {"sap": sap_from_codes(train, y_train, test, y_test)}
     if name == "dci":
-        d = dci_from_codes(train, y_train, test, y_test, cfg.dci_estimator)
+        result.importance, acc_train, acc_test = importance_matrix(
+            train, y_train, test, y_test, cfg.dci_estimator
+        )
         return {
-            "dci_d": d["disentanglement"],
-            "dci_c": d["completeness"],
-            "dci_i_train": d["informativeness_train"],
-            "dci_i_test": d["informativeness_test"],
+            "dci_d": disentanglement(result.importance),
+            "dci_c": completeness(result.importance),
+            "dci_i_train": acc_train,
+            "dci_i_test": acc_test,
         }
     explicit = explicitness_from_codes(train, y_train, test, y_test)
     return {
-        "modularity": modularity_from_codes(train, y_train, cfg.num_bins),
+        "modularity": modularity_from_mi(result.mutual_info),
         "explicitness_train": explicit["train"],
         "explicitness_test": explicit["test"],
     }
+
+
+def run_suite(
+    source: GroundTruthSource,
+    encode: Encode,
+    seed: int = 0,
+    metrics: Sequence[str] = METRICS,
+    images: Images | None = None,
+    device: torch.device | str | None = None,
+    **overrides: object,
+) -> SuiteResult:
+    """Draw, encode every distinct image once, score (module docstring). ``images``: the
+    images of source indices as the model sees them (default ``source.images``);
+    ``device``: where the encoder runs; ``overrides`` set ``SuiteConfig`` fields."""
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+    cfg = make_config(**overrides)
+    draws = draw_suite(source, seed, metrics, cfg)
+    start = time.perf_counter()
+    table = encode_table(
+        len(source), needed_indices(source, draws), encode, images or source.images,
+        cfg.encode_batch, device,
+    )  # fmt: skip
+    encode_seconds = time.perf_counter() - start
+    result = score_suite(source, draws, table, metrics, cfg)
+    result.values["disent/time/encode"] = encode_seconds
+    result.values["disent/encoded_images"] = float(len(table))
+    return result
 
 
 def evaluate_disentanglement(
@@ -81,40 +231,4 @@ def evaluate_disentanglement(
 ) -> dict[str, float]:
     """``{"disent/<name>": value, "disent/time/<metric>": seconds}`` for ``metrics``
     (a subset of ``METRICS``); ``overrides`` set ``SuiteConfig`` fields."""
-    unknown = sorted(set(metrics) - set(METRICS))
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
-    cfg = make_config(**overrides)
-    streams = dict(zip(("codes", *METRICS), np.random.SeedSequence(seed).spawn(7), strict=True))
-    rng = {name: np.random.default_rng(s) for name, s in streams.items()}
-    out: dict[str, float] = {}
-    codes: tuple[np.ndarray, ...] = ()
-    if any(m in CODE_METRICS for m in metrics):
-        start = time.perf_counter()
-        train = sample_codes(source, encode, cfg.num_train, rng["codes"], cfg.encode_batch)
-        test = sample_codes(source, encode, cfg.num_test, rng["codes"], cfg.encode_batch)
-        codes = (*train, *test)
-        out["disent/time/codes"] = time.perf_counter() - start
-    for name in metrics:
-        start = time.perf_counter()
-        if name in CODE_METRICS:
-            values = _code_metrics(name, cfg, codes)
-        elif name == "beta_vae":
-            s = beta_vae_score(
-                source, encode, rng[name], cfg.batch_size, cfg.num_train, cfg.num_test,
-                cfg.encode_batch,
-            )  # fmt: skip
-            values = {"beta_vae_train": s["train_accuracy"], "beta_vae_eval": s["eval_accuracy"]}
-        else:
-            s = factor_vae_score(
-                source, encode, rng[name], cfg.batch_size, cfg.num_train, cfg.num_test,
-                cfg.num_variance_estimate, cfg.prune_threshold, cfg.encode_batch,
-            )  # fmt: skip
-            values = {
-                "factor_vae_train": s["train_accuracy"],
-                "factor_vae_eval": s["eval_accuracy"],
-                "factor_vae_active_dims": s["num_active_dims"],
-            }
-        out.update({f"disent/{k}": float(v) for k, v in values.items()})
-        out[f"disent/time/{name}"] = time.perf_counter() - start
-    return out
+    return run_suite(source, encode, seed, metrics, **overrides).values

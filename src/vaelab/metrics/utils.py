@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaelab.data.base import GroundTruthSource
-
 Encode = Callable[[torch.Tensor], Any]
 """``x [B, C, H, W] float in [0, 1] -> (mu, logvar)`` or just ``mu`` (tensor or array)."""
 
@@ -34,32 +32,6 @@ def encode_images(encode: Encode, images: torch.Tensor) -> np.ndarray:
     mu = out[0] if isinstance(out, tuple | list) else out
     mu = mu.detach().cpu().numpy() if isinstance(mu, torch.Tensor) else np.asarray(mu)
     return mu.astype(np.float64).reshape(len(images), -1)
-
-
-def represent(
-    source: GroundTruthSource, encode: Encode, factors: np.ndarray, batch_size: int = ENCODE_BATCH
-) -> np.ndarray:
-    """Mean codes ``[N, D]`` of the images of factor rows ``[N, K]``, rendered and encoded
-    ``batch_size`` at a time (memory stays bounded for millions of rows)."""
-    factors = np.asarray(factors, dtype=np.int64)
-    chunks = [
-        encode_images(encode, source.images_of(factors[start : start + batch_size]))
-        for start in range(0, len(factors), batch_size)
-    ]
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0))
-
-
-def sample_codes(
-    source: GroundTruthSource,
-    encode: Encode,
-    num_points: int,
-    rng: np.random.Generator,
-    batch_size: int = ENCODE_BATCH,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``num_points`` uniformly drawn factor rows ``[N, K]`` and their mean codes ``[N, D]``;
-    returns ``(codes, factors)``."""
-    factors = source.sample_factors(num_points, rng)
-    return represent(source, encode, factors, batch_size), factors
 
 
 def discretize(codes: np.ndarray, num_bins: int = NUM_BINS) -> np.ndarray:

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger
 
+from vaelab.metrics.suite import SuiteResult
 from vaelab.viz.common import encode_means
 from vaelab.viz.grids import save_reconstructions, save_reconstructions_and_samples, save_samples
-from vaelab.viz.heatmaps import factor_matrices, save_factor_heatmaps
+from vaelab.viz.heatmaps import FactorMatrices, factor_matrices, save_factor_heatmaps
 from vaelab.viz.interpolation import save_interpolations
 from vaelab.viz.latents import dim_scores, order_dims
 from vaelab.viz.publish import log_figures
@@ -53,10 +54,16 @@ def pick_label(
 
 
 def make_figures(
-    module, datamodule, fig_dir: Path, settings: FigureSettings, suffix: str = ""
+    module,
+    datamodule,
+    fig_dir: Path,
+    settings: FigureSettings,
+    suffix: str = "",
+    suite: SuiteResult | None = None,
 ) -> dict[str, Path]:
     """Write the figures in ``settings.include`` to ``fig_dir`` (``<name><suffix>.png``);
-    returns ``{name: path}``."""
+    returns ``{name: path}``. The factor heat maps show ``suite``'s DCI and MIG matrices
+    when it has both, else matrices of their own from ``settings.factors.num_points``."""
     s, include, out = settings, set(settings.include), {}
 
     def path(name: str, ext: str = "png") -> Path:
@@ -90,7 +97,9 @@ def make_figures(
         )
     if "factors" in include and datamodule.source.has_factors:
         source = datamodule.source
-        matrices = factor_matrices(module, source, s.factors.num_points, s.seed)
+        matrices = FactorMatrices.from_suite(suite) if suite is not None else None
+        if matrices is None:
+            matrices = factor_matrices(module, source, s.factors.num_points, s.seed)
         dci, mig = save_factor_heatmaps(matrices, source.factor_names, fig_dir)
         out["dci_importance"], out["mig_mutual_info"] = dci, mig
     return out
@@ -118,12 +127,14 @@ def save_run_figures(
     loggers: Iterable[Logger] = (),
     settings: FigureSettings | Mapping[str, Any] | None = None,
     step: int | None = None,
+    suite: SuiteResult | None = None,
 ) -> list[Path]:
     """Write every figure under ``<out_dir>/figures/`` and log them to the W&B and TensorBoard
     loggers among ``loggers`` at ``step`` (default: the module's global step); returns the
-    files written, relative to ``out_dir``."""
+    files written, relative to ``out_dir``. ``suite``: the end-of-run disentanglement
+    results, whose matrices the heat maps reuse."""
     out_dir = Path(out_dir)
     settings = FigureSettings.from_config(settings)
-    figures = make_figures(module, datamodule, out_dir / "figures", settings)
+    figures = make_figures(module, datamodule, out_dir / "figures", settings, suite=suite)
     log_figures(loggers, figures, module.global_step if step is None else step)
     return [p.relative_to(out_dir) for p in figures.values()]

@@ -18,8 +18,11 @@ import numpy as np
 import torch
 
 from vaelab.data.base import GroundTruthSource
+from vaelab.metrics.codes import sample_codes
 from vaelab.metrics.dci import completeness, disentanglement, importance_matrix
-from vaelab.metrics.utils import discrete_entropy, discrete_mutual_info, discretize, sample_codes
+from vaelab.metrics.mig import mig_from_mi
+from vaelab.metrics.suite import SuiteResult
+from vaelab.metrics.utils import discrete_entropy, discrete_mutual_info, discretize
 from vaelab.viz.common import as_float, evaluating, save_figure
 
 
@@ -34,11 +37,27 @@ class FactorMatrices:
     completeness: float
     mig: float
 
+    @classmethod
+    def of(cls, importance: np.ndarray, mi: np.ndarray, entropy: np.ndarray) -> FactorMatrices:
+        """The matrices with their D, C and MIG."""
+        return cls(
+            importance, mi, entropy, disentanglement(importance), completeness(importance),
+            mig_from_mi(mi, entropy),
+        )  # fmt: skip
+
+    @classmethod
+    def from_suite(cls, suite: SuiteResult) -> FactorMatrices | None:
+        """The suite's own matrices, when it computed both DCI and MIG's (else None)."""
+        if suite.importance is None or suite.mutual_info is None:
+            return None
+        return cls.of(suite.importance, suite.mutual_info, suite.entropy)
+
 
 def factor_matrices(
     module, source: GroundTruthSource, num_points: int = 2000, seed: int = 0
 ) -> FactorMatrices:
-    """Encode ``num_points`` images for fitting plus half as many held out; both matrices."""
+    """Encode ``num_points`` images for fitting plus half as many held out; both matrices
+    (when the end-of-run suite has them, ``FactorMatrices.from_suite`` is used instead)."""
 
     def encode(x: torch.Tensor) -> torch.Tensor:
         with evaluating(module):
@@ -49,18 +68,7 @@ def factor_matrices(
     codes_test, factors_test = sample_codes(source, encode, max(1, num_points // 2), rng)
     importance, _, _ = importance_matrix(codes, factors, codes_test, factors_test, seed=seed)
     mi = discrete_mutual_info(discretize(codes), factors)
-    entropy = discrete_entropy(factors)
-    top = np.sort(mi, axis=0)[::-1]
-    gap = top[0] - (top[1] if len(top) > 1 else 0.0)
-    mig = np.divide(gap, entropy, out=np.zeros_like(entropy), where=entropy > 0)
-    return FactorMatrices(
-        importance,
-        mi,
-        entropy,
-        disentanglement(importance),
-        completeness(importance),
-        float(np.mean(mig)),
-    )
+    return FactorMatrices.of(importance, mi, discrete_entropy(factors))
 
 
 def plot_heatmap(

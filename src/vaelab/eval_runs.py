@@ -1,0 +1,325 @@
+"""Evaluate trained runs again, without training: ``python src/eval.py run=<folder>`` or
+``sweep=<folder>`` (``src/eval.py``).
+
+For one run: rebuild the model and data from the run's saved config, load the checkpoint,
+run the chosen evaluation (``conf/evaluation/<name>.yaml``) and write
+
+- ``<run>/evaluation/<name>.json``: status, values, the checkpoint (file, step, sha256) and
+  the evaluation's settings; a checkpoint other than the run's final one goes to
+  ``<name>-step<k>.json`` instead;
+- the values merged into ``<run>/metrics.json`` (final checkpoint only), with the same
+  details under ``evaluations.<name>``; both files are replaced atomically.
+
+Checkpoints are only read. The same evaluation of the same checkpoint is skipped unless
+``force``. A sweep is every job folder of the sweep whose training completed, one after
+another (``evaluate_sweep``) or one Hydra job each with ``-m`` (``expand_sweep``), failures
+isolated and listed at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from vaelab.config import ConfigError
+from vaelab.io import write_json_atomic
+from vaelab.runs import CONFIG, LAST, METRICS, load_run, run_config, run_record
+
+log = logging.getLogger(__name__)
+
+RESULTS = "evaluation"  # the folder of a run that holds its evaluations
+failed_jobs: list[str] = []  # filled at the end of `src/eval.py -m`, read by src/eval.py
+
+
+def register_resolvers() -> None:
+    """The resolvers conf/eval.yaml names its log folders with."""
+    if not OmegaConf.has_resolver("vaelab_first"):
+        OmegaConf.register_new_resolver("vaelab_first", lambda a, b: a if a else b)
+        OmegaConf.register_new_resolver("vaelab_basename", lambda path: Path(str(path)).name)
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def evaluation_config(run_cfg: DictConfig, evaluation: DictConfig, seed: int | None) -> DictConfig:
+    """The evaluation node placed in the run's config, so ``${seed}`` is the run's seed
+    (the value the in-training evaluation used) unless ``seed`` is given."""
+    merged = run_cfg.copy()
+    merged.evaluation = OmegaConf.create(OmegaConf.to_container(evaluation, resolve=False))
+    if seed is not None:
+        merged.evaluation.seed = seed
+    return merged
+
+
+def result_path(run_dir: Path, name: str, step: int, final_step: int | None) -> Path:
+    suffix = "" if final_step is None or step == final_step else f"-step{step}"
+    return run_dir / RESULTS / f"{name}{suffix}.json"
+
+
+def _done_before(path: Path, sha: str, settings: dict[str, Any]) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return False
+    same = record.get("checkpoint_sha256") == sha and record.get("settings") == settings
+    return record.get("status") == "completed" and same
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    evaluation: DictConfig,
+    name: str,
+    ckpt_path: str | Path | None = None,
+    force: bool = False,
+    device: str = "auto",
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate one run folder (module docstring); returns the evaluation's record, with
+    ``status`` ``completed`` or ``skipped`` (done before). ``ConfigError`` for bad input."""
+    from hydra.utils import instantiate
+
+    run_dir = Path(run_dir)
+    record = run_record(run_dir)
+    if record.get("status") != "completed" and ckpt_path is None:
+        raise ConfigError(
+            f"the training of {run_dir} has not completed (metrics.json status: "
+            f"{record.get('status', 'missing')}), so {LAST} is not its final model. Evaluate it "
+            f"once training has finished, or give ckpt_path={run_dir / LAST} to evaluate that "
+            f"checkpoint as it is (the result then goes to {RESULTS}/ only)."
+        )
+    cfg = evaluation_config(run_config(run_dir), evaluation, seed)
+    try:
+        evaluator = instantiate(cfg.evaluation)
+    except Exception as error:
+        raise ConfigError(f"evaluation={name} cannot be built: {error}") from None
+    settings = evaluator.settings()
+    checkpoint = Path(ckpt_path) if ckpt_path is not None else run_dir / LAST
+    sha = file_sha256(checkpoint) if checkpoint.is_file() else ""
+    final_step = record.get("step") if record.get("status") == "completed" else None
+    for path in (run_dir / RESULTS).glob(f"{name}*.json") if not force else ():
+        if _done_before(path, sha, settings):
+            log.info("%s: evaluation=%s of this checkpoint is in %s: skipped (force=true "
+                     "runs it again)", run_dir, name, path.relative_to(run_dir))  # fmt: skip
+            return {**json.loads(path.read_text()), "status": "skipped"}
+    start = time.time()
+    loaded = load_run(run_dir, ckpt_path, device)
+    log.info("%s: evaluation=%s of %s (step %d) on %s", run_dir, name,
+             checkpoint.name, loaded.step, loaded.module.device)  # fmt: skip
+    loaded.datamodule.setup("test")
+    values = evaluator(loaded.module, loaded.datamodule).values
+    result = {
+        "status": "completed",
+        "evaluation": name,
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha,
+        "step": loaded.step,
+        "settings": settings,
+        "metrics": values,
+        "elapsed_s": round(time.time() - start, 3),
+    }
+    path = result_path(run_dir, name, loaded.step, final_step)
+    write_json_atomic(path, result)
+    if path.name == f"{name}.json" and final_step is not None:
+        _merge_into_metrics(run_dir, name, result)
+    log.info("%s: %s written in %.1f s", run_dir, path.relative_to(run_dir), result["elapsed_s"])
+    return result
+
+
+def _merge_into_metrics(run_dir: Path, name: str, result: dict[str, Any]) -> None:
+    """The new values into metrics.json (read again just before: nothing else is lost)."""
+    record = run_record(run_dir)
+    record.setdefault("metrics", {}).update(result["metrics"])
+    details = {k: result[k] for k in ("checkpoint", "checkpoint_sha256", "step", "settings")}
+    record.setdefault("evaluations", {})[name] = {**details, "file": f"{RESULTS}/{name}.json"}
+    write_json_atomic(run_dir / METRICS, record)
+
+
+def sweep_jobs(sweep_dir: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The job folders of a sweep whose training completed, and the others with their status."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ConfigError(f"`sweep`={sweep_dir} is not a folder; give the folder of a sweep "
+                          f"(outputs/multirun/<date>/<time>).")  # fmt: skip
+    done, others = [], []
+    for saved in sorted(sweep_dir.glob(f"*/{CONFIG}")):
+        job = saved.parent.parent
+        status = run_record(job).get("status", "no metrics.json")
+        (done if status == "completed" else others).append(job if status == "completed"
+                                                          else (job, status))  # fmt: skip
+    if not done and not others:
+        raise ConfigError(
+            f"{sweep_dir} holds no job folders (*/{CONFIG}); give the folder a sweep was "
+            f"written to, or use run=<folder> for one run."
+        )
+    return done, others
+
+
+def evaluate_sweep(sweep_dir: str | Path, evaluation: DictConfig, name: str, **options) -> int:
+    """Evaluate every completed job one after another; returns the number that failed."""
+    done, others = sweep_jobs(sweep_dir)
+    failed = []
+    for job in done:
+        try:
+            evaluate_run(job, evaluation, name, **options)
+        except Exception as error:
+            log.error("%s: evaluation failed: %s: %s", job.name, type(error).__name__, error)
+            log.debug("%s", traceback.format_exc())
+            failed.append((job, f"{type(error).__name__}: {error}"))
+    print_summary(Path(sweep_dir), name, done, failed, others)
+    return len(failed)
+
+
+def record_failure(run_dir: str | Path, name: str, error: BaseException) -> None:
+    """Log a failed evaluation of a sweep's job; record it in ``<name>.json`` unless that
+    holds an earlier completed evaluation (which is kept)."""
+    message = f"{type(error).__name__}: {error}"
+    log.error("%s: evaluation failed: %s", Path(run_dir).name, message)
+    path = Path(run_dir) / RESULTS / f"{name}.json"
+    if path.is_file() and json.loads(path.read_text()).get("status") == "completed":
+        return
+    write_json_atomic(path, {"status": "failed", "evaluation": name, "error": message})
+
+
+def job_state(run_dir: Path, name: str) -> tuple[bool, str]:
+    """Whether ``<name>.json`` holds a completed evaluation of the job's last.ckpt, and the
+    error when it holds a failure."""
+    path = run_dir / RESULTS / f"{name}.json"
+    if not path.is_file():
+        return False, "no result"
+    record = json.loads(path.read_text())
+    if record.get("status") == "failed":
+        return False, record.get("error", "failed")
+    current = (run_dir / LAST).is_file() and record.get("checkpoint_sha256") == file_sha256(
+        run_dir / LAST
+    )
+    return record.get("status") == "completed" and current, "failed (see its eval.log)"
+
+
+class EvalSummary(Callback):
+    """At the end of ``src/eval.py -m``: one line per job, the failed ones named."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        runs = listed_runs(list(config.hydra.overrides.task))
+        name = config.hydra.runtime.choices["evaluation"]
+        jobs = [Path(r) for r in runs]
+        failed = [(j, err) for j in jobs for ok, err in [job_state(j, name)] if not ok]
+        failed_jobs[:] = [j.name for j, _ in failed]
+        sweep_dir = jobs[0].parent if jobs else Path(config.hydra.sweep.dir)
+        print_summary(sweep_dir, name, jobs, failed, [])
+
+
+def print_summary(
+    sweep_dir: Path,
+    name: str,
+    done: list[Path],
+    failed: list[tuple[Path, str]],
+    others: list[tuple[Path, str]],
+) -> None:
+    evaluated = len(done) - len(failed)
+    print(f"sweep {sweep_dir}: evaluation={name} of {evaluated} of {len(done)} completed jobs")
+    for job, error in failed:
+        print(f"  FAILED {job.name}: {error}")
+    for job, status in others:
+        print(f"  not evaluated {job.name}: training {status}")
+    if failed:
+        print(
+            f"error: {len(failed)} evaluations failed; run the same command again to retry "
+            f"them (finished evaluations are skipped).",
+            file=sys.stderr,
+        )
+    print(f"report: python src/report.py {sweep_dir}")
+
+
+def _quoted(path: str | Path) -> str:
+    """A folder as a quoted Hydra value (job folders hold ``=``, which the grammar refuses)."""
+    return "'{}'".format(str(path).replace("'", "\\'"))
+
+
+def expand_sweep(args: list[str]) -> list[str]:
+    """``sweep=<folder>`` (a config group's name, so Hydra would read it as one) becomes the
+    key ``sweep_dir=<folder>``; with ``-m`` it becomes ``run=<job>,<job>,...`` (the completed
+    jobs) instead, so any Hydra launcher runs one evaluation per job, the others listed now.
+    An existing folder given as ``run=`` or ``sweep=`` is quoted for Hydra."""
+    multirun = bool({"-m", "--multirun"} & set(args))
+    out = []
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key in ("run", "ckpt_path") and Path(value).exists():
+            out.append(f"{key}={_quoted(value)}")
+            continue
+        if key != "sweep":
+            out.append(arg)
+            continue
+        sweep_dir = Path(arg.removeprefix("sweep="))
+        if not multirun:
+            out.append(f"sweep_dir={_quoted(sweep_dir) if sweep_dir.exists() else sweep_dir}")
+            continue
+        done, others = sweep_jobs(sweep_dir)
+        for job, status in others:
+            print(f"not evaluated {job.name}: training {status}")
+        if not done:
+            raise ConfigError(f"{sweep_dir} holds no job whose training completed.")
+        out += [
+            "run=" + ",".join(_quoted(j) for j in done),
+            f"hydra.sweep.dir={_quoted(sweep_dir / RESULTS)}",
+        ]
+    return out
+
+
+def listed_runs(overrides: list[str]) -> list[str]:
+    """The folders named by the ``run=`` override among ``overrides`` (one, or a ``-m`` list)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    chosen = [o for o in overrides if o.startswith("run=")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(chosen)
+    except Exception:  # not Hydra's grammar (a missing folder with `=` in it): taken as it is
+        return [o.removeprefix("run=") for o in chosen]
+    values = [v for o in parsed for v in (o.sweep_iterator() if o.is_sweep_override()
+                                          else [o.value()])]  # fmt: skip
+    return [getattr(v, "text", str(v)) for v in values]
+
+
+def target_problem(args: list[str]) -> str | None:
+    """A paragraph when ``run=`` / ``sweep=`` is missing or names no usable folder (checked
+    before Hydra starts, which would otherwise create the folder for its log)."""
+    given = dict(a.split("=", 1) for a in args if a.startswith(("run=", "sweep_dir=")))
+    if len(given) != 1:
+        return (
+            "error: say what to evaluate with exactly one of run=<run folder> (one trained run) "
+            "or sweep=<sweep folder> (every completed job of a sweep), e.g. "
+            "python src/eval.py run=outputs/runs/2026-12-02/10-00-00_beta_vae evaluation=full"
+        )
+    ((key, folder),) = given.items()
+    try:
+        if key == "run":  # (with -m, a list of the sweep's jobs)
+            for run in listed_runs([f"run={folder}"]):
+                run_config(run)
+        else:
+            sweep_jobs(folder.strip("'"))
+    except ConfigError as error:
+        return f"error: {error}"
+    return None

@@ -1,0 +1,118 @@
+"""A trained run folder read back: its saved config, its data module and its model with the
+weights of a checkpoint, exactly as training built them. Nothing in the folder is changed.
+
+A run folder holds ``.hydra/config.yaml`` (the composed config), ``checkpoints/last.ckpt``
+and ``metrics.json`` (written by ``vaelab.train.run``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vaelab.config import ConfigError
+
+CONFIG = Path(".hydra") / "config.yaml"
+LAST = Path("checkpoints") / "last.ckpt"
+METRICS = "metrics.json"
+
+
+@dataclass
+class LoadedRun:
+    """A run rebuilt from its folder: ``module`` in eval mode on ``device``."""
+
+    path: Path
+    cfg: DictConfig
+    record: dict[str, Any]
+    checkpoint: Path
+    step: int
+    module: Any  # VAEModule
+    datamodule: Any  # ImageDataModule
+
+
+def run_config(run_dir: str | Path) -> DictConfig:
+    """The run's saved config with ``paths.output_dir`` pointing at the folder itself."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(
+            f"`run`={run_dir} is not a folder; give a run folder written by src/train.py "
+            f"(it holds .hydra/config.yaml and checkpoints/)."
+        )
+    saved = run_dir / CONFIG
+    if not saved.is_file():
+        raise ConfigError(
+            f"{run_dir} is not a vaelab run folder: it has no {CONFIG}, the config the run was "
+            f"trained with. Give the folder of one run (a sweep's job folder, or a folder under "
+            f"outputs/runs/), or use sweep=<folder> for a whole sweep."
+        )
+    try:
+        cfg = OmegaConf.load(saved)
+    except Exception as error:
+        raise ConfigError(f"{saved} cannot be read as YAML ({error}).") from None
+    cfg.paths.output_dir = str(run_dir.resolve())
+    return cfg
+
+
+def run_record(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``metrics.json`` (empty when there is none)."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}); it was not changed.") from None
+
+
+def pick_device(device: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; otherwise the device named."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"`device`={device} was asked for but no GPU is visible; use "
+                          f"device=cpu or device=auto.")  # fmt: skip
+    return torch.device(device)
+
+
+def load_run(
+    run_dir: str | Path, ckpt_path: str | Path | None = None, device: str = "auto"
+) -> LoadedRun:
+    """Rebuild a run's model and data from its own config and load ``ckpt_path`` (default
+    ``checkpoints/last.ckpt``). ``ConfigError`` when the folder, its config, its checkpoint
+    or its data cannot be used; the data are checked but not loaded (``datamodule.setup``)."""
+    from hydra.utils import instantiate  # imported here: the CLI answers bad input quickly
+
+    from vaelab.checkpoint import load_weights
+    from vaelab.train import build_module
+
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    checkpoint = Path(ckpt_path) if ckpt_path is not None else run_dir / LAST
+    if ckpt_path is None and not checkpoint.is_file():
+        raise ConfigError(
+            f"{run_dir} has no checkpoint {LAST}: its training stopped before the first "
+            f"checkpoint, or the folder was copied without it. Give ckpt_path=<file> to "
+            f"evaluate another checkpoint of the same model."
+        )
+    if not checkpoint.is_file():
+        raise ConfigError(f"`ckpt_path`={ckpt_path} is not a file; give the path of a checkpoint "
+                          f"of this run, such as {run_dir / LAST}.")  # fmt: skip
+    cfg.compile = False  # evaluation runs the plain networks (same weights, same values)
+    try:
+        module = build_module(cfg)
+        datamodule = instantiate(cfg.data)
+    except Exception as error:
+        raise ConfigError(
+            f"the config saved in {run_dir / CONFIG} does not build with this version of "
+            f"vaelab ({type(error).__name__}: {str(error).splitlines()[0]}). It may come from "
+            f"an older or newer version; evaluate it with the version that trained it."
+        ) from None
+    datamodule.check_available()
+    step = load_weights(checkpoint, module)
+    module.to(pick_device(device)).eval()
+    return LoadedRun(run_dir, cfg, run_record(run_dir), checkpoint, step, module, datamodule)

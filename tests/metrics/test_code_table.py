@@ -1,0 +1,109 @@
+"""The code table: every distinct image encoded once, and the same values as encoding each
+metric's images directly (the metric functions on their own) for the same seed."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.metrics.toy import ToySource, duplicate_encoder, mixing_encoder
+from vaelab.data.dsprites import ProceduralDSprites
+from vaelab.metrics.beta_vae import beta_vae_score
+from vaelab.metrics.codes import CodeTable, DirectCodes, encode_table, sample_codes
+from vaelab.metrics.dci import dci_from_codes
+from vaelab.metrics.factor_vae import factor_vae_score
+from vaelab.metrics.mig import mig_from_codes
+from vaelab.metrics.modularity import explicitness_from_codes, modularity_from_codes
+from vaelab.metrics.sap import sap_from_codes
+from vaelab.metrics.suite import METRICS, run_suite
+
+SMALL = {"num_train": 300, "num_test": 200, "num_variance_estimate": 300, "batch_size": 16}
+
+
+def centroid_encoder(x: torch.Tensor) -> torch.Tensor:
+    """Centroid and mass of a dSprites image: a fixed function of each image."""
+    grid = torch.arange(64.0) / 63
+    img = x[:, 0]
+    mass = img.sum((1, 2)).clamp_min(1.0)
+    return torch.stack(
+        [(img.sum(1) * grid).sum(1) / mass, (img.sum(2) * grid).sum(1) / mass, mass / 1000], 1
+    )
+
+
+def direct_values(source, encode, seed: int) -> dict[str, float]:
+    """Each metric called on its own, on the stream the suite gives it, encoding directly."""
+    streams = dict(zip(("codes", *METRICS), np.random.SeedSequence(seed).spawn(7), strict=True))
+    rng = {k: np.random.default_rng(s) for k, s in streams.items()}
+    train, y = sample_codes(source, encode, SMALL["num_train"], rng["codes"])
+    test, y_test = sample_codes(source, encode, SMALL["num_test"], rng["codes"])
+    dci = dci_from_codes(train, y, test, y_test)
+    explicit = explicitness_from_codes(train, y, test, y_test)
+    n, m, v, b = SMALL["num_train"], SMALL["num_test"], SMALL["num_variance_estimate"], 16
+    beta = beta_vae_score(source, encode, rng["beta_vae"], b, n, m)
+    factor = factor_vae_score(source, encode, rng["factor_vae"], b, n, m, v)
+    return {
+        "disent/mig": mig_from_codes(train, y),
+        "disent/sap": sap_from_codes(train, y, test, y_test),
+        "disent/dci_d": dci["disentanglement"],
+        "disent/dci_c": dci["completeness"],
+        "disent/dci_i_test": dci["informativeness_test"],
+        "disent/modularity": modularity_from_codes(train, y),
+        "disent/explicitness_test": explicit["test"],
+        "disent/beta_vae_train": beta["train_accuracy"],
+        "disent/beta_vae_eval": beta["eval_accuracy"],
+        "disent/factor_vae_train": factor["train_accuracy"],
+        "disent/factor_vae_eval": factor["eval_accuracy"],
+        "disent/factor_vae_active_dims": factor["num_active_dims"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "encode"),
+    [(ToySource(), mixing_encoder()), (ProceduralDSprites(), centroid_encoder)],
+    ids=["toy-rotated", "dsprites-centroid"],
+)
+def test_table_path_equals_direct_path(source, encode):
+    suite = run_suite(source, encode, seed=3, **SMALL).values
+    direct = direct_values(source, encode, seed=3)
+    assert {k: suite[k] for k in direct} == direct  # exactly, not approximately
+
+
+def test_each_distinct_image_is_encoded_once():
+    encoded: list[np.ndarray] = []
+
+    def images(indices):
+        encoded.append(np.asarray(indices).copy())
+        return ProceduralDSprites().images(indices)
+
+    result = run_suite(ProceduralDSprites(), centroid_encoder, 0, images=images, **SMALL)
+    seen = np.concatenate(encoded)
+    assert len(seen) == len(np.unique(seen)) == result.values["disent/encoded_images"]
+    # 2 x 16 x 500 + 300 + 16 x 500 + 500 images were drawn, many of them twice
+    assert len(seen) < 2 * 16 * 500 + 300 + 16 * 500 + 500
+    assert result.importance.shape == (3, 5) and result.mutual_info.shape == (3, 5)
+
+
+def test_whole_data_set_in_order_when_most_of_it_is_needed():
+    source = ToySource()  # 120 images
+    batches = []
+
+    def images(indices):
+        batches.append(np.asarray(indices))
+        return source.images(indices)
+
+    table = encode_table(len(source), np.arange(0, 120, 2), duplicate_encoder, images, 50)
+    assert table.indices is not None and len(table) == 60  # half: only the distinct ones
+    batches.clear()
+    table = encode_table(len(source), np.r_[np.arange(100), 5, 5], duplicate_encoder, images, 50)
+    assert table.indices is None and len(table) == 120  # most: everything, in order
+    np.testing.assert_array_equal(np.concatenate(batches), np.arange(120))
+
+
+def test_table_reads_the_codes_it_encoded_and_refuses_others():
+    source = ToySource()
+    table = encode_table(len(source), np.array([7, 3, 3, 50]), mixing_encoder(), source.images)
+    direct = DirectCodes(source, mixing_encoder())
+    np.testing.assert_array_equal(table(np.array([50, 3, 7, 3])), direct([50, 3, 7, 3]))
+    with pytest.raises(KeyError):
+        table(np.array([4]))
+    full = CodeTable(np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(full(np.array([2, 0])), [[4.0, 5.0], [0.0, 1.0]])

@@ -1,0 +1,193 @@
+"""src/eval.py through the real CLI: a trained run and a sweep evaluated again without
+training, values equal to the in-training evaluation, the skip and force, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, TINY, read_metrics, run_cli
+from .test_sweep import sweep
+
+# A small evaluation: IWAE on 8 images, the shared-code metrics and BetaVAE / FactorVAE.
+EVAL = [
+    "evaluation=full",
+    "evaluation.iwae_k=8",
+    "evaluation.iwae_images=8",
+    "evaluation.suite.num_train=200",
+    "evaluation.suite.num_test=100",
+    "evaluation.suite.batch_size=8",
+    "evaluation.suite.num_variance_estimate=200",
+]
+
+
+def eval_cli(*args: str, data: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "src" / "eval.py"), *args]
+    env = {**os.environ, "VAELAB_DATA_DIR": str(data)}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def snapshot(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` with its modification time."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny run evaluated at the end of training with ``EVAL``."""
+    run_dir = tmp_path_factory.mktemp("eval") / "run"
+    keep_all = "callbacks.model_checkpoint.save_top_k=-1"  # step 3 and 6 checkpoints
+    result = run_cli(run_dir, *TINY, *EVAL, "~callbacks.progress_bar", keep_all)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture
+def run_copy(trained: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+def test_eval_equals_the_in_training_evaluation_and_skips_when_done(run_copy: Path):
+    data = run_copy.parent / "data"
+    trained_values = read_metrics(run_copy)["metrics"]
+    checkpoints = snapshot(run_copy / "checkpoints")
+    result = eval_cli(f"run={run_copy}", *EVAL, data=data)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    saved = json.loads((run_copy / "evaluation" / "full.json").read_text())
+    assert saved["status"] == "completed" and saved["step"] == 6
+    assert saved["settings"]["suite"]["num_train"] == 200 and saved["settings"]["seed"] == 0
+    values = {k: v for k, v in saved["metrics"].items() if "/time/" not in k}
+    assert "disent/beta_vae_eval" in values and "disent/factor_vae_eval" in values
+    assert {k: trained_values[k] for k in values} == values  # the same values, exactly
+    merged = read_metrics(run_copy)
+    assert merged["status"] == "completed" and merged["evaluations"]["full"]["step"] == 6
+    assert merged["metrics"]["val/elbo"] == trained_values["val/elbo"]  # nothing else lost
+    assert snapshot(run_copy / "checkpoints") == checkpoints  # checkpoints never touched
+    log = (run_copy / "eval.log").read_text()
+    assert "encoding" in log and "beta_vae" in log and "factor_vae" in log  # progress lines
+
+    before = snapshot(run_copy)
+    again = eval_cli(f"run={run_copy}", *EVAL, data=data)
+    assert again.returncode == 0 and "skipped" in again.stdout + again.stderr
+    after = snapshot(run_copy)
+    assert {k: v for k, v in after.items() if k != "eval.log"} == {
+        k: v for k, v in before.items() if k != "eval.log"
+    }
+    forced = eval_cli(f"run={run_copy}", *EVAL, "force=true", data=data)
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert snapshot(run_copy)["evaluation/full.json"] > before["evaluation/full.json"]
+
+
+def test_another_seed_and_an_earlier_checkpoint_go_to_their_own_files(run_copy: Path):
+    data = run_copy.parent / "data"
+    earlier = run_copy / "checkpoints" / "step0000003.ckpt"
+    assert earlier.is_file()
+    result = eval_cli(f"run={run_copy}", *EVAL, f"ckpt_path={earlier}", "seed=1", data=data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((run_copy / "evaluation" / "full-step3.json").read_text())
+    assert saved["step"] == 3 and saved["settings"]["seed"] == 1
+    assert "evaluations" not in read_metrics(run_copy)  # not the final model: not merged
+
+
+def test_a_sweep_is_evaluated_job_by_job_and_reported(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    trained = sweep(sweep_dir, "beta=1,2", "seed=0")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/metrics.json"))
+    assert all("disent/mig" not in read_metrics(j)["metrics"] for j in jobs)
+
+    result = eval_cli(f"sweep={sweep_dir}", *EVAL, data=tmp_path / "data")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "evaluation=full of 2 of 2 completed jobs" in result.stdout
+    for job in jobs:
+        assert read_metrics(job)["evaluations"]["full"]["step"] == 6
+    report = subprocess.run([sys.executable, str(ROOT / "src" / "report.py"), str(sweep_dir)],
+                            capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert report.returncode == 0 and "disent/mig" in report.stdout
+
+
+def test_a_sweep_through_a_launcher_isolates_a_failing_job(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    trained = sweep(sweep_dir, "beta=1,2", "seed=0")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    good, bad = sorted(p.parent for p in sweep_dir.glob("*/metrics.json"))
+    (bad / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+
+    result = eval_cli("-m", f"sweep={sweep_dir}", *EVAL, "hydra/launcher=joblib",
+                      "hydra.launcher.n_jobs=2", data=tmp_path / "data")  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"FAILED {bad.name}" in result.stdout and "cannot be read" in result.stdout
+    assert read_metrics(good)["evaluations"]["full"]["step"] == 6
+    assert json.loads((bad / "evaluation" / "full.json").read_text())["status"] == "failed"
+    assert "evaluations" not in read_metrics(bad)
+    assert (sweep_dir / "evaluation" / good.name / "eval.log").is_file()
+    assert (sweep_dir / "multirun.yaml").is_file()  # the training sweep's own, kept
+
+
+# how to break a copy of the run, words the message must contain
+BAD = {
+    "no such folder": (lambda run: run / "nope", "is not a folder"),
+    "not a run folder": (lambda run: run / "checkpoints", "is not a vaelab run folder"),
+    "no checkpoint": (lambda run: (run / "checkpoints" / "last.ckpt").unlink() or run,
+                      "has no checkpoint checkpoints/last.ckpt"),
+    "incompatible config": (lambda run: _edit_config(run, "vaelab.nets.ConvEncoder",
+                                                     "vaelab.nets.gone.Encoder"),
+                            "does not build with this version of vaelab"),
+    "unknown setting": (lambda run: _edit_config(run, "use_file: true",
+                                                 "use_file: true\n    renamed_key: 1"),
+                        "does not build with this version"),
+    "training not completed": (lambda run: _set_status(run, "running"),
+                               "has not completed (metrics.json status: running)"),
+}  # fmt: skip
+
+
+def _edit_config(run: Path, old: str, new: str) -> Path:
+    saved = run / ".hydra" / "config.yaml"
+    text = saved.read_text()
+    assert old in text
+    saved.write_text(text.replace(old, new))
+    return run
+
+
+def _set_status(run: Path, status: str) -> Path:
+    record = read_metrics(run)
+    (run / "metrics.json").write_text(json.dumps({**record, "status": status}))
+    return run
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_paragraph_and_exit_2_and_changes_nothing(run_copy: Path, case: str):
+    target = BAD[case][0](run_copy)
+    before = snapshot(run_copy)
+    result = eval_cli(f"run={target}", *EVAL, data=run_copy.parent / "data")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    message = result.stderr.strip()
+    assert message.startswith("error:") and BAD[case][1] in message
+    assert "Traceback" not in message and len(message.splitlines()) == 1
+    assert snapshot(run_copy) == before  # nothing written, not even a log folder
+
+
+def test_missing_data_is_said_with_where_to_put_it(run_copy: Path, tmp_path: Path):
+    _edit_config(run_copy, "_target_: vaelab.data.dsprites.ProceduralDSprites",
+                 "_target_: vaelab.data.shapes3d.Shapes3D")  # fmt: skip
+    _edit_config(run_copy, "    cache_dir: ", "    data_dir: ")
+    _edit_config(run_copy, "    use_file: true\n", "")
+    before = snapshot(run_copy)
+    result = eval_cli(f"run={run_copy}", *EVAL, data=tmp_path / "empty")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "3dshapes" in result.stderr.lower() and len(result.stderr.strip().splitlines()) == 1
+    assert snapshot(run_copy) == before
+
+
+def test_no_target_is_exit_2():
+    result = eval_cli("evaluation=fast", data=ROOT / "data")
+    assert result.returncode == 2 and "exactly one of run=" in result.stderr

@@ -130,8 +130,11 @@ def main() -> None:
         own_encode[name] = own_encode[key]
 
     # --- disent: each metric on its own, as a user calls it ---
-    data = ArrayGroundTruthData(images.numpy()[:, 0, :, :, None],  # [N, 64, 64, 1] view
-                                factor_names=source.factor_names, factor_sizes=source.factor_sizes)
+    data = ArrayGroundTruthData(
+        images.numpy()[:, 0, :, :, None],  # [N, 64, 64, 1] view
+        factor_names=source.factor_names,
+        factor_sizes=source.factor_sizes,
+    )
     dataset = DisentDataset(data, transform=ToImgTensorF32())
     encoded = [0]
 
@@ -146,7 +149,8 @@ def main() -> None:
     dis, dis_time, dis_images = {}, {}, {}
     for name in metrics:
         encoded[0], t = 0, time.perf_counter()
-        dis.update(fns[name](dataset, representation, **disent_kwargs(name, n_train, n_test, n_var)))
+        kwargs = disent_kwargs(name, n_train, n_test, n_var)
+        dis.update(fns[name](dataset, representation, **kwargs))
         dis_time[name], dis_images[name] = time.perf_counter() - t, encoded[0]
         print(f"disent {name}: {dis_time[name]:.1f} s, {encoded[0]:,} images encoded", flush=True)
 
@@ -154,29 +158,41 @@ def main() -> None:
     extra = args.scale != 1
     head = f"{'metric':<11}{'vaelab suite':>13}{'vaelab alone':>13}{'disent':>10}"
     head += f"{'disent@1x':>11}" if extra else ""
-    print(f"\n{head}   seconds;   values (vaelab / disent)   [images encoded: vaelab alone / disent]")
+    print(f"\n{head}   seconds;   values vaelab/disent")
     for name in metrics:
         score_s = res[f"disent/time/{name}"]
-        row = f"{name:<11}{score_s:>13.1f}{score_s + own_encode[name]:>13.1f}{dis_time[name]:>10.1f}"
+        alone_s = score_s + own_encode[name]
+        row = f"{name:<11}{score_s:>13.1f}{alone_s:>13.1f}{dis_time[name]:>10.1f}"
         row += f"{dis_time[name] / args.scale:>11.1f}" if extra else ""
         pairs = "  ".join(f"{a.replace(name + '_', '')}={res['disent/' + a]:.3f}/{dis[b]:.3f}"
                           for a, b in VALUES[name])  # fmt: skip
         print(f"{row}   {pairs}")
-    print(f"{'encode':<11}{res['disent/time/encode']:>13.1f}   (the suite's one pass over "
-          f"{res['disent/encoded_images']:,.0f} distinct images)")
-    print(f"{'total':<11}{vaelab_total:>13.1f}{'':>13}{sum(dis_time.values()):>10.1f}"
-          + (f"{sum(dis_time.values()) / args.scale:>11.1f}" if extra else "")
-          + f"   disent encoded {sum(dis_images.values()):,} images in all")
+    print(
+        f"{'encode':<11}{res['disent/time/encode']:>13.1f}   (the suite's one encoding pass; "
+        f"its code table holds {res['disent/encoded_images']:,.0f} images)"
+    )
+    print(
+        f"{'total':<11}{vaelab_total:>13.1f}{'':>13}{sum(dis_time.values()):>10.1f}"
+        + (f"{sum(dis_time.values()) / args.scale:>11.1f}" if extra else "")
+        + f"   disent encoded {sum(dis_images.values()):,} images in all"
+    )
     for name in metrics:
-        note = {"mig": f"train {n_train:,}", "factor_vae":
-                f"train {n_train:,} / eval {n_test:,} votes x 64 images, variance {n_var:,}"}
-        print(f"  {name}: {note.get(name, f'train {n_train:,} / test {n_test:,}')}; disent "
-              f"encoded {dis_images[name]:,} images")
+        note = {
+            "mig": f"train {n_train:,}",
+            "factor_vae": f"train {n_train:,} / eval {n_test:,} votes x 64 images, "
+            f"variance {n_var:,}",
+        }
+        print(
+            f"  {name}: {note.get(name, f'train {n_train:,} / test {n_test:,}')}; disent "
+            f"encoded {dis_images[name]:,} images"
+        )
     if "dci" in metrics:
-        print(f"  DCI trees: vaelab {args.dci_estimator!r}, disent sklearn GradientBoostingClassifier")
+        print(f"  DCI trees: vaelab {args.dci_estimator!r}, disent sklearn's GradientBoosting")
     if extra:
-        print(f"  disent@1x: disent seconds / {args.scale:g}, a linear extrapolation to the "
-              "default counts (not measured)")
+        print(
+            f"  disent@1x: disent seconds / {args.scale:g}, a linear extrapolation to the "
+            "default counts (not measured)"
+        )
 
 
 if __name__ == "__main__":

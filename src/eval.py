@@ -15,15 +15,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from vaelab.config import EXIT_BAD_INPUT, ConfigError, call_hydra_main
-from vaelab.eval_runs import (
-    evaluate_run,
-    evaluate_sweep,
-    expand_sweep,
-    in_multirun,
-    record_failure,
-    register_resolvers,
-    target_problem,
-)
+from vaelab.eval_args import expand_sweep, register_resolvers, target_problem
+from vaelab.eval_runs import evaluate_run, evaluate_sweep, in_multirun, record_failure
 
 failed = 0  # evaluations that failed in sweep=<folder> mode
 started = False  # set once Hydra has composed the config and called the task

@@ -34,6 +34,8 @@ BAD_INPUTS = [
     ("model=beta_tcvae model.estimator=exact", "`model.estimator` must be one of mws, mss"),
     ("model=annealed_vae model.c_steps=0", "`model.c_steps` must be >= 1"),
     ("model=annealed_vae model.c_max=-5", "`model.c_max` must be >= 0"),
+    ("model=annealed_vae beta=4", "set model.gamma=4 instead"),
+    ("model=annealed_vae beta_schedule=linear", "a linear β schedule would do nothing"),
     ("model=dip_vae model.variant=iii", "`model.variant` must be one of i, ii"),
     ("model=dip_vae model.lambda_od=-1", "`model.lambda_od` must be >= 0"),
     ("beta_schedule=linear beta_schedule.steps=0", "`beta_schedule.steps` must be >= 1"),

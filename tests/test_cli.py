@@ -68,8 +68,7 @@ OBJECTIVE_RUNS = [
             "model=annealed_vae",
             "model.c_max=10",
             "model.c_steps=4",
-            "beta_schedule=linear",
-            "beta_schedule.steps=4",
+            "model.gamma=500",
         ],
         ["train/capacity"],
     ),
@@ -98,10 +97,10 @@ def test_each_objective_trains_with_finite_losses_and_logs_its_parts(cli, overri
         assert key in values, key
     rows = [r for r in csv_rows(run_dir) if r.get("train/beta")]
     betas = [float(r["train/beta"]) for r in rows]
-    if "beta_schedule=linear" in overrides:  # 0 -> 1000 over 4 steps
-        assert betas[0] == 0.0 and betas[-1] == 1000.0
-    if "model=annealed_vae" in overrides:
-        assert float(rows[-1]["train/capacity"]) == 10.0
+    if "beta_schedule=cyclical" in overrides:  # 4 cycles over 6 steps, each rising from 0
+        assert betas[0] == 0.0 and max(betas) == 6.0
+    if "model=annealed_vae" in overrides:  # beta follows model.gamma, C reaches c_max
+        assert set(betas) == {500.0} and float(rows[-1]["train/capacity"]) == 10.0
 
 
 def test_end_of_run_evaluation_measures_likelihood_and_disentanglement(cli):

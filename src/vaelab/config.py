@@ -222,7 +222,28 @@ def _model_problems(cfg: DictConfig) -> list[str]:
         return [
             f"model=ae has no KL term, so beta={beta} would do nothing; drop the beta override."
         ]
+    if name == "annealed_vae":
+        return _annealed_problems(cfg, beta)
     return []
+
+
+def _annealed_problems(cfg: DictConfig, beta: float) -> list[str]:
+    """annealed_vae's weight is model.gamma and what anneals is C: β must not be set apart."""
+    gamma, schedule = _get(cfg, "model.gamma"), _get(cfg, "beta_schedule._target_")
+    problems = []
+    if _is_number(gamma) and beta != gamma:
+        problems.append(
+            f"model=annealed_vae weighs |KL − C(t)| by γ = model.gamma ({gamma}), so beta={beta} "
+            f"would do nothing; set model.gamma={beta} instead (beta follows it)."
+        )
+    if schedule is not None and schedule != "vaelab.schedules.Constant":
+        problems.append(
+            f"model=annealed_vae anneals the capacity C(t), not a weight, so a "
+            f"{schedule.rsplit('.', 1)[-1].lower()} β schedule would do nothing; drop "
+            f"beta_schedule and set model.c_max / model.c_steps (C rises from 0 to c_max nats "
+            f"over c_steps)."
+        )
+    return problems
 
 
 def _checkpoint_problems(cfg: DictConfig) -> list[str]:

@@ -11,7 +11,7 @@ from torch.distributions import Normal
 from vaelab.module import VAEModule
 from vaelab.nets import MLPDecoder, MLPEncoder
 from vaelab.objectives import DIPVAE, AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE, VAEOutput
-from vaelab.objectives.beta_tcvae import tc_decomposition
+from vaelab.objectives.beta_tcvae import importance_weights, mws_paper_offsets, tc_decomposition
 from vaelab.objectives.dip_vae import dip_covariance, dip_penalty
 from vaelab.objectives.factor_vae import permute_dims
 from vaelab.schedules import Constant
@@ -26,8 +26,8 @@ def batch(seed: int = 0, b: int = 6, d: int = 3):
 
 
 # ---- β-TCVAE ---------------------------------------------------------------------------
-def slow_tc_mws(z, mu, logvar, n):
-    """Chen et al. (2018) with minibatch-weighted sampling, one loop per sum, float64."""
+def slow_tc(z, mu, logvar, weight):
+    """Chen et al. (2018), log q(z_i) = log sum_j weight(i, j) q(z_i|x_j), one loop per sum."""
     z, mu, sd = z.double(), mu.double(), torch.exp(0.5 * logvar.double())
     m, d = z.shape
     mi = tc = dwkl = 0.0
@@ -37,10 +37,14 @@ def slow_tc_mws(z, mu, logvar, n):
         joint = [
             sum(Normal(mu[j, k], sd[j, k]).log_prob(z[i, k]) for k in range(d)) for j in range(m)
         ]
-        log_qz = math.log(sum(math.exp(v) for v in joint)) - math.log(n * m)
+        log_qz = math.log(sum(weight(i, j) * math.exp(v) for j, v in enumerate(joint)))
         log_prod = sum(
-            math.log(sum(math.exp(Normal(mu[j, k], sd[j, k]).log_prob(z[i, k])) for j in range(m)))
-            - math.log(n * m)
+            math.log(
+                sum(
+                    weight(i, j) * math.exp(Normal(mu[j, k], sd[j, k]).log_prob(z[i, k]))
+                    for j in range(m)
+                )
+            )
             for k in range(d)
         )
         mi += (log_q_cond - log_qz) / m
@@ -49,11 +53,82 @@ def slow_tc_mws(z, mu, logvar, n):
     return float(mi), float(tc), float(dwkl)
 
 
-def test_tcvae_mws_matches_the_papers_formula():
-    _, out = batch()
+def slow_tc_mws(z, mu, logvar, n):
+    """The paper's minibatch-weighted sampling: every weight 1/(N M)."""
+    return slow_tc(z, mu, logvar, lambda i, j: 1.0 / (n * len(z)))
+
+
+def slow_tc_mss(z, mu, logvar, n):
+    """The paper's stratified sampling: own 1/N, the next (N-M+1)/(N(M-1)), the rest 1/(M-1)."""
+    m = len(z)
+
+    def weight(i, j):
+        if j == i:
+            return 1.0 / n
+        return (n - m + 1) / (n * (m - 1)) if j == (i + 1) % m else 1.0 / (m - 1)
+
+    return slow_tc(z, mu, logvar, weight)
+
+
+def test_tcvae_mws_is_the_papers_formula_less_its_constants():
+    _, out = batch(d=10)
     fast = tc_decomposition(out.z, out.mu, out.logvar, dataset_size=1000, estimator="mws")
     slow = slow_tc_mws(out.z, out.mu, out.logvar, 1000)
+    offsets = mws_paper_offsets(1000, latent_dim=10)  # log N, 9 log N, -10 log N
+    shifted = [v.item() + c for v, c in zip(fast, offsets, strict=True)]
+    assert shifted == pytest.approx(slow, rel=1e-4, abs=1e-4)
+
+
+def test_tcvae_mss_matches_the_papers_formula():
+    _, out = batch(4, b=8, d=10)
+    out.mu = out.mu * 0.3  # overlapping posteriors, so every weight matters
+    fast = tc_decomposition(out.z, out.mu, out.logvar, dataset_size=50, estimator="mss")
+    slow = slow_tc_mss(out.z, out.mu, out.logvar, 50)
     assert [v.item() for v in fast] == pytest.approx(slow, rel=1e-4, abs=1e-4)
+
+
+def paper_mws_terms(z, mu, logvar, n):
+    """The paper's MWS terms with its 1/(N M) weight, as differentiable float64 tensors."""
+    m = len(z)
+    q = Normal(mu[None].double(), torch.exp(0.5 * logvar[None].double()))
+    pairwise = q.log_prob(z[:, None].double())  # [i, j, d]
+    log_qz = torch.logsumexp(pairwise.sum(2), 1) - math.log(n * m)
+    log_prod = (torch.logsumexp(pairwise, 1) - math.log(n * m)).sum(1)
+    log_cond = Normal(mu.double(), torch.exp(0.5 * logvar.double())).log_prob(z.double()).sum(1)
+    log_p = Normal(0.0, 1.0).log_prob(z.double()).sum(1)
+    return (log_cond - log_qz).mean(), (log_qz - log_prod).mean(), (log_prod - log_p).mean()
+
+
+def test_tcvae_mws_gradient_is_the_papers():
+    g = torch.Generator().manual_seed(5)
+    mu = torch.randn(32, 10, generator=g, requires_grad=True)
+    logvar = (0.3 * torch.randn(32, 10, generator=g)).requires_grad_()
+    eps = torch.randn(32, 10, generator=g)
+    grads = []
+    for terms in (
+        lambda z: tc_decomposition(z, mu, logvar, 737_280, "mws"),
+        lambda z: paper_mws_terms(z, mu, logvar, 737_280),
+    ):
+        mi, tc, dwkl = terms(mu + torch.exp(0.5 * logvar) * eps)
+        (2.0 * mi + 6.0 * tc + 3.0 * dwkl).backward()
+        grads.append(torch.cat([mu.grad.flatten(), logvar.grad.flatten()]).double())
+        mu.grad = logvar.grad = None
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("m", "n"), [(2, 2), (3, 4), (16, 100), (64, 737_280)])
+def test_tcvae_stratified_weights_rows_sum_to_one(m, n):
+    w = importance_weights(m, n, "mss")
+    assert torch.allclose(w.sum(1), torch.ones(m, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert torch.all(w.diagonal() == 1.0 / n)
+
+
+def test_tcvae_stratified_weights_by_hand():
+    # M = 3, N = 4: own 1/N = 1/4, next (N - M + 1) / (N (M - 1)) = 2/8, the other 1/(M - 1)
+    expected = torch.tensor([[1, 1, 2], [2, 1, 1], [1, 2, 1]], dtype=torch.float64) / 4
+    assert torch.equal(importance_weights(3, 4, "mss"), expected)
+    with pytest.raises(ValueError, match="N >= M"):
+        importance_weights(8, 4, "mss")
 
 
 @pytest.mark.parametrize("estimator", ["mws", "mss"])
@@ -65,13 +140,20 @@ def test_tcvae_parts_sum_to_the_sampled_kl(estimator: str):
     assert (mi + tc + dwkl).item() == pytest.approx(sampled_kl.item(), rel=1e-4)
 
 
-def test_tcvae_mss_weights_average_to_one_and_tc_is_zero_at_the_prior():
+@pytest.mark.parametrize("estimator", ["mws", "mss"])
+def test_tcvae_terms_are_zero_when_the_posterior_is_the_prior(estimator: str):
     torch.manual_seed(0)
-    z = torch.randn(64, 3)
+    z = torch.randn(64, 10)
     zeros = torch.zeros_like(z)
-    mi, tc, dwkl = tc_decomposition(z, zeros, zeros, dataset_size=10_000, estimator="mss")
-    # float32 rounding only; MWS would give (D - 1) log N = 18.4 here
+    mi, tc, dwkl = tc_decomposition(z, zeros, zeros, dataset_size=737_280, estimator=estimator)
+    # float32 rounding only; the paper's MWS constants would give TC = 9 log N = 121.6 here
     assert abs(tc.item()) < 2e-3 and abs(mi.item()) < 2e-3 and abs(dwkl.item()) < 2e-3
+
+
+def test_tcvae_without_its_dataset_size_is_an_error():
+    x, out = batch(2)
+    with pytest.raises(ValueError, match="number of training images"):
+        BetaTCVAE()(x, out, beta=6.0)
 
 
 @pytest.mark.parametrize("estimator", ["mws", "mss"])
@@ -94,6 +176,9 @@ def test_tcvae_loss_weights_each_part():
     parts = obj(x, out, beta=5.0)
     expected = parts["recon"] + 2 * parts["mi"] + 5 * parts["tc"] + 3 * parts["dwkl"]
     assert torch.allclose(parts["loss"], expected)
+    q, p = Normal(out.mu, torch.exp(0.5 * out.logvar)), Normal(0.0, 1.0)
+    sampled_kl = (q.log_prob(out.z) - p.log_prob(out.z)).sum(1).mean()
+    assert parts["kl_sampled"].item() == pytest.approx(sampled_kl.item(), rel=1e-4)
     assert torch.isfinite(parts["loss"])
 
 
@@ -220,10 +305,10 @@ def test_unknown_dip_variant_is_an_error():
 # ---- annealed β-VAE ------------------------------------------------------------------
 def test_annealed_vae_holds_the_kl_near_a_rising_capacity():
     x, out = batch(7)
-    obj = AnnealedVAE(c_max=20.0, c_steps=100)
+    obj = AnnealedVAE(gamma=1000.0, c_max=20.0, c_steps=100)
     kl = BetaVAE()(x, out, beta=1.0)["kl"]
     for step, capacity in [(0, 0.0), (50, 10.0), (100, 20.0), (1000, 20.0)]:
-        parts = obj(x, out, beta=1000.0, step=step)
+        parts = obj(x, out, beta=1.0, step=step)  # the weight is γ; β is not used
         assert parts["capacity"].item() == pytest.approx(capacity)
         assert parts["loss"].item() == pytest.approx(
             (parts["recon"] + 1000 * (kl - capacity).abs()).item()

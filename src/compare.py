@@ -33,8 +33,7 @@ def side_config(model: str, out_dir: Path) -> DictConfig:
 
 def train_and_load(cfg: DictConfig):
     """``vaelab.train.run(cfg)``, then the module rebuilt from its ``last.ckpt``."""
-    import torch
-
+    from vaelab.checkpoint import load_weights
     from vaelab.train import build_module, run
 
     run(cfg)
@@ -45,9 +44,7 @@ def train_and_load(cfg: DictConfig):
             f"to trainer.max_steps (experiment=ae_vs_vae does)."
         )
     module = build_module(cfg)
-    module.load_state_dict(
-        torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    )
+    load_weights(checkpoint, module)
     return module.eval()
 
 

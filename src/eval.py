@@ -27,8 +27,8 @@ def main(cfg: DictConfig) -> float | None:
     global failed, started
     started = True
     name = HydraConfig.get().runtime.choices["evaluation"]
-    options = {"ckpt_path": cfg.ckpt_path, "force": cfg.force, "device": cfg.device,
-               "seed": cfg.seed}  # fmt: skip
+    keys = ("ckpt_path", "force", "device", "seed", "allow_unsafe_checkpoints")
+    options = {key: cfg[key] for key in keys}
     try:
         if cfg.sweep_dir is not None:
             failed += evaluate_sweep(cfg.sweep_dir, cfg.evaluation, name, **options)

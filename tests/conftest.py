@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,11 @@ def cli(tmp_path: Path):
         return run_dir, result
 
     return _run
+
+
+@pytest.fixture
+def run_copy(trained: Path, tmp_path: Path) -> Path:
+    """A copy of the test module's ``trained`` run folder, to break or evaluate."""
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy)
+    return copy

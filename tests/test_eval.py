@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,13 +45,6 @@ def trained(tmp_path_factory) -> Path:
     result = run_cli(run_dir, *TINY, *EVAL, "~callbacks.progress_bar", keep_all)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
-
-
-@pytest.fixture
-def run_copy(trained: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "run"
-    shutil.copytree(trained, copy)
-    return copy
 
 
 def test_eval_equals_the_in_training_evaluation_and_skips_when_done(run_copy: Path):

@@ -2,6 +2,8 @@
 
 - ``AtomicCheckpointIO`` writes each checkpoint to a temporary file and renames it, so a
   kill leaves the previous complete checkpoint, never a truncated one.
+- ``read_checkpoint`` reads with ``weights_only=True``: a file that needs anything but tensors
+  and plain values is refused, so opening a checkpoint from someone else cannot run code.
 - ``check_checkpoint`` turns an unreadable or mismatched checkpoint into a ``ConfigError``.
 - ``find_resumable`` finds the newest earlier run of the same overrides that did not finish.
 """
@@ -9,8 +11,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -44,17 +48,42 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             tmp.unlink(missing_ok=True)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at ``path``, read with ``weights_only=True`` (tensors and plain values
-    only, so reading it cannot run code from it); ``ConfigError`` when it cannot be read."""
+# What a vaelab checkpoint holds besides tensors: torch's ``weights_only`` unpickler allows
+# exactly these (and nothing that names a class or a function), so loading cannot run code.
+# The random states are kept as lists (``callbacks.RandomState``), the config as plain values.
+PLAIN_TYPES = (dict, list, tuple, str, int, float, bool, type(None), torch.Tensor, torch.Size)
+
+log = logging.getLogger(__name__)
+
+
+def _refused_global(error: Exception) -> str:
+    """The class or function a refused pickle asks for, from torch's message."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    if found:
+        return found.group(1)
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_checkpoint(path: str | Path, allow_unsafe: bool = False) -> dict[str, Any]:
+    """The checkpoint at ``path``, read with ``weights_only=True`` (tensors and ``PLAIN_TYPES``
+    only, so reading it cannot run code from it); ``ConfigError`` when it cannot be read.
+    ``allow_unsafe`` reads it with the full unpickler, for a file the user trusts."""
+    if allow_unsafe:
+        log.warning(
+            "allow_unsafe_checkpoints=true: reading %s with weights_only=False, which runs any "
+            "code stored in the file",
+            path,
+        )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not allow_unsafe)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(
-            f"{path} is not a plain vaelab checkpoint: it holds objects other than tensors and "
-            f"plain values ({reason}). Loading it anyway would run code stored in the file, so "
-            f"it was not loaded; use a checkpoint written by vaelab."
+            f"{path} is not a plain vaelab checkpoint: it holds a `{_refused_global(error)}` "
+            f"object, and a vaelab checkpoint holds only tensors and plain values. Loading it "
+            f"would run code stored in the file, so it was not loaded. Use a checkpoint written "
+            f"by vaelab, or, only if you trust where the file comes from, pass "
+            f"allow_unsafe_checkpoints=true."
         ) from None
     except (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile) as error:
         raise ConfigError(
@@ -86,15 +115,15 @@ def check_state(path: str | Path, state: dict[str, torch.Tensor], module: nn.Mod
         )
 
 
-def check_checkpoint(path: str | Path, module: nn.Module) -> None:
+def check_checkpoint(path: str | Path, module: nn.Module, allow_unsafe: bool = False) -> None:
     """Raise ``ConfigError`` unless ``path`` is a readable checkpoint of ``module``'s shapes."""
-    check_state(path, read_checkpoint(path)["state_dict"], module)
+    check_state(path, read_checkpoint(path, allow_unsafe)["state_dict"], module)
 
 
-def load_weights(path: str | Path, module: nn.Module) -> int:
+def load_weights(path: str | Path, module: nn.Module, allow_unsafe: bool = False) -> int:
     """Load the weights of checkpoint ``path`` into ``module`` (checked first); returns the
     training step the checkpoint was written at."""
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, allow_unsafe)
     check_state(path, checkpoint["state_dict"], module)
     module.load_state_dict(checkpoint["state_dict"])
     return int(checkpoint.get("global_step", 0))

@@ -89,6 +89,7 @@ def evaluate_run(
     force: bool = False,
     device: str = "auto",
     seed: int | None = None,
+    allow_unsafe_checkpoints: bool = False,
 ) -> dict[str, Any]:
     """Evaluate one run folder (module docstring); returns the evaluation's record, with
     ``status`` ``completed`` or ``skipped`` (done before). ``ConfigError`` for bad input."""
@@ -118,7 +119,7 @@ def evaluate_run(
                      "runs it again)", run_dir, name, path.relative_to(run_dir))  # fmt: skip
             return {**json.loads(path.read_text()), "status": "skipped"}
     start = time.time()
-    loaded = load_run(run_dir, ckpt_path, device)
+    loaded = load_run(run_dir, ckpt_path, device, allow_unsafe_checkpoints)
     log.info("%s: evaluation=%s of %s (step %d) on %s", run_dir, name,
              checkpoint.name, loaded.step, loaded.module.device)  # fmt: skip
     loaded.datamodule.setup("test")

@@ -58,6 +58,39 @@ def run_config(run_dir: str | Path) -> DictConfig:
     return cfg
 
 
+# The parts of a saved config that load_run builds, and where their classes may come from:
+# a run folder from someone else must not choose code to run through ``_target_``.
+BUILT_SECTIONS = ("data", "model", "arch", "beta_schedule", "optimizer")
+TRUSTED_TARGETS = ("vaelab.", "torch.optim.")
+
+
+def _targets(node: Any, where: str) -> list[tuple[str, Any]]:
+    """Every ``_target_`` under ``node`` (plain containers), with its dotted key."""
+    if isinstance(node, dict):
+        found = [(f"{where}._target_", node["_target_"])] if "_target_" in node else []
+        for key, value in node.items():
+            found += _targets(value, f"{where}.{key}")
+        return found
+    if isinstance(node, list):
+        return [t for i, value in enumerate(node) for t in _targets(value, f"{where}[{i}]")]
+    return []
+
+
+def check_targets(cfg: DictConfig, source: str | Path) -> None:
+    """``ConfigError`` unless every class the sections in ``BUILT_SECTIONS`` name is vaelab's
+    own or a torch optimizer (read unresolved, so an interpolation cannot hide one)."""
+    for section in BUILT_SECTIONS:
+        node = OmegaConf.to_container(cfg[section], resolve=False) if section in cfg else None
+        for key, target in _targets(node, section):
+            if not (isinstance(target, str) and target.startswith(TRUSTED_TARGETS)):
+                raise ConfigError(
+                    f"{source} names `{target}` as `{key}`; a run folder is rebuilt only from "
+                    f"vaelab's own classes (vaelab.*) and torch optimizers (torch.optim.*), "
+                    f"because building anything else would run code that the folder chose. It "
+                    f"was not built; evaluate runs trained by vaelab."
+                )
+
+
 def run_record(run_dir: str | Path) -> dict[str, Any]:
     """The run's ``metrics.json`` (empty when there is none)."""
     path = Path(run_dir) / METRICS
@@ -80,11 +113,17 @@ def pick_device(device: str) -> torch.device:
 
 
 def load_run(
-    run_dir: str | Path, ckpt_path: str | Path | None = None, device: str = "auto"
+    run_dir: str | Path,
+    ckpt_path: str | Path | None = None,
+    device: str = "auto",
+    allow_unsafe_checkpoints: bool = False,
 ) -> LoadedRun:
     """Rebuild a run's model and data from its own config and load ``ckpt_path`` (default
     ``checkpoints/last.ckpt``). ``ConfigError`` when the folder, its config, its checkpoint
-    or its data cannot be used; the data are checked but not loaded (``datamodule.setup``)."""
+    or its data cannot be used; the data are checked but not loaded (``datamodule.setup``).
+    Only vaelab's classes are built (``check_targets``) and the checkpoint is read with
+    ``weights_only=True`` unless ``allow_unsafe_checkpoints``: loading runs no code from the
+    folder."""
     from hydra.utils import instantiate  # imported here: the CLI answers bad input quickly
 
     from vaelab.checkpoint import load_weights
@@ -103,6 +142,7 @@ def load_run(
         raise ConfigError(f"`ckpt_path`={ckpt_path} is not a file; give the path of a checkpoint "
                           f"of this run, such as {run_dir / LAST}.")  # fmt: skip
     cfg.compile = False  # evaluation runs the plain networks (same weights, same values)
+    check_targets(cfg, run_dir / CONFIG)
     try:
         module = build_module(cfg)
         datamodule = instantiate(cfg.data)
@@ -113,6 +153,6 @@ def load_run(
             f"an older or newer version; evaluate it with the version that trained it."
         ) from None
     datamodule.check_available()
-    step = load_weights(checkpoint, module)
+    step = load_weights(checkpoint, module, allow_unsafe_checkpoints)
     module.to(pick_device(device)).eval()
     return LoadedRun(run_dir, cfg, run_record(run_dir), checkpoint, step, module, datamodule)

@@ -152,13 +152,14 @@ def run(cfg: DictConfig) -> float | None:
         datamodule.check_available()
         module = build_module(cfg)
         ckpt_path = resolve_checkpoint(cfg, fingerprint)
+        unsafe = bool(cfg.get("allow_unsafe_checkpoints", False))
         if ckpt_path is not None:
-            check_checkpoint(ckpt_path, module)
+            check_checkpoint(ckpt_path, module, allow_unsafe=unsafe)
             record["resumed_from"] = ckpt_path
         if chief:
             write_json_atomic(metrics_path, record)  # a run that is killed stays "running"
         trainer = build_trainer(cfg)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not unsafe)
         fit_metrics = _scalars(trainer.callback_metrics)
         test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         if not trainer.is_global_zero:  # evaluation, figures and metrics.json are rank zero's

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.data import dsprites
+from vaelab.data import DataError, dsprites
 from vaelab.data.dsprites import SHAPE_NAMES, ProceduralDSprites, inside_shape
 
 STRIDES = np.array([245760, 40960, 1024, 32, 1])
@@ -197,7 +197,7 @@ def test_cache_is_written_once_and_read_back(tmp_path, monkeypatch) -> None:
     assert torch.equal(data.images(), rendered)
 
     np.save(path, np.zeros((10, 64, 64), dtype=np.uint8))  # a stale cache of another size
-    with pytest.raises(ValueError, match="delete it"):
+    with pytest.raises(DataError, match=r"holds uint8 \(10, 64, 64\), expected .* Delete it and"):
         data.images(indices)
 
 

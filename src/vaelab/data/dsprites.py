@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from vaelab.data.base import GroundTruthSource
+from vaelab.data.files import corrupt_error, read_npy
 
 SHAPE_NAMES = ("square", "ellipse", "heart")
 IMAGE_SIZE = 64
@@ -44,6 +45,7 @@ ELLIPSE_AXES = (12.6, 6.8)
 HEART_AXES = (8.0, 6.95)
 HEART_Y0 = 0.118
 SCALE_OFFSET = (0.0, 0.028, 0.036)
+CACHE_REMEDY = "Delete it and it is rendered again on the next run."
 EPS = 1e-4  # keeps the square's half-open edges exact despite float rounding
 
 
@@ -183,7 +185,7 @@ class ProceduralDSprites(GroundTruthSource):
             if not self.cache_path.exists():
                 self.write_cache()
             self._check_cache()
-            return torch.from_numpy(np.load(self.cache_path)).unsqueeze(1)
+            return torch.from_numpy(read_npy(self.cache_path, remedy=CACHE_REMEDY)).unsqueeze(1)
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if ((indices < 0) | (indices >= len(self))).any():
             raise IndexError(f"image indices out of range for {len(self)} images")
@@ -219,11 +221,9 @@ class ProceduralDSprites(GroundTruthSource):
 
     def _check_cache(self) -> np.ndarray:
         """The cache file, memory-mapped read-only, after checking its shape and dtype."""
-        array = np.load(self.cache_path, mmap_mode="r")
+        array = read_npy(self.cache_path, mmap_mode="r", remedy=CACHE_REMEDY)
         expected = (len(self), IMAGE_SIZE, IMAGE_SIZE)
         if array.shape != expected or array.dtype != np.uint8:
-            raise ValueError(
-                f"{self.cache_path} holds {array.dtype} {array.shape}, expected uint8 "
-                f"{expected}; delete it to render it again"
-            )
+            problem = f"it holds {array.dtype} {array.shape}, expected uint8 {expected}"
+            raise corrupt_error(self.cache_path, problem, CACHE_REMEDY)
         return array

@@ -13,9 +13,9 @@ import h5py
 import numpy as np
 import torch
 
-from vaelab.data.base import GroundTruthSource
+from vaelab.data.base import DataError, GroundTruthSource
 from vaelab.data.dsprites import ProceduralDSprites
-from vaelab.data.files import corrupt_error, missing_error, read_rows
+from vaelab.data.files import corrupt_error, missing_error, read_npz, read_rows
 
 STEM = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64"
 FILE_NAMES = (f"{STEM}.npz", f"{STEM}.hdf5")
@@ -74,8 +74,7 @@ class DSpritesFile(GroundTruthSource):
                         path, f"it has keys {sorted(keys)}, expected imgs and latents_classes"
                     )
                 shape, dtype = npz_header(path, "imgs")
-                with np.load(path) as npz:
-                    classes = npz["latents_classes"]
+                classes = read_npz(path, "latents_classes")
             else:
                 with h5py.File(path, "r") as f:
                     if "imgs" not in f or "latents/classes" not in f:
@@ -84,6 +83,8 @@ class DSpritesFile(GroundTruthSource):
                         )
                     shape, dtype = f["imgs"].shape, f["imgs"].dtype
                     classes = f["latents/classes"][()]
+        except DataError:
+            raise
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
             problem = f"it cannot be read ({type(error).__name__}: {error})"
             raise corrupt_error(path, problem) from error
@@ -102,8 +103,7 @@ class DSpritesFile(GroundTruthSource):
         path = self.path
         if path.suffix == ".npz":
             if self._images is None:
-                with np.load(path) as npz:
-                    imgs = npz["imgs"]
+                imgs = read_npz(path, "imgs")
                 self._images = np.multiply(imgs, 255, out=imgs)
             array = self._images if indices is None else self._images[np.asarray(indices)]
             return torch.from_numpy(array).unsqueeze(1)

@@ -1,5 +1,6 @@
 """Data files on disk: the "missing data" error, downloads that leave nothing half-written,
-and reads of arbitrary rows from large on-disk arrays in bounded memory."""
+arrays read with pickles disallowed, and reads of arbitrary rows from large on-disk arrays in
+bounded memory."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import socket
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,11 +33,43 @@ def missing_error(
     )
 
 
-def corrupt_error(path: Path, problem: str) -> DataError:
+DOWNLOAD_AGAIN = "Delete it and download it again."
+
+
+def corrupt_error(path: Path, problem: str, remedy: str = DOWNLOAD_AGAIN) -> DataError:
     """A data file exists but cannot be what it claims to be."""
-    return DataError(
-        f"The data file {path} cannot be used: {problem}. Delete it and download it again."
-    )
+    return DataError(f"The data file {path} cannot be used: {problem}. {remedy}")
+
+
+PICKLED = (
+    "it holds Python objects (an object array), and vaelab reads arrays with pickles "
+    "disallowed because unpickling can run code stored in the file"
+)
+
+
+def _array_error(path: Path, error: Exception, remedy: str) -> DataError:
+    text = str(error)
+    if "allow_pickle" in text or "Python objects" in text:
+        return corrupt_error(path, PICKLED, remedy)
+    return corrupt_error(path, f"it cannot be read ({type(error).__name__}: {error})", remedy)
+
+
+def read_npy(path: Path, mmap_mode: str | None = None, remedy: str = DOWNLOAD_AGAIN) -> np.ndarray:
+    """``np.load`` of a ``.npy`` with ``allow_pickle=False``; a ``DataError`` naming the file
+    for an object array, a truncated file or anything else unreadable."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise _array_error(path, error, remedy) from None
+
+
+def read_npz(path: Path, key: str) -> np.ndarray:
+    """Array ``key`` of an ``.npz``, read with ``allow_pickle=False`` (errors as ``read_npy``)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return npz[key]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise _array_error(path, error, DOWNLOAD_AGAIN) from None
 
 
 @contextmanager

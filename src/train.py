@@ -24,7 +24,8 @@ from vaelab.config import (
     validate,
 )
 from vaelab.errors import NonFiniteLossError
-from vaelab.io import write_json_atomic
+from vaelab.run_folder import mark_failed
+from vaelab.sweep import note_refused
 
 started = False  # set once Hydra has composed the config and called the task
 
@@ -42,9 +43,9 @@ def main(cfg: DictConfig) -> float | None:
         if in_sweep():  # the job is marked failed; the other jobs run on (vaelab.sweep)
             message = f"{type(error).__name__}: {error}"
             logging.getLogger("vaelab").error("job failed: %s", message)
-            metrics = Path(cfg.paths.output_dir) / "metrics.json"
-            if not metrics.exists() or "running" in metrics.read_text():
-                write_json_atomic(metrics, {"status": "failed", "error": message})
+            out_dir = Path(cfg.paths.output_dir)
+            if not mark_failed(out_dir, message):  # its folder holds a result: kept as it is
+                note_refused(out_dir.parent, out_dir.name, message)  # the sweep's folder
             return float("nan")
         if isinstance(error, ConfigError | NonFiniteLossError):  # said plainly
             print(f"error: {error}", file=sys.stderr)

@@ -14,8 +14,8 @@ class PoisonedBetaVAE(BetaVAE):
         super().__init__(likelihood)
         self.poison_calls, self.calls = set(poison_calls), 0
 
-    def forward(self, x, out, beta, step=0):
-        parts = super().forward(x, out, beta, step)
+    def forward(self, x, out, beta, step=0, whole_batch=None):
+        parts = super().forward(x, out, beta, step, whole_batch)
         if self.training:
             if self.calls in self.poison_calls:
                 nan = torch.tensor(float("nan"))

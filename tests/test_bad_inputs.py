@@ -7,10 +7,12 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from .conftest import run_cli
+from .test_untrusted_files import Marker
 
 # overrides (with {tmp} for the test's folder), words the message must contain
 BAD_INPUTS = [
@@ -51,6 +53,31 @@ BAD_INPUTS = [
     ("data=mnist data.source.download=false paths.data_dir={tmp}/empty",
      "Looked in {tmp}/empty/MNIST/raw for train-images-idx3-ubyte"),
     ("hydra.run.dir=/proc/vaelab/run", "the output folder /proc/vaelab/run cannot be written"),
+    # settings that used to fail only after training, in the figures or the last batch
+    ("figures.interpolation.method=cubic",
+     "figures.interpolation.method must be one of linear, slerp, got 'cubic'"),
+    ("figures.traversal.range=wide", "figures.traversal.range must be one of auto, fixed"),
+    ("figures.include=[samples,heatmap]", "figures.include: unknown ['heatmap']"),
+    ("data.subset=0.00002", "the training split has 13 images of dsprites"),
+    ("data.subset=0.001 data.batch_size=1024", "fewer than one batch of data.batch_size=1024"),
+    # keys a class does not take: Hydra's block, as one paragraph and exit 2
+    ("+data.colour=red", "the data (`data`) cannot be built from the config"),
+    ("+model.objective.temperature=2", "the model (`model`, `arch`, `beta_schedule`, `optimizer`) "
+                                       "cannot be built"),
+    ("+trainer.gpus_per_node=2", "the trainer (`trainer`, `callbacks`, `logger`) cannot be built"),
+    # values no check used to look at
+    ("beta_schedule=linear beta_schedule.start=-1", "`beta_schedule.start` must be >= 0"),
+    ("trainer.val_check_interval=0", "`trainer.val_check_interval` must be > 0"),
+    ("seed=4294967296", "`seed` must be <= 4294967295"),
+    ("arch.latent_dim=1000000000", "`arch.latent_dim` must be <= 65536"),
+    # corrupt and foreign data files
+    ("paths.data_dir={tmp}/garbage_cache", "dsprites_procedural_v1.npy cannot be used: it is not "
+                                           "a .npy/.npz array file"),
+    ("paths.data_dir={tmp}/truncated_cache", "dsprites_procedural_v1.npy cannot be used: it cannot "
+                                             "be read"),
+    ("paths.data_dir={tmp}/object_cache", "dsprites_procedural_v1.npy cannot be used: it holds "
+                                          "Python objects"),
+    ("ckpt_path={tmp}/crafted.ckpt", "holds a `io.open` object"),
 ]  # fmt: skip
 
 
@@ -60,6 +87,16 @@ def files(tmp_path_factory) -> Path:
     (tmp / "corrupt.ckpt").write_bytes(b"PK\x03\x04 this is not a whole checkpoint")
     torch.save({"state_dict": {"encoder.fc1.weight": torch.zeros(3, 3)}}, tmp / "other_arch.ckpt")
     (tmp / "empty").mkdir()
+    cache = "dsprites_procedural_v1.npy"
+    for folder in ("garbage_cache", "truncated_cache", "object_cache"):
+        (tmp / folder).mkdir()
+    (tmp / "garbage_cache" / cache).write_text("not an array\n")
+    with open(tmp / "truncated_cache" / cache, "wb") as f:  # the header of all 737,280 images
+        header = {"descr": "|u1", "fortran_order": False, "shape": (737_280, 64, 64)}
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(bytes(4096))  # and one image's worth of them
+    np.save(tmp / "object_cache" / cache, np.array([{"image": 0}]), allow_pickle=True)
+    torch.save({"state_dict": {}, "payload": Marker(tmp / "marker")}, tmp / "crafted.ckpt")
     return tmp
 
 

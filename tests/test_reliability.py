@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -44,31 +43,24 @@ def compared(metrics: dict) -> dict:
     return {k: metrics["metrics"][k] for k in COMPARED}
 
 
-def start_cli(run_dir: Path, *overrides: str) -> subprocess.Popen:
-    cmd = [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={run_dir}", *overrides]
-    env = {**os.environ, "VAELAB_DATA_DIR": str(run_dir.parent / "data")}
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
-def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(tmp_path: Path):
+def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(
+    tmp_path: Path, monkeypatch
+):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
     runs = tmp_path / "outputs" / "runs" / "day"
     overrides = [*LONG, f"paths.log_dir={tmp_path / 'outputs'}"]
     whole = runs / "a_whole"
     result = run_cli(whole, *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    killed = runs / "b_killed"
-    proc = start_cli(killed, *overrides)
-    deadline = time.time() + 120
-    while not (killed / "checkpoints" / "step0000040.ckpt").exists() and time.time() < deadline:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert read_metrics(killed)["status"] == "running", "the run ended before it was killed"
-    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
-    assert 35 <= saved < 150 and saved % 25 != 0  # mid-epoch: 25 batches per epoch
+    killed = runs / "b_killed"  # SIGKILL from inside, right after the step-40 checkpoint
+    kill = ["+hydra.callbacks.killer._target_=tests.killer.KillAfterCheckpoint",
+            "+hydra.callbacks.killer.step=40"]  # fmt: skip
+    result = run_cli(killed, *overrides, *kill)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert read_metrics(killed)["status"] == "running"
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert saved == 40  # mid-epoch: 25 batches per epoch
 
     resumed = runs / "c_resumed"
     result = run_cli(resumed, *overrides)  # the same command again
@@ -78,9 +70,12 @@ def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(t
     assert metrics["start_step"] == saved and metrics["step"] == 150
     assert compared(metrics) == compared(read_metrics(whole))
 
-    again = runs / "d_again"  # the newest run of these overrides completed: start afresh
-    result = run_cli(again, *overrides, "trainer.max_steps=5")
-    assert "resumed_from" not in read_metrics(again)
+    again = runs / "d_again"  # the same command once more: the newest run of these
+    result = run_cli(again, *overrides)  # overrides completed, so it starts afresh
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(again)
+    assert "resumed_from" not in metrics and metrics["start_step"] == 0
+    assert compared(metrics) == compared(read_metrics(whole))
 
 
 def test_ckpt_path_last_without_an_unfinished_run_is_a_clear_error(tmp_path: Path):
@@ -93,6 +88,30 @@ def test_ckpt_path_last_without_an_unfinished_run_is_a_clear_error(tmp_path: Pat
     assert result.returncode == 2 and "found no unfinished earlier run" in result.stderr
 
 
+KILL_AT_3 = ["+hydra.callbacks.killer._target_=tests.killer.KillAfterCheckpoint",
+             "+hydra.callbacks.killer.step=3"]  # fmt: skip
+
+
+def test_resume_false_starts_afresh_and_ckpt_path_last_resumes(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
+    runs = tmp_path / "outputs" / "runs" / "day"
+    overrides = [*TINY, f"paths.log_dir={tmp_path / 'outputs'}"]
+    killed = runs / "a_killed"
+    assert run_cli(killed, *overrides, *KILL_AT_3).returncode == -signal.SIGKILL
+    resumed = runs / "b_resumed"  # ckpt_path=last: the newest unfinished run of these overrides
+    result = run_cli(resumed, *overrides, "ckpt_path=last")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(resumed)
+    assert metrics["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
+    assert metrics["start_step"] == 3 and metrics["step"] == 6
+    killed_again = runs / "c_killed"
+    assert run_cli(killed_again, *overrides, *KILL_AT_3).returncode == -signal.SIGKILL
+    fresh = runs / "d_fresh"  # an unfinished run of these overrides exists, but resume=false
+    result = run_cli(fresh, *overrides, "resume=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed_from" not in read_metrics(fresh) and read_metrics(fresh)["start_step"] == 0
+
+
 def test_same_seed_gives_the_same_weights_data_samples_and_metrics(cli):
     runs = [cli("seed=3", "trainer.deterministic=true", name=n)[0] for n in ("one", "two")]
     other, _ = cli("seed=4", "trainer.deterministic=true", name="other")
@@ -101,7 +120,7 @@ def test_same_seed_gives_the_same_weights_data_samples_and_metrics(cli):
     figure = "figures/reconstructions_samples.png"
     assert (runs[0] / figure).read_bytes() == (runs[1] / figure).read_bytes()
     weights = [
-        torch.load(r / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for r in runs
+        torch.load(r / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for r in runs
     ]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 

@@ -1,9 +1,15 @@
-"""Every schedule's value at chosen steps."""
+"""Every schedule's value at chosen steps, and the β the objective trains with."""
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
+import torch
+from torch.utils.data import DataLoader
 
+from vaelab.module import VAEModule
+from vaelab.nets import MLPDecoder, MLPEncoder
+from vaelab.objectives import BetaVAE
 from vaelab.schedules import Constant, Cyclical, Linear
 
 
@@ -36,3 +42,30 @@ def test_cyclical_rises_over_ratio_of_each_cycle_then_holds():
 def test_bad_schedule_settings_are_errors(make):
     with pytest.raises(ValueError):
         make()
+
+
+class RecordingBetaVAE(BetaVAE):
+    """β-VAE that remembers the β of every training call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[float] = []
+
+    def regularizer(self, out, parts, beta, step):
+        if self.training:
+            self.seen.append(beta)
+        return super().regularizer(out, parts, beta, step)
+
+
+def test_the_objective_trains_with_the_scheduled_beta_of_each_step():
+    torch.manual_seed(0)
+    objective = RecordingBetaVAE()
+    module = VAEModule(
+        MLPEncoder((1, 4, 4), 8, 2), MLPDecoder((1, 4, 4), 8, 2), objective,
+        Linear(start=0.0, end=4.0, steps=4), lambda p: torch.optim.SGD(p, lr=1e-3), latent_dim=2,
+    )  # fmt: skip
+    images = torch.randint(0, 256, (48, 1, 4, 4), dtype=torch.uint8)
+    trainer = L.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(images, batch_size=8))
+    assert objective.seen == [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]

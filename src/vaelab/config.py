@@ -10,7 +10,8 @@ import numbers
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -132,6 +133,16 @@ RANGE_CHECKS: list[tuple[str, str, float, bool, str]] = [
         "a cyclical schedule needs trainer.max_steps > 0",
     ),
     ("beta_schedule.ratio", "number", 0, False, "the rising part is a fraction in (0, 1]"),
+    ("beta_schedule.start", "number", 0, True, "β starts at 0 or more"),
+    ("trainer.val_check_interval", "number", 0, False,
+     "validate every that many steps (an int) or that fraction of an epoch"),
+]  # fmt: skip
+
+# key, the largest allowed value, hint
+UPPER_CHECKS: list[tuple[str, float, str]] = [
+    ("seed", 2**32 - 1, "numpy's generators take seeds below 2**32"),
+    ("arch.latent_dim", 65_536, "a latent this large would not fit in memory"),
+    ("data.batch_size", 2**20, "a batch this large would not fit in memory"),
 ]
 
 # key, the values it may take
@@ -169,6 +180,10 @@ def _range_problems(cfg: DictConfig) -> list[str]:
         elif value < low or (value == low and not inclusive):
             bound = f">= {low}" if inclusive else f"> {low}"
             problems.append(f"`{key}` must be {bound}, got {value!r}: {hint}.")
+    for key, high, hint in UPPER_CHECKS:
+        value = _get(cfg, key)
+        if _is_number(value) and value > high:
+            problems.append(f"`{key}` must be <= {high}, got {value!r}: {hint}.")
     return problems
 
 
@@ -257,6 +272,21 @@ def _checkpoint_problems(cfg: DictConfig) -> list[str]:
             f"same overrides, or leave ckpt_path=null."
         ]
     return []
+
+
+@contextmanager
+def building(what: str) -> Iterator[None]:
+    """Hydra's error when a ``_target_`` cannot be called with its keys, as a ``ConfigError``."""
+    from hydra.errors import InstantiationException
+
+    try:
+        yield
+    except InstantiationException as error:
+        detail = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise ConfigError(
+            f"{what} cannot be built from the config: {detail}. Check the keys given for it "
+            f"(`python src/train.py --cfg job` prints the composed config)."
+        ) from None
 
 
 def validate(cfg: DictConfig) -> None:

@@ -39,6 +39,19 @@ def reparameterize(
     return mu + torch.exp(0.5 * logvar) * eps[rank * n : (rank + 1) * n]
 
 
+def gather_codes(out: VAEOutput) -> VAEOutput:
+    """mu, logvar and z of every DDP rank's slice, in rank order: the global batch's codes,
+    as one process has them. The gather keeps gradients (``torch.distributed.nn``): each rank
+    computes the same batch statistics, its own slice gets the gradient of every rank's copy
+    (W times the statistic's), and DDP's mean over the W ranks leaves one process's gradient."""
+    from torch.distributed.nn.functional import all_gather
+
+    def whole(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else torch.cat(all_gather(t.contiguous()), 0)
+
+    return VAEOutput(mu=whole(out.mu), logvar=whole(out.logvar), z=whole(out.z), logits=out.logits)
+
+
 def logs_written_this_step(trainer: L.Trainer) -> bool:
     """Whether Lightning writes step logs after this batch (every ``log_every_n_steps``)."""
     connector = getattr(trainer, "_logger_connector", None)
@@ -123,7 +136,8 @@ class VAEModule(L.LightningModule):
         beta = self.beta_schedule(self.global_step)
         shard = (self.trainer.global_rank, self.trainer.world_size)
         out = self(x, shard=shard)
-        parts = self.objective(x, out, beta, self.global_step)
+        whole = gather_codes(out) if shard[1] > 1 and self.objective.uses_batch_statistics else None
+        parts = self.objective(x, out, beta, self.global_step, whole_batch=whole)
         loss = parts.pop("loss")
         shown = self._mean_over_ranks({"loss": loss, **parts}, shard[1])
         if not torch.isfinite(shown["loss"]):  # under DDP: on any rank, so all ranks agree

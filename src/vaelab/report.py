@@ -38,18 +38,32 @@ def _value(text: str) -> Any:
         return text
 
 
+def _record(path: Path) -> tuple[dict[str, Any], str]:
+    """A job's metrics.json and its status; an unreadable file is a status, not a crash."""
+    if not path.is_file():
+        return {}, "no metrics.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return {"error": f"{path.name} cannot be read ({error})"}, "unreadable metrics.json"
+    if not isinstance(record, dict):
+        return {"error": f"{path.name} is not a run record"}, "unreadable metrics.json"
+    return record, record.get("status", "no status")
+
+
 def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """One row per job folder: ``job``, ``status``, ``error``, the overrides and the metrics."""
     rows = []
-    for saved in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
-        job = saved.parent.parent
+    sweep_dir = Path(sweep_dir)
+    jobs = {p.parent for p in sweep_dir.glob("*/metrics.json")}  # a job refused before
+    jobs |= {p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")}  # its .hydra/
+    for job in sorted(jobs):
+        saved = job / ".hydra" / "overrides.yaml"
         overrides = {}
-        for item in yaml.safe_load(saved.read_text()) or []:
+        for item in (yaml.safe_load(saved.read_text()) or []) if saved.is_file() else []:
             key, _, value = item.lstrip("+~").partition("=")
             overrides[key] = _value(value)
-        metrics_file = job / "metrics.json"
-        record = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        status = record.get("status", "no metrics.json")
+        record, status = _record(job / "metrics.json")
         rows.append({
             "job": job.name, "status": status, "error": record.get("error", ""),
             "model": overrides.get("model", record.get("model", "beta_vae")),

@@ -18,14 +18,32 @@ from omegaconf import DictConfig
 from vaelab.report import collect_jobs
 
 failed_jobs: list[str] = []  # filled at the end of a multirun, read by src/train.py
+REFUSED = ".refused"  # <sweep>/.refused/<job>.txt: jobs refused because their folder holds a result
+
+
+def note_refused(sweep_dir: Path, job: str, message: str) -> None:
+    """Record a job that failed without writing its own folder (it holds another result)."""
+    folder = sweep_dir / REFUSED
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{job}.txt").write_text(message)
+
+
+def refused_jobs(sweep_dir: Path) -> dict[str, str]:
+    return {p.stem: p.read_text() for p in sorted((sweep_dir / REFUSED).glob("*.txt"))}
 
 
 class SweepSummary(Callback):
     """Prints one line per job at the end of a multirun; raises when any job failed."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        for note in (Path(config.hydra.sweep.dir) / REFUSED).glob("*.txt"):
+            note.unlink()  # from an earlier launch of this sweep
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = collect_jobs(sweep_dir)
+        refused = refused_jobs(sweep_dir)
+        rows = [r for r in collect_jobs(sweep_dir) if r["job"] not in refused]
+        rows += [{"job": job, "status": "refused", "error": why} for job, why in refused.items()]
         failed = [r for r in rows if r["status"] != "completed"]
         print(f"sweep {sweep_dir}: {len(rows) - len(failed)} of {len(rows)} jobs completed")
         for row in failed:

@@ -6,8 +6,6 @@ the value of ``cfg.optimized_metric`` for Hydra sweepers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 import traceback
@@ -24,12 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.callbacks import TrainingSpeed
 from vaelab.checkpoint import check_checkpoint, find_resumable
 from vaelab.compile import compile_networks
-from vaelab.config import ConfigError, validate
+from vaelab.config import ConfigError, building, validate
 from vaelab.data import ImageDataModule
 from vaelab.io import write_json_atomic
 from vaelab.loggers import finish_loggers
 from vaelab.module import VAEModule
+from vaelab.run_folder import METRICS, completed_run, config_hash, write_hydra_files
 from vaelab.viz import save_run_figures
+from vaelab.viz.settings import FigureSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def launch_overrides() -> list[str] | None:
     return list(HydraConfig.get().overrides.task)
 
 
-def resolve_checkpoint(cfg: DictConfig, fingerprint: str) -> str | None:
+def resolve_checkpoint(cfg: DictConfig) -> str | None:
     """The checkpoint to resume from: ``ckpt_path`` as given, or for ``last`` (and for
     ``ckpt_path=null`` with ``resume=true``) the newest unfinished run of the same overrides."""
     requested = cfg.get("ckpt_path")
@@ -92,8 +92,7 @@ def resolve_checkpoint(cfg: DictConfig, fingerprint: str) -> str | None:
         return str(requested)
     out_dir = Path(cfg.paths.output_dir)
     own = out_dir / "checkpoints" / "last.ckpt"
-    finished = completed_before(out_dir / "metrics.json", fingerprint) is not None
-    if own.is_file() and not finished and (requested == "last" or cfg.get("resume", True)):
+    if own.is_file() and (requested == "last" or cfg.get("resume", True)):
         return str(own)  # this folder's run was interrupted (a sweep job run again)
     overrides = launch_overrides()
     found = None
@@ -109,34 +108,28 @@ def resolve_checkpoint(cfg: DictConfig, fingerprint: str) -> str | None:
     return None if found is None else str(found)
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """A fingerprint of what a run computes: the resolved config without its paths."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("paths", None)
-    plain.pop("resume", None)
-    plain.pop("ckpt_path", None)
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def completed_before(metrics_path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """The record of a completed run of the same config in this folder, if there is one."""
-    if not metrics_path.is_file():
-        return None
-    record = json.loads(metrics_path.read_text())
-    done = record.get("status") == "completed" and record.get("config_hash") == fingerprint
-    return record if done else None
+def check_figure_settings(cfg: DictConfig) -> None:
+    """The end-of-run figures' settings, checked before training instead of after it."""
+    try:
+        FigureSettings.from_config(cfg.get("figures"))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"Invalid configuration: {error}.") from None
 
 
 def run(cfg: DictConfig) -> float | None:
     """Train and evaluate one model; write ``metrics.json`` in ``cfg.paths.output_dir``.
 
     A folder that already holds a completed run of the same config is left as it is (a sweep
-    run again skips its finished jobs) unless ``resume=false``."""
+    run again skips its finished jobs); one that holds another config's run, or a completed
+    run with ``resume=false``, is refused before anything in it changes (``vaelab.run_folder``).
+    """
     validate(cfg)
+    check_figure_settings(cfg)
     out_dir = Path(cfg.paths.output_dir)
-    metrics_path = out_dir / "metrics.json"
+    metrics_path = out_dir / METRICS
     fingerprint = config_hash(cfg)
-    previous = completed_before(metrics_path, fingerprint) if cfg.get("resume", True) else None
+    earlier = metrics_path.read_bytes() if metrics_path.is_file() else None
+    previous = completed_run(out_dir, fingerprint, resume=cfg.get("resume", True))
     if previous is not None:
         log.info("%s already holds a completed run of this config: skipped", out_dir)
         return previous["metrics"].get(cfg.optimized_metric)
@@ -148,17 +141,24 @@ def run(cfg: DictConfig) -> float | None:
     chief = rank_zero_only.rank == 0  # DDP ranks > 0 write nothing
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule: ImageDataModule = instantiate(cfg.data)
+        with building("the data (`data`)"):
+            datamodule: ImageDataModule = instantiate(cfg.data)
         datamodule.check_available()
-        module = build_module(cfg)
-        ckpt_path = resolve_checkpoint(cfg, fingerprint)
+        with building("the model (`model`, `arch`, `beta_schedule`, `optimizer`)"):
+            module = build_module(cfg)
+        ckpt_path = resolve_checkpoint(cfg)
         unsafe = bool(cfg.get("allow_unsafe_checkpoints", False))
         if ckpt_path is not None:
             check_checkpoint(ckpt_path, module, allow_unsafe=unsafe)
             record["resumed_from"] = ckpt_path
-        if chief:
+        if chief:  # every check has passed: the folder is this run's
+            write_hydra_files(cfg, out_dir)
             write_json_atomic(metrics_path, record)  # a run that is killed stays "running"
-        trainer = build_trainer(cfg)
+        with building("the trainer (`trainer`, `callbacks`, `logger`)"):
+            trainer = build_trainer(cfg)
+        # Lightning's DDP seeds every process again as fit starts (reset_seed); doing the
+        # same here gives one process the random stream (ε) of the DDP ranks.
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not unsafe)
         fit_metrics = _scalars(trainer.callback_metrics)
         test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
@@ -182,8 +182,11 @@ def run(cfg: DictConfig) -> float | None:
             figures=[str(f) for f in figures],
         )
     except ConfigError:
-        record["status"] = "invalid"  # bad input: no run happened, nothing to record
-        metrics_path.unlink(missing_ok=True)
+        record["status"] = "invalid"  # bad input: no run happened, the folder as it was
+        if chief and earlier is not None:
+            metrics_path.write_bytes(earlier)
+        elif chief:
+            metrics_path.unlink(missing_ok=True)
         raise
     except Exception as error:
         record.update(

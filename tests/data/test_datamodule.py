@@ -89,6 +89,14 @@ def test_each_epoch_has_its_own_seeded_order():
     assert (first == again).all() and not (first == second).all()
 
 
+def test_the_training_order_follows_the_seed():
+    def order(seed: int) -> list[int]:
+        return [i for b in ShuffledBatches(64, 8, True, seed=seed, drop_last=True) for i in b]
+
+    assert order(0) == order(0) and order(0) != order(1)
+    assert sorted(order(1)) == list(range(64))
+
+
 def test_subset_by_count_and_fraction():
     assert len(make(subset=60).images) == 60
     assert len(make(subset=0.25).images) == 30

@@ -159,3 +159,12 @@ def test_unknown_settings_are_rejected():
         evaluate_disentanglement(ToySource(), identity_encoder, num_trian=10)
     with pytest.raises(ValueError, match="unknown metrics"):
         evaluate_disentanglement(ToySource(), identity_encoder, metrics=("mig", "foo"))
+
+
+def test_mig_is_normalised_by_the_factors_entropy_not_the_codes():
+    # a binary factor read exactly by a code spread over 20 bins (H(code) = log 20 > H(v) =
+    # log 2) and a second code of pure noise: MI(z_0; v) = H(v), so MIG is close to 1
+    rng = np.random.default_rng(0)
+    factor = rng.integers(0, 2, (4000, 1))
+    codes = np.concatenate([factor + rng.uniform(0, 0.9, (4000, 1)), rng.normal(size=(4000, 1))], 1)
+    assert mig_from_codes(codes, factor) == pytest.approx(1.0, abs=0.02)

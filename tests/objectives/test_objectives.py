@@ -198,14 +198,22 @@ def test_permutation_keeps_each_dimensions_marginal_and_breaks_the_pairing():
     assert not torch.equal(z, zp)
 
 
-def test_factor_vae_tc_is_the_mean_logit_difference():
+def independent_kl(out: VAEOutput) -> torch.Tensor:
+    """E_batch KL(q(z|x) || N(0, I)) summed over dimensions, by torch.distributions."""
+    q = Normal(out.mu, torch.exp(0.5 * out.logvar))
+    return torch.distributions.kl_divergence(q, Normal(0.0, 1.0)).sum(1).mean()
+
+
+@pytest.mark.parametrize("beta", [1.0, 4.0])
+def test_factor_vae_tc_is_the_mean_logit_difference(beta: float):
     x, out = batch(4)
     obj = FactorVAE(latent_dim=3, hidden=16, gamma=10.0)
-    parts = obj(x, out, beta=1.0)
+    parts = obj(x, out, beta=beta)
     logits = obj.discriminator(out.z)
     tc = (logits[:, 0] - logits[:, 1]).mean()
     assert torch.allclose(parts["tc"], tc)
-    assert torch.allclose(parts["loss"], parts["recon"] + parts["kl"] + 10 * tc)
+    expected = parts["recon"] + beta * independent_kl(out) + 10 * tc
+    assert torch.allclose(parts["loss"], expected, rtol=1e-5)
     assert (
         len([m for m in FactorVAE(latent_dim=3).discriminator if isinstance(m, torch.nn.Linear)])
         == 7
@@ -224,6 +232,15 @@ def test_factor_vae_discriminator_learns_to_spot_correlated_codes():
         loss.backward()
         opt.step()
     assert logs["disc_accuracy"].item() > 0.8  # chance is 0.5
+    # and the VAE's TC estimate, log D(joint) / D(permuted), is large for such codes: the
+    # penalty γ TC then pushes towards factorised codes (swapped labels would reward TC)
+    a = torch.randn(512, 1)
+    correlated = torch.cat([a, a + 0.05 * torch.randn_like(a)], 1)
+    factorised = torch.randn(512, 2)
+    no_kl = {"kl": torch.tensor(0.0)}
+    tc = [obj.regularizer(VAEOutput(z, z, z, z), no_kl, 1.0, 0)[1]["tc"].item()
+          for z in (correlated, factorised)]  # fmt: skip
+    assert tc[0] > 1.0 and tc[0] > tc[1] + 1.0
 
 
 def test_discriminator_step_leaves_the_encoder_untouched():
@@ -277,6 +294,17 @@ def test_dip_penalty_matches_the_papers_formula(variant: str):
     assert fast.item() == pytest.approx(
         slow_dip(out.mu, out.logvar, variant, 2.0, obj.lambda_d), rel=1e-4
     )
+
+
+@pytest.mark.parametrize("variant", ["i", "ii"])
+def test_dip_vae_loss_is_recon_plus_beta_kl_plus_the_penalty(variant: str):
+    x, out = batch(8, b=10, d=3)
+    obj = DIPVAE(variant=variant, lambda_od=3.0)
+    parts = obj(x, out, beta=2.0)
+    penalty = slow_dip(out.mu, out.logvar, variant, 3.0, obj.lambda_d)
+    assert parts["dip_penalty"].item() == pytest.approx(penalty, rel=1e-4)
+    expected = parts["recon"].item() + 2.0 * independent_kl(out).item() + penalty
+    assert parts["loss"].item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_dip_penalty_is_zero_at_identity_covariance_and_grows_off_diagonal():

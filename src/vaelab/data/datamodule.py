@@ -92,6 +92,21 @@ class ImageDataModule(L.LightningDataModule):
             raise DataError(f"data.device must be cpu, cuda or cuda:<index>, got {self.device!r}.")
         if self.fit not in FIT_MODES:
             raise DataError(f"data.fit must be one of {', '.join(FIT_MODES)}, got {self.fit!r}.")
+        train = self.split_sizes()["train"]
+        if train < self.batch_size:
+            raise DataError(
+                f"the training split has {train} images of {name} (data.subset={self.subset}, "
+                f"val/test fractions {self.val_fraction}/{self.test_fraction}), fewer than one "
+                f"batch of data.batch_size={self.batch_size}, so no step could train; raise "
+                f"data.subset or lower data.batch_size."
+            )
+
+    def split_sizes(self) -> dict[str, int]:
+        """Images in each split: val and test take their fractions (at least 1 each)."""
+        used = self.subset_size()
+        n_val = max(1, round(self.val_fraction * used))
+        n_test = max(1, round(self.test_fraction * used))
+        return {"train": max(0, used - n_val - n_test), "val": n_val, "test": n_test}
 
     def setup(self, stage: str | None = None) -> None:
         """Load the images once; ``split_indices`` hold source indices of each split."""
@@ -103,8 +118,7 @@ class ImageDataModule(L.LightningDataModule):
         chosen = np.arange(n) if used == n else np.sort(rng.choice(n, used, replace=False))
         self.images = place(self._load(chosen, whole=used == n), self.device)
         order = rng.permutation(used)
-        n_val = max(1, round(self.val_fraction * used))
-        n_test = max(1, round(self.test_fraction * used))
+        n_val, n_test = self.split_sizes()["val"], self.split_sizes()["test"]
         positions = {
             "val": order[:n_val],
             "test": order[n_val : n_val + n_test],

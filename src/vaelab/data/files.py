@@ -47,8 +47,16 @@ PICKLED = (
 )
 
 
+NOT_AN_ARRAY = (
+    "it is not a .npy/.npz array file (numpy would read it as a pickle, which vaelab does not "
+    "unpickle because that can run code stored in the file)"
+)
+
+
 def _array_error(path: Path, error: Exception, remedy: str) -> DataError:
     text = str(error)
+    if "pickled" in text:  # numpy's words for a file without the .npy / .npz magic
+        return corrupt_error(path, NOT_AN_ARRAY, remedy)
     if "allow_pickle" in text or "Python objects" in text:
         return corrupt_error(path, PICKLED, remedy)
     return corrupt_error(path, f"it cannot be read ({type(error).__name__}: {error})", remedy)

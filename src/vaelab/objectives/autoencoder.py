@@ -12,8 +12,15 @@ class Autoencoder(Objective):
 
     variational = False
 
-    def forward(self, x: torch.Tensor, out: VAEOutput, beta: float, step: int = 0) -> Parts:
-        """Reconstruction only; β has no effect."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        out: VAEOutput,
+        beta: float,
+        step: int = 0,
+        whole_batch: VAEOutput | None = None,
+    ) -> Parts:
+        """Reconstruction only; β (and the rest of the batch) have no effect."""
         recon = self.likelihood.nll(x, out.logits).mean()
         zero = recon.new_zeros(())
         return {"loss": recon, "recon": recon, "kl": zero, "kl_per_dim": out.mu.new_zeros(0)}

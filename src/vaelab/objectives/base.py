@@ -39,6 +39,9 @@ class Objective(nn.Module):
 
     variational: bool = True
     has_auxiliary_network: bool = False
+    # The regularizer reads statistics of the whole batch (an estimate of q(z), Cov[mu]):
+    # under DDP it is given the global batch, gathered with gradients (VAEModule).
+    uses_batch_statistics: bool = False
 
     def __init__(self, likelihood: str = "bernoulli") -> None:
         super().__init__()
@@ -47,12 +50,21 @@ class Objective(nn.Module):
     def setup(self, dataset_size: int) -> None:
         """Told the number of training images before training (β-TCVAE's estimators use it)."""
 
-    def forward(self, x: torch.Tensor, out: VAEOutput, beta: float, step: int = 0) -> Parts:
-        """Loss and its parts, each averaged over the batch; ``kl_per_dim`` is ``[D]``."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        out: VAEOutput,
+        beta: float,
+        step: int = 0,
+        whole_batch: VAEOutput | None = None,
+    ) -> Parts:
+        """Loss and its parts, each averaged over the batch; ``kl_per_dim`` is ``[D]``.
+        ``whole_batch``: under DDP, the codes of the global batch (every rank's ``out``), which
+        the regularizer then reads instead of this rank's slice."""
         recon = self.likelihood.nll(x, out.logits).mean()
         kl_per_dim = kl_normal(out.mu, out.logvar).mean(0)
         parts = {"recon": recon, "kl": kl_per_dim.sum(), "kl_per_dim": kl_per_dim}
-        penalty, logs = self.regularizer(out, parts, beta, step)
+        penalty, logs = self.regularizer(whole_batch or out, parts, beta, step)
         return {**parts, **logs, "loss": recon + penalty}
 
     def regularizer(

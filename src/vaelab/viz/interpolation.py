@@ -13,8 +13,7 @@ import torch
 
 from vaelab.viz.common import as_float, encode_means, evaluating, save_figure
 from vaelab.viz.grids import show_grid
-
-METHODS = ("linear", "slerp")
+from vaelab.viz.settings import INTERPOLATION_METHODS as METHODS
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

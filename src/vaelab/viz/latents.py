@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from vaelab.objectives.kl import kl_normal
-
-SCATTER_METHODS = ("kl", "pca")
+from vaelab.viz.settings import SCATTER_METHODS
 
 
 def dim_scores(mu: torch.Tensor, logvar: torch.Tensor | None) -> tuple[np.ndarray, str]:

@@ -15,6 +15,15 @@ FIGURES = (
     "scatter",
     "factors",  # DCI importance and MIG mutual information (data with factors only)
 )
+TRAVERSAL_RANGES = ("auto", "fixed", "quantiles", "fitted")
+INTERPOLATION_METHODS = ("linear", "slerp")
+SCATTER_METHODS = ("kl", "pca")
+SPLITS = ("train", "val", "test")
+
+
+def _check_choice(where: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 @dataclass
@@ -32,6 +41,9 @@ class TraversalSettings:
     gif: bool = True
     frame_ms: int = 150
 
+    def __post_init__(self) -> None:
+        _check_choice("figures.traversal.range", self.range, TRAVERSAL_RANGES)
+
 
 @dataclass
 class InterpolationSettings:
@@ -40,6 +52,9 @@ class InterpolationSettings:
     n_pairs: int = 4
     steps: int = 10
     method: str = "linear"
+
+    def __post_init__(self) -> None:
+        _check_choice("figures.interpolation.method", self.method, INTERPOLATION_METHODS)
 
 
 @dataclass
@@ -50,6 +65,9 @@ class ScatterSettings:
     n_points: int = 1000
     method: str = "kl"
     color_by: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("figures.scatter.method", self.method, SCATTER_METHODS)
 
 
 @dataclass
@@ -83,6 +101,7 @@ class FigureSettings:
         return _build(cls, _plain(node), "figures")
 
     def __post_init__(self) -> None:
+        _check_choice("figures.split", self.split, SPLITS)
         unknown = sorted(set(self.include) - set(FIGURES))
         if unknown:
             raise ValueError(f"figures.include: unknown {unknown}; choose from {list(FIGURES)}")

@@ -18,8 +18,8 @@ from PIL import Image
 
 from vaelab.viz.common import evaluating, save_figure
 from vaelab.viz.grids import PAD, show_grid, to_grid
+from vaelab.viz.settings import TRAVERSAL_RANGES as RANGES
 
-RANGES = ("auto", "fixed", "quantiles", "fitted")
 GIF_MIN_SIDE = 48  # each image of a GIF frame is scaled up (nearest) to at least this side
 
 

@@ -1,0 +1,123 @@
+"""The folder a run writes to: whether this run may use it, and its ``.hydra/`` files.
+
+A folder that holds a run (its ``metrics.json`` names the config's fingerprint) is only ever
+used again by the same config: a completed run is skipped, an unfinished one resumed. Any
+other config, or ``resume=false`` over a completed run, is refused before anything in the
+folder is written, so no result is ever replaced by another config's. For that check to come
+first, Hydra writes no ``.hydra/`` (``hydra.output_subdir: null``); ``write_hydra_files``
+writes the same three files once the run has passed its checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from vaelab.config import ConfigError
+from vaelab.io import write_json_atomic
+
+METRICS = "metrics.json"
+HYDRA_DIR = ".hydra"
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A fingerprint of what a run computes: the resolved config with every ``paths.*`` set to
+    a placeholder first (so a folder copied elsewhere keeps its fingerprint) and without the
+    keys that only say how to start (resume, ckpt_path, allow_unsafe_checkpoints)."""
+    unresolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    for key in list(unresolved.get("paths") or {}):
+        unresolved.paths[key] = f"<paths.{key}>"
+    plain = OmegaConf.to_container(unresolved, resolve=True)
+    for key in ("paths", "resume", "ckpt_path", "allow_unsafe_checkpoints"):
+        plain.pop(key, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_record(out_dir: Path) -> dict[str, Any] | None:
+    """The folder's ``metrics.json``; None when there is none; ``ConfigError`` when corrupt."""
+    path = Path(out_dir) / METRICS
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(
+            f"{path} cannot be read ({type(error).__name__}: {error}), so it is unknown what "
+            f"this folder holds; nothing in it was changed. Move the file away, or give a new "
+            f"folder (hydra.run.dir=... / hydra.sweep.dir=...)."
+        ) from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{path} is not a vaelab run record; nothing in the folder was changed.")
+    return record
+
+
+def _saved_overrides(out_dir: Path) -> str:
+    saved = Path(out_dir) / HYDRA_DIR / "overrides.yaml"
+    try:
+        overrides = yaml.safe_load(saved.read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return "its overrides are unknown"
+    return f"its overrides: {' '.join(map(str, overrides)) or 'none'}"
+
+
+def completed_run(out_dir: Path, fingerprint: str, resume: bool) -> dict[str, Any] | None:
+    """The record of a completed run of this same config in ``out_dir``, to be skipped; None
+    when the folder is new or holds an unfinished run of this config (resumed). ``ConfigError``
+    when the folder holds another config's run, or a completed one and ``resume`` is false."""
+    record = read_record(out_dir)
+    if record is None or "config_hash" not in record:
+        return None
+    status = record.get("status", "unknown")
+    new_folder = "give a new folder (hydra.run.dir=... or hydra.sweep.dir=...) or none"
+    if record["config_hash"] != fingerprint:
+        again = "skip it" if status == "completed" else "resume it"
+        raise ConfigError(
+            f"{out_dir} already holds a {status} run of another config "
+            f"({_saved_overrides(out_dir)}); training this config there would replace its "
+            f"results, so nothing in the folder was changed. Either {new_folder}, so that "
+            f"this run gets a folder of its own, or run that folder's own overrides to {again}."
+        )
+    if status == "completed" and not resume:
+        raise ConfigError(
+            f"{out_dir} already holds a completed run of this config, and resume=false would "
+            f"train it again over its results; nothing in the folder was changed. To train "
+            f"afresh, {new_folder}."
+        )
+    return record if status == "completed" else None
+
+
+def write_hydra_files(cfg: DictConfig, out_dir: Path) -> None:
+    """``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``, as Hydra writes them."""
+    if not HydraConfig.initialized():
+        return
+    if Path(out_dir).resolve() != Path(HydraConfig.get().runtime.output_dir).resolve():
+        return  # a run inside another job's folder (src/compare.py's sides): not its job
+    hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
+    with read_write(hydra_cfg.hydra):
+        hydra_cfg.hydra.output_subdir = HYDRA_DIR  # where these files are, as Hydra says it
+    folder = Path(out_dir) / HYDRA_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(hydra_cfg, folder / "hydra.yaml")
+    OmegaConf.save(hydra_cfg.hydra.overrides.task, folder / "overrides.yaml")
+
+
+def mark_failed(out_dir: Path, message: str) -> bool:
+    """``metrics.json`` says ``failed`` with ``message``: a new record, or the running one with
+    its fingerprint kept; a completed or unreadable record is left as it is (False)."""
+    try:
+        record = read_record(out_dir)
+    except ConfigError:
+        return False
+    if record is not None and record.get("status") != "running":
+        return False
+    write_json_atomic(Path(out_dir) / METRICS, {**(record or {}), "status": "failed",
+                                                "error": message})  # fmt: skip
+    return True

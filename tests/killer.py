@@ -1,0 +1,41 @@
+"""A Hydra callback that SIGKILLs the training process right after the checkpoint of a chosen
+step is written: a kill at an exact point, however loaded the machine. It is given as Hydra
+overrides (``+hydra.callbacks.killer._target_=tests.killer.KillAfterCheckpoint`` and
+``+hydra.callbacks.killer.step=40``), so the run's own overrides, which a resume matches,
+stay those of the command.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import lightning as L
+from hydra.experimental.callback import Callback
+
+
+class _Kill(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:  # ModelCheckpoint, run before this, has saved it
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillAfterCheckpoint(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        import vaelab.train
+
+        build = vaelab.train.build_trainer
+
+        def build_with_kill(cfg):
+            trainer = build(cfg)
+            trainer.callbacks.append(_Kill(self.step))  # after the checkpoint callbacks
+            return trainer
+
+        vaelab.train.build_trainer = build_with_kill

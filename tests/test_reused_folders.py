@@ -1,0 +1,95 @@
+"""A folder that holds a run is never overwritten by another config: the real CLI run again
+into a finished run's folder, and a sweep run again into its folder with another setting."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import TINY, read_metrics, run_cli
+from .test_eval import snapshot
+from .test_sweep import sweep
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A completed tiny β = 4 run."""
+    run_dir = tmp_path_factory.mktemp("reused") / "run"
+    result = run_cli(run_dir, *TINY, "beta=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(["beta=8"], "already holds a completed run of another config (its overrides: "),
+     (["optimizer.lr=0.01"], "run that folder's own overrides to skip it"),
+     (["beta=4", "resume=false"], "resume=false would train it again over its results")],
+)  # fmt: skip
+def test_a_completed_run_is_never_replaced(run_copy: Path, overrides, message):
+    before, times = contents(run_copy), snapshot(run_copy)
+    result = run_cli(run_copy, *TINY, *overrides)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "nothing in the folder was changed" in result.stderr
+    assert "beta=4" in result.stderr or "resume=false" in overrides  # the old overrides, kept
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert contents(run_copy) == before and snapshot(run_copy) == times
+
+
+def test_the_same_config_again_is_skipped_and_changes_no_result(run_copy: Path):
+    before = contents(run_copy)
+    result = run_cli(run_copy, *TINY, "beta=4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "already holds a completed run of this config: skipped" in result.stdout + result.stderr
+    after = contents(run_copy)
+    assert {k: v for k, v in after.items() if k != "train.log"} == {
+        k: v for k, v in before.items() if k != "train.log"
+    }
+
+
+def test_a_bad_checkpoint_while_resuming_keeps_the_folders_record(run_copy: Path):
+    record = {**read_metrics(run_copy), "status": "running"}  # as if it had been killed
+    (run_copy / "metrics.json").write_text(json.dumps(record))
+    (run_copy / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    kept = [run_copy / "metrics.json", run_copy / ".hydra" / "overrides.yaml"]
+    before = [p.read_bytes() for p in kept]
+    result = run_cli(run_copy, *TINY, "beta=4")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "cannot be read as a checkpoint" in result.stderr
+    assert [p.read_bytes() for p in kept] == before
+
+
+def test_a_sweep_run_again_with_another_setting_keeps_its_results(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    first = sweep(sweep_dir, "beta=1,2", "seed=0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = contents(sweep_dir)
+    again = sweep(sweep_dir, "beta=1,2", "seed=0", "optimizer.lr=0.01")
+    assert again.returncode == 1, again.stderr[-3000:]
+    assert "0 of 2 jobs completed" in again.stdout
+    assert again.stdout.count("refused") == 2 and "another config" in again.stdout
+    after = contents(sweep_dir)
+    jobs = [k for k in before if k.endswith("metrics.json") or "/.hydra/" in k]
+    assert jobs and all(after[k] == before[k] for k in jobs)
+
+
+def test_a_corrupt_job_record_fails_the_sweep_and_is_left_as_it_is(tmp_path: Path):
+    sweep_dir = tmp_path / "sweep"
+    first = sweep(sweep_dir, "beta=1,2", "seed=0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    good, bad = sorted(p.parent for p in sweep_dir.glob("*/metrics.json"))
+    (bad / "metrics.json").write_text('{"status": "compl')
+    again = sweep(sweep_dir, "beta=1,2", "seed=0")
+    assert again.returncode == 1, again.stderr[-3000:]
+    assert "1 of 2 jobs completed" in again.stdout
+    assert f"FAILED {bad.name}: refused" in again.stdout and "cannot be read" in again.stdout
+    assert (bad / "metrics.json").read_text() == '{"status": "compl'
+    assert read_metrics(good)["status"] == "completed"
+    shutil.rmtree(sweep_dir)

@@ -8,7 +8,7 @@ ARGS   ?=
 
 SWEEP  ?=
 
-.PHONY: install train test report bench lint format clean
+.PHONY: install train test report bench mutants lint format clean
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py $(ARGS)
 
+# Mutation testing of objectives/, metrics/, schedules, the module's steps and the data order
+# ([tool.mutmut] in pyproject.toml); resumable. MUTANTS narrows it, e.g. MUTANTS='vaelab.objectives*'.
+MUTANTS ?=
+mutants: $(STAMP)
+	$(VENV)/bin/mutmut run $(MUTANTS)
+	$(PY) tests/mutation_score.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
@@ -39,5 +46,5 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests
 
 clean:
-	rm -rf outputs .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf outputs mutants .pytest_cache .ruff_cache src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

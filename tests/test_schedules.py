@@ -30,17 +30,32 @@ def test_cyclical_rises_over_ratio_of_each_cycle_then_holds():
     )
 
 
+def test_the_shortest_schedules_are_allowed():
+    assert [Linear(end=3.0, steps=1)(t) for t in (0, 1, 2)] == [0.0, 3.0, 3.0]
+    assert Cyclical(end=2.0, total_steps=1, cycles=1)(0) == 0.0
+
+
+def test_cyclical_defaults_and_a_start_above_zero():
+    default = Cyclical(end=1.0, total_steps=400)  # 4 cycles, rising over half of each
+    explicit = Cyclical(end=1.0, total_steps=400, cycles=4, ratio=0.5, start=0.0)
+    assert [default(t) for t in range(0, 400, 7)] == [explicit(t) for t in range(0, 400, 7)]
+    s = Cyclical(start=2.0, end=6.0, total_steps=100, cycles=1, ratio=1.0)  # the edges allowed
+    assert [s(t) for t in (0, 25, 50, 99)] == pytest.approx([2.0, 3.0, 4.0, 5.96])
+
+
 @pytest.mark.parametrize(
     "make",
     [
         lambda: Linear(end=1, steps=0),
         lambda: Cyclical(end=1, total_steps=10, ratio=0),
+        lambda: Cyclical(end=1, total_steps=10, ratio=1.01),
         lambda: Cyclical(end=1, total_steps=-1),
+        lambda: Cyclical(end=1, total_steps=0),
         lambda: Cyclical(end=1, total_steps=10, cycles=0),
     ],
 )
 def test_bad_schedule_settings_are_errors(make):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs"):
         make()
 
 

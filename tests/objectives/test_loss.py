@@ -11,6 +11,7 @@ from torch.distributions import Normal, kl_divergence
 
 from vaelab.module import reparameterize
 from vaelab.objectives import Autoencoder, BetaVAE, Gaussian, VAEOutput, kl_normal
+from vaelab.objectives.likelihoods import make_likelihood
 
 
 def fixed_batch(seed: int = 0, b: int = 5, d: int = 4, pixels: int = 12):
@@ -95,10 +96,26 @@ def test_autoencoder_loss_is_reconstruction_only():
     parts = Autoencoder("bernoulli")(x, VAEOutput(out.mu, None, out.mu, out.logits), beta=7.0)
     bce = F.binary_cross_entropy_with_logits(out.logits, x, reduction="sum") / len(x)
     assert torch.allclose(parts["loss"], bce, rtol=1e-5)
-    assert parts["kl"].item() == 0
+    assert torch.equal(parts["recon"], parts["loss"]) and parts["kl"].item() == 0
+    assert parts["kl_per_dim"].shape == (0,)  # no latent dimension carries a KL
     assert Autoencoder.variational is False and BetaVAE.variational is True
 
 
 def test_unknown_likelihood_is_a_clear_error():
     with pytest.raises(ValueError, match="bernoulli"):
         BetaVAE("poisson")
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.0])
+def test_gaussian_needs_a_positive_sigma(sigma: float):
+    with pytest.raises(ValueError, match="sigma > 0"):
+        Gaussian(sigma=sigma)
+
+
+def test_the_configured_gaussian_is_half_the_squared_error_plus_half_log_2pi():
+    # what data.likelihood=gaussian trains with (σ = 1), as the README's units section says
+    x = torch.rand(3, 1, 2, 2)
+    logits = torch.randn(3, 1, 2, 2)
+    nll = make_likelihood("gaussian").nll(x, logits)
+    expected = (0.5 * (x - torch.sigmoid(logits)) ** 2 + 0.5 * math.log(2 * math.pi)).sum((1, 2, 3))
+    assert torch.allclose(nll, expected)

@@ -232,6 +232,7 @@ def test_factor_vae_discriminator_learns_to_spot_correlated_codes():
         loss.backward()
         opt.step()
     assert logs["disc_accuracy"].item() > 0.8  # chance is 0.5
+    assert logs["disc_loss"].item() < math.log(2)  # below chance's cross-entropy
     # and the VAE's TC estimate, log D(joint) / D(permuted), is large for such codes: the
     # penalty γ TC then pushes towards factorised codes (swapped labels would reward TC)
     a = torch.randn(512, 1)
@@ -343,3 +344,56 @@ def test_annealed_vae_holds_the_kl_near_a_rising_capacity():
         )
     with pytest.raises(ValueError, match="c_steps"):
         AnnealedVAE(c_steps=0)
+    with pytest.raises(ValueError, match="gamma >= 0"):
+        AnnealedVAE(gamma=-1.0)
+    assert AnnealedVAE().gamma == 1000.0  # Burgess et al.'s γ
+    free = AnnealedVAE(gamma=0.0, c_max=0.0, c_steps=1)  # the edges are allowed
+    assert free(x, out, beta=1.0, step=5)["loss"].item() == pytest.approx(parts["recon"].item())
+
+
+# ---- the papers' settings as defaults, for use from Python -------------------------------
+def test_defaults_are_the_papers_settings():
+    fvae = FactorVAE(latent_dim=10)
+    assert (fvae.gamma, fvae.lr, fvae.betas) == (35.0, 1e-4, (0.5, 0.9))  # Kim & Mnih
+    linears = [m for m in fvae.discriminator if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == (
+        [(10, 1000)] + [(1000, 1000)] * 5 + [(1000, 2)]
+    )
+    slopes = {m.negative_slope for m in fvae.discriminator if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.2}
+    group = fvae.auxiliary_optimizer().param_groups[0]
+    assert (group["lr"], group["betas"]) == (1e-4, (0.5, 0.9))
+    small = FactorVAE(latent_dim=3, hidden=8, layers=2).discriminator
+    assert len(small) == 5  # 2 x (linear, activation) + the output layer
+    annealed = AnnealedVAE()
+    assert (annealed.capacity(0), annealed.capacity(50_000), annealed.capacity(100_000)) == (
+        0.0, 12.5, 25.0,
+    )  # fmt: skip
+    tcvae = BetaTCVAE()
+    assert (tcvae.alpha, tcvae.gamma, tcvae.estimator) == (1.0, 1.0, "mws")
+    dip = DIPVAE()
+    assert (dip.variant, dip.lambda_od, dip.lambda_d) == ("i", 10.0, 100.0)
+    assert DIPVAE(lambda_od=2.0, lambda_d=3.0).lambda_d == 3.0
+
+
+def test_bad_objective_settings_say_what_is_allowed():
+    with pytest.raises(ValueError, match="factor_vae needs gamma >= 0, got -1"):
+        FactorVAE(latent_dim=2, gamma=-1.0)
+    assert FactorVAE(latent_dim=2, gamma=0.0).gamma == 0.0
+    with pytest.raises(ValueError, match=r"estimator must be one of .*'exact'"):
+        BetaTCVAE(estimator="exact")
+    with pytest.raises(ValueError, match="needs a batch of at least 2"):
+        importance_weights(1, 10, "mss")
+
+
+@pytest.mark.parametrize("estimator", ["mws", "mss"])
+def test_tcvae_objective_uses_its_dataset_size_and_estimator(estimator: str):
+    x, out = batch(9, b=8, d=4)
+    out.mu = out.mu * 0.3
+    parts = BetaTCVAE(dataset_size=20, estimator=estimator)(x, out, beta=6.0)
+    mi, tc, dwkl = tc_decomposition(out.z, out.mu, out.logvar, 20, estimator)
+    assert torch.allclose(torch.stack([parts["mi"], parts["tc"], parts["dwkl"]]),
+                          torch.stack([mi, tc, dwkl]))  # fmt: skip
+    other = "mss" if estimator == "mws" else "mws"
+    other_tc = tc_decomposition(out.z, out.mu, out.logvar, 20, other)[1]
+    assert not torch.allclose(parts["tc"], other_tc)

@@ -39,3 +39,9 @@ class KillAfterCheckpoint(Callback):
             return trainer
 
         vaelab.train.build_trainer = build_with_kill
+
+
+def kill_at(step: int) -> list[str]:
+    """The Hydra overrides that kill a run right after its checkpoint of ``step``."""
+    return ["+hydra.callbacks.killer._target_=tests.killer.KillAfterCheckpoint",
+            f"+hydra.callbacks.killer.step={step}"]  # fmt: skip

@@ -115,3 +115,13 @@ def test_end_of_run_evaluation_measures_likelihood_and_disentanglement(cli):
     assert m["test/nll_iw"] > 0 and 0 <= m["test/active_units"] <= 6
     # the IWAE bound is at least as tight as the single-sample ELBO, up to sampling noise
     assert -m["test/nll_iw"] >= m["test/elbo"] - 0.01 * abs(m["test/elbo"])
+
+
+def test_data_without_factors_skips_the_disentanglement_suite_with_one_line(cli):
+    run_dir, result = cli("data=digits", "evaluation=fast", "evaluation.iwae_k=5",
+                          "evaluation.iwae_images=8")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = "has no ground-truth factors: disentanglement metrics skipped"
+    assert (result.stdout + result.stderr).count(line) == 1
+    m = read_metrics(run_dir)["metrics"]
+    assert m["test/nll_iw"] > 0 and not any(k.startswith("disent/") for k in m)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, TINY
+from .killer import kill_at
 
 
 def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -86,3 +87,28 @@ def test_optuna_preset_runs_two_trials(tmp_path: Path):
     done = jobs(tmp_path / "sweep")
     assert len(done) == 2 and all(m["status"] == "completed" for m in done.values())
     assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
+
+
+KILL_AT_3 = kill_at(3)
+
+
+def test_a_job_killed_inside_a_sweep_resumes_on_the_rerun_and_matches_an_uninterrupted_one(
+    tmp_path: Path, monkeypatch
+):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
+    exact = ["trainer.deterministic=true", "seed=0"]
+    whole = tmp_path / "whole"
+    assert sweep(whole, "beta=1", *exact).returncode == 0
+    killed = tmp_path / "killed"  # job 0 is killed after its step-3 checkpoint; job 1 never ran
+    assert sweep(killed, "beta=1,2", *exact, *KILL_AT_3).returncode == -9
+    assert [m["status"] for m in jobs(killed).values()] == ["running"]
+    result = sweep(killed, "beta=1,2", *exact)  # the same sweep again, into the same folder
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = jobs(killed)
+    first = next(m for name, m in done.items() if "_beta=1_" in name)
+    assert first["status"] == "completed" and first["start_step"] == 3 and first["step"] == 6
+    assert first["resumed_from"].endswith("last.ckpt")
+    assert next(m for n, m in done.items() if "_beta=2_" in n)["start_step"] == 0
+    (reference,) = jobs(whole).values()
+    logged = ("train/loss", "train/recon", "train/kl", "val/elbo", "test/elbo", "test/loss")
+    assert {k: first["metrics"][k] for k in logged} == {k: reference["metrics"][k] for k in logged}

@@ -159,8 +159,9 @@ def _choice_problems(cfg: DictConfig) -> list[str]:
     problems = []
     for key, allowed in CHOICE_CHECKS:
         value = _get(cfg, key)
-        if value is not None and str(value).lower() not in allowed:
-            problems.append(f"`{key}` must be one of {', '.join(allowed)}, got {value!r}.")
+        if value is not None and str(value) not in allowed:
+            case = " (names are lower case)" if str(value).lower() in allowed else ""
+            problems.append(f"`{key}` must be one of {', '.join(allowed)}, got {value!r}{case}.")
     ratio = _get(cfg, "beta_schedule.ratio")
     if _is_number(ratio) and ratio > 1:
         problems.append(f"`beta_schedule.ratio` must be <= 1, got {ratio!r}: it is a fraction.")

@@ -118,7 +118,8 @@ class ImageDataModule(L.LightningDataModule):
         chosen = np.arange(n) if used == n else np.sort(rng.choice(n, used, replace=False))
         self.images = place(self._load(chosen, whole=used == n), self.device)
         order = rng.permutation(used)
-        n_val, n_test = self.split_sizes()["val"], self.split_sizes()["test"]
+        sizes = self.split_sizes()
+        n_val, n_test = sizes["val"], sizes["test"]
         positions = {
             "val": order[:n_val],
             "test": order[n_val : n_val + n_test],

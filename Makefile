@@ -30,7 +30,7 @@ report: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py $(ARGS)
 
-# Mutation testing of objectives/, metrics/, schedules, the module's steps and the data order
+# Mutation testing of objectives/, metrics/, schedules, the module's steps, the data order and checkpoints
 # ([tool.mutmut] in pyproject.toml); resumable. MUTANTS narrows it, e.g. MUTANTS='vaelab.objectives*'.
 MUTANTS ?=
 mutants: $(STAMP)

@@ -1,12 +1,13 @@
 """Run mutmut's surviving DDP-only mutants of the module against the two-process test.
 
     .venv/bin/python tests/mutation_ddp.py [NAME ...]   # default: every survivor of
-                                                          # training_step / _mean_over_ranks
+                                                          # training_step / _mean_over_ranks / forward
 
 mutmut maps tests to mutants inside its own process, so the mutants on the ``world_size > 1``
 path (run only by ``trainer=ddp_cpu`` in a subprocess) show as survivors. This runs, for each,
 tests/test_devices.py's DDP-equals-one-process test in mutmut's copy (``mutants/``, with the
-entry points copied in) with that mutant switched on, and prints killed / survived.
+entry points copied in) with that mutant switched on, and prints killed / survived (about 40 s
+a killed mutant, 80 s a survivor, on 2 cores).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST = "tests/test_devices.py::test_ddp_cpu_logs_and_learns_the_same_as_one_process"
-DDP_ONLY = ("ǁtraining_step__", "ǁ_mean_over_ranks__")
+DDP_ONLY = ("ǁtraining_step__", "ǁ_mean_over_ranks__", "ǁforward__")
 
 
 def survivors() -> list[str]:

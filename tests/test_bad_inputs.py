@@ -53,6 +53,7 @@ BAD_INPUTS = [
     ("hydra/launcher=ray", "pip install hydra-ray-launcher"),
     ("ckpt_path=/no/such/file.ckpt", "is not a file"),
     ("ckpt_path={tmp}/corrupt.ckpt", "cannot be read as a checkpoint"),
+    ("ckpt_path={tmp}/notes.ckpt", "{tmp}/notes.ckpt cannot be read as a checkpoint"),
     ("ckpt_path={tmp}/other_arch.ckpt", "was trained with a different architecture"),
     ("data=mnist data.source.download=false paths.data_dir={tmp}/empty",
      "Looked in {tmp}/empty/MNIST/raw for train-images-idx3-ubyte"),
@@ -89,6 +90,7 @@ BAD_INPUTS = [
 def files(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("bad")
     (tmp / "corrupt.ckpt").write_bytes(b"PK\x03\x04 this is not a whole checkpoint")
+    (tmp / "notes.ckpt").write_text("a text file given as the checkpoint\n")
     torch.save({"state_dict": {"encoder.fc1.weight": torch.zeros(3, 3)}}, tmp / "other_arch.ckpt")
     (tmp / "empty").mkdir()
     cache = "dsprites_procedural_v1.npy"

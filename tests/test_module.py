@@ -17,7 +17,7 @@ from tests.poison import PoisonedBetaVAE
 from vaelab.errors import NonFiniteLossError
 from vaelab.module import VAEModule, reparameterize
 from vaelab.nets import MLPDecoder, MLPEncoder
-from vaelab.objectives import BetaTCVAE, BetaVAE, FactorVAE
+from vaelab.objectives import AnnealedVAE, BetaTCVAE, BetaVAE, FactorVAE
 from vaelab.schedules import Constant, Linear
 
 
@@ -82,6 +82,19 @@ def test_the_objective_gets_n_from_the_training_split():
     assert objective.dataset_size == len(data.split_indices["train"]) == 96
 
 
+class PlainImages(L.LightningDataModule):
+    """A user's own data module: batches of images, no vaelab splits."""
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(images(16), batch_size=8)
+
+
+def test_a_data_module_without_splits_trains_and_n_stays_as_given():
+    objective = BetaTCVAE(dataset_size=500)
+    fit(module(objective), PlainImages(), max_steps=2)
+    assert objective.dataset_size == 500
+
+
 def test_one_optimizer_for_the_vae_and_one_for_factorvaes_discriminator():
     vae = module()
     opt = vae.configure_optimizers()
@@ -92,6 +105,21 @@ def test_one_optimizer_for_the_vae_and_one_for_factorvaes_discriminator():
     disc = {id(p) for group in disc_opt.param_groups for p in group["params"]}
     assert disc == {id(p) for p in factor.objective.discriminator.parameters()}
     assert len({id(p) for g in vae_opt.param_groups for p in g["params"]} & disc) == 0
+
+
+def test_factor_vae_trains_both_networks_and_counts_vae_steps_only():
+    factor = FactorVAE(latent_dim=3, hidden=8)
+    model = module(factor)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = fit(model, images(), max_steps=3, log_every_n_steps=1)
+    assert trainer.global_step == 3  # the discriminator's steps are not counted
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
+    assert any(n.startswith("encoder.") for n in changed)
+    assert any(n.startswith("objective.discriminator.") for n in changed)
+    logged = trainer.callback_metrics
+    assert 0 <= logged["train/disc_accuracy"] <= 1 and torch.isfinite(logged["train/disc_loss"])
+    assert "train/loss" in trainer.progress_bar_metrics
+    assert "train/tc" in logged and "train/tc" not in trainer.progress_bar_metrics
 
 
 def test_step_logs_are_written_every_log_every_n_steps(tmp_path):
@@ -138,6 +166,24 @@ def test_validation_logs_the_loss_at_the_current_beta_and_the_elbo_and_is_repeat
     assert (
         tested["test/loss"] == first["val/loss"] and "test/loss" not in trainer.progress_bar_metrics
     )
+
+
+def test_validation_passes_the_current_step_to_the_objective():
+    """annealed_vae's capacity C(t) is read at the trainer's step in validation too."""
+    model = module(AnnealedVAE(gamma=10.0, c_max=8.0, c_steps=8))
+    trainer = fit(model, images(), max_steps=4)
+    one_batch = DataLoader(images(8), batch_size=8)
+    logged = trainer.validate(model, one_batch, verbose=False)[0]
+    capacity = 4.0  # C(4) = 8 * 4 / 8
+    expected = logged["val/recon"] + 10.0 * abs(logged["val/kl"] - capacity)
+    assert logged["val/loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_passes_the_current_step_to_the_objective():
+    """annealed_vae's C(t) in training: the last of 4 steps (t = 3) trains against C = 3."""
+    model = module(AnnealedVAE(gamma=10.0, c_max=8.0, c_steps=8))
+    trainer = fit(model, images(), max_steps=4, log_every_n_steps=1)
+    assert trainer.callback_metrics["train/capacity"].item() == pytest.approx(3.0)
 
 
 def test_a_stop_names_the_parts_that_went_bad_and_skips_are_shown():

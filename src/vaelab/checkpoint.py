@@ -15,7 +15,6 @@ import logging
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +55,11 @@ PLAIN_TYPES = (dict, list, tuple, str, int, float, bool, type(None), torch.Tenso
 log = logging.getLogger(__name__)
 
 
-def _refused_global(error: Exception) -> str:
-    """The class or function a refused pickle asks for, from torch's message."""
+def _refused_global(error: Exception) -> str | None:
+    """The class or function a refused pickle asks for, from torch's message; None when the
+    unpickler stopped for another reason (bytes that are no pickle at all)."""
     found = re.search(r"GLOBAL ([\w.]+)", str(error))
-    if found:
-        return found.group(1)
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return found.group(1) if found else None
 
 
 def read_checkpoint(path: str | Path, allow_unsafe: bool = False) -> dict[str, Any]:
@@ -78,22 +75,29 @@ def read_checkpoint(path: str | Path, allow_unsafe: bool = False) -> dict[str, A
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=not allow_unsafe)
     except pickle.UnpicklingError as error:
+        refused = _refused_global(error)
+        if refused is None:  # no pickle that names a class: bytes of something else
+            raise _unreadable(path, "UnpicklingError: not a pickle torch can read") from None
         raise ConfigError(
-            f"{path} is not a plain vaelab checkpoint: it holds a `{_refused_global(error)}` "
+            f"{path} is not a plain vaelab checkpoint: it holds a `{refused}` "
             f"object, and a vaelab checkpoint holds only tensors and plain values. Loading it "
             f"would run code stored in the file, so it was not loaded. Use a checkpoint written "
             f"by vaelab, or, only if you trust where the file comes from, pass "
             f"allow_unsafe_checkpoints=true."
         ) from None
-    except (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile) as error:
-        raise ConfigError(
-            f"`ckpt_path`={path} cannot be read as a checkpoint ({type(error).__name__}: "
-            f"{error}); the file may be truncated or not a vaelab checkpoint. Use another "
-            f"checkpoint, e.g. the run's checkpoints/last.ckpt."
-        ) from None
+    except Exception as error:  # arbitrary bytes fail deep in the unpickler in many ways
+        raise _unreadable(path, f"{type(error).__name__}: {error}") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise ConfigError(f"`ckpt_path`={path} holds no model weights (no 'state_dict').")
     return checkpoint
+
+
+def _unreadable(path: str | Path, reason: str) -> ConfigError:
+    return ConfigError(
+        f"`ckpt_path`={path} cannot be read as a checkpoint ({reason}); the file may be "
+        f"truncated or not a vaelab checkpoint. Use another checkpoint, e.g. the run's "
+        f"checkpoints/last.ckpt."
+    )
 
 
 def check_state(path: str | Path, state: dict[str, torch.Tensor], module: nn.Module) -> None:

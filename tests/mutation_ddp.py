@@ -1,7 +1,7 @@
 """Run mutmut's surviving DDP-only mutants of the module against the two-process test.
 
     .venv/bin/python tests/mutation_ddp.py [NAME ...]   # default: every survivor of
-                                                          # training_step / _mean_over_ranks / forward
+                                                          # training_step, _mean_over_ranks, forward
 
 mutmut maps tests to mutants inside its own process, so the mutants on the ``world_size > 1``
 path (run only by ``trainer=ddp_cpu`` in a subprocess) show as survivors. This runs, for each,

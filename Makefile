@@ -8,7 +8,7 @@ ARGS   ?=
 
 SWEEP  ?=
 
-.PHONY: install train test report bench mutants lint format clean
+.PHONY: install train test report reproduce bench gpu-check mutants lint format clean
 
 install: $(STAMP)
 
@@ -27,8 +27,22 @@ test: $(STAMP)
 report: $(STAMP)
 	$(PY) src/report.py $(SWEEP)
 
+# Locatello et al.'s dSprites grid for the β question, beside the published values
+# (conf/experiment/reproduce_dsprites.yaml: 21 jobs of 150k-300k steps, for a GPU). Run again to
+# resume; ARGS trains a piece, e.g. ARGS="reproduce=beta_vae_b4 seed=0". The report is written
+# whatever the jobs' status; the exit status is the sweep's.
+REPRODUCE_DIR ?= outputs/reproduce/dsprites
+reproduce: $(STAMP)
+	$(PY) src/train.py -m experiment=reproduce_dsprites $(ARGS); status=$$?; \
+	$(PY) src/report.py $(REPRODUCE_DIR) && exit $$status
+
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py $(ARGS)
+
+# Here: gathers the wheels the GPU machine lacks into .whl/ and prints the command to run there.
+# On a GPU machine (no venv there, its python3): the GPU tests, the GPU bench, the metric suite.
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) benchmarks/gpu_check.py $(ARGS)
 
 # Mutation testing of objectives/, metrics/, schedules, the module's steps, the data order and checkpoints
 # ([tool.mutmut] in pyproject.toml); resumable. MUTANTS narrows it, e.g. MUTANTS='vaelab.objectives*'.

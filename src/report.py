@@ -14,7 +14,11 @@ from vaelab.report import write_report
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", help="a Hydra multirun folder (one sub-folder per job)")
-    parser.add_argument("--by", default="beta", help="the swept key on the x axis (default beta)")
+    parser.add_argument(
+        "--by",
+        default=None,
+        help="the swept key to group by (default: reproduce for make reproduce's jobs, else beta)",
+    )
     args = parser.parse_args()
     try:
         markdown, files = write_report(args.sweep_dir, args.by)

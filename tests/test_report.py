@@ -25,7 +25,7 @@ def test_report_gives_mean_and_std_over_seeds_and_lists_failures(tmp_path: Path)
     markdown, files = write_report(tmp_path)
     assert {f.name for f in files} >= {"results.csv", "report.md", "metrics_vs_beta.png"}
     rows = {line.split(" | ")[1]: line for line in markdown.splitlines() if "beta_vae" in line}
-    assert "| 2 | 0.200 ± 0.100 |" in rows["1"]  # two seeds: mean 0.2, population std 0.1
-    assert "| 1 | 0.500 ± 0.000 |" in rows["4"]  # the failed seed is not averaged in
+    assert "| 2 | – | 0.200 ± 0.100 |" in rows["1"]  # two seeds: mean 0.2, population std 0.1
+    assert "| 1 | – | 0.500 ± 0.000 |" in rows["4"]  # the failed seed is not averaged in
     assert "- `3_b4_s1`: failed NaN at 7" in markdown
     assert (tmp_path / "report.md").read_text().endswith(markdown)

@@ -4,6 +4,10 @@ Each job folder holds ``.hydra/overrides.yaml`` and ``metrics.json``. ``collect_
 them into rows; ``write_report`` writes ``results.csv``, ``report.md`` and PNG plots: every
 metric against β (mean ± std over seeds, one line per model) and the reconstruction against
 each disentanglement metric coloured by β (the trade-off). Failed jobs are listed.
+
+Jobs of ``experiment=reproduce_dsprites`` are grouped by their ``reproduce`` row, and the
+values their config names as published (``reproduce.published``) stand beside the measured
+ones, with the sources under the table.
 """
 
 from __future__ import annotations
@@ -67,13 +71,33 @@ def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
         rows.append({
             "job": job.name, "status": status, "error": record.get("error", ""),
             "model": overrides.get("model", record.get("model", "beta_vae")),
-            **overrides, **record.get("metrics", {}),
+            "step": record.get("step"), **overrides, **record.get("metrics", {}),
         })  # fmt: skip
+        published = _published(job / ".hydra" / "config.yaml")
+        if published:
+            rows[-1]["published"] = published
     return rows
 
 
+def _published(config: Path) -> dict[str, dict[str, Any]]:
+    """``reproduce.published`` of a job's saved config: ``{metric: {value, std?, source}}``."""
+    try:
+        saved = yaml.safe_load(config.read_text()) if config.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    reproduce = saved.get("reproduce") if isinstance(saved, dict) else None
+    published = reproduce.get("published") if isinstance(reproduce, dict) else None
+    return published if isinstance(published, dict) else {}
+
+
+def default_by(rows: list[dict[str, Any]]) -> str:
+    """The swept key to group by: ``reproduce`` for a reproduction's jobs, else ``beta``."""
+    return "reproduce" if any("reproduce" in row for row in rows) else "beta"
+
+
 def summarize(rows: list[dict[str, Any]], by: str = "beta") -> list[dict[str, Any]]:
-    """Mean and std over seeds of each key metric, per (model, β); completed jobs only."""
+    """Mean and std over seeds of each key metric, per (model, β); completed jobs only; the
+    steps trained (their range) and the published values of the group's first job."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["status"] == "completed":
@@ -81,6 +105,10 @@ def summarize(rows: list[dict[str, Any]], by: str = "beta") -> list[dict[str, An
     table = []
     for (model, value), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         entry: dict[str, Any] = {"model": model, by: value, "jobs": len(members)}
+        entry["published"] = members[0].get("published", {})
+        steps = sorted({m["step"] for m in members if isinstance(m.get("step"), int)})
+        ends = sorted({steps[0], steps[-1]}) if steps else []
+        entry["steps"] = "–".join(f"{n:,}" for n in ends) or "–"
         for key in KEY_METRICS:
             values = [m[key] for m in members if isinstance(m.get(key), int | float)]
             if values:
@@ -89,14 +117,32 @@ def summarize(rows: list[dict[str, Any]], by: str = "beta") -> list[dict[str, An
     return table
 
 
+def _cell(entry: dict[str, Any], key: str) -> str:
+    """``mean ± std`` over seeds, and ``[published value ± std]`` where one is given."""
+    text = f"{entry[key][0]:.3f} ± {entry[key][1]:.3f}" if key in entry else "–"
+    paper = entry["published"].get(key)
+    if paper:
+        spread = f" ± {paper['std']:.2f}" if "std" in paper else ""
+        text += f" [{paper['value']:.2f}{spread}]"
+    return text
+
+
 def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]) -> str:
     keys = [k for k in KEY_METRICS if any(k in e for e in table)]
-    head = ["model", by, "jobs", *keys]
+    head = ["model", by, "jobs", "steps", *keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in table:
-        cells = [str(e["model"]), str(e[by]), str(e["jobs"])]
-        cells += [f"{e[k][0]:.3f} ± {e[k][1]:.3f}" if k in e else "–" for k in keys]
+        cells = [str(e["model"]), str(e[by]), str(e["jobs"]), e["steps"]]
+        cells += [_cell(e, k) for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
+    sources = {
+        f"{e[by]}: {k} {p['value']:.2f} from {p['source']}"
+        for e in table
+        for k, p in e["published"].items()
+    }
+    if sources:
+        lines += ["", "Measured: mean ± std over seeds; [published value] from:", ""]
+        lines += [f"- {s}" for s in sorted(sources)]
     if failed:
         lines += ["", f"Jobs not completed ({len(failed)}):", ""]
         lines += [f"- `{r['job']}`: {r['status']} {r['error']}".rstrip() for r in failed]
@@ -114,13 +160,26 @@ def _plot_against(table: list[dict[str, Any]], by: str, path: Path) -> Path | No
         figsize=(4 * cols, 3 * math.ceil(len(keys) / cols)),
         squeeze=False,
     )
+    named = not all(isinstance(e[by], int | float) for e in table)  # reproduce's rows
+    names = sorted({str(e[by]) for e in table}) if named else []
+
+    def position(value: Any) -> float:
+        return float(names.index(str(value))) if named else float(value)
+
     for ax, key in zip(axes.flat, keys, strict=False):
         for model in sorted({e["model"] for e in table}):
-            points = [(e[by], *e[key]) for e in table if e["model"] == model and key in e]
+            points = [(position(e[by]), *e[key]) for e in table if e["model"] == model and key in e]
             if points:
                 x, mean, std = (np.array(v, dtype=float) for v in zip(*points, strict=True))
-                ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=model)
-        if by == "beta" and all(isinstance(e[by], int | float) and e[by] > 0 for e in table):
+                ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=model,
+                            linestyle="none" if named else "-")  # fmt: skip
+        paper = [(position(e[by]), e["published"][key]["value"]) for e in table
+                 if key in e["published"]]  # fmt: skip
+        if paper:
+            ax.scatter(*zip(*paper, strict=True), marker="x", color="black", label="published")
+        if named:
+            ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        elif by == "beta" and all(e[by] > 0 for e in table):
             ax.set_xscale("log", base=2)
         ax.set_xlabel(by)
         ax.set_title(key, fontsize=10)
@@ -139,27 +198,34 @@ def _plot_tradeoff(rows: list[dict[str, Any]], by: str, path: Path) -> Path | No
     if not keys:
         return None
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), squeeze=False)
-    values = np.array([float(r.get(by) or 0) for r in done])
+    raw = [r.get(by) for r in done]
+    if all(isinstance(v, int | float) or v is None for v in raw):  # β: coloured on a log scale
+        colour, label = np.log2(np.maximum([float(v or 0) for v in raw], 1e-3)), f"log2 {by}"
+    else:  # named rows (reproduce): one colour each, in sorted order
+        names = sorted({str(v) for v in raw})
+        colour, label = [names.index(str(v)) for v in raw], f"{by}: " + ", ".join(names)
     for ax, key in zip(axes.flat, keys, strict=True):
         points = ax.scatter([r["test/recon"] for r in done], [r.get(key, np.nan) for r in done],
-                            c=np.log2(np.maximum(values, 1e-3)), cmap="viridis")  # fmt: skip
+                            c=colour, cmap="viridis")  # fmt: skip
         ax.set_xlabel("test/recon (nats)")
         ax.set_title(key, fontsize=10)
-    fig.colorbar(points, ax=axes.ravel().tolist(), label=f"log2 {by}")
+    fig.colorbar(points, ax=axes.ravel().tolist(), label=label)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def write_report(sweep_dir: str | Path, by: str = "beta") -> tuple[str, list[Path]]:
-    """Write results.csv, report.md and plots into ``sweep_dir``; return (markdown, files)."""
+def write_report(sweep_dir: str | Path, by: str | None = None) -> tuple[str, list[Path]]:
+    """Write results.csv, report.md and plots into ``sweep_dir``; return (markdown, files).
+    ``by``: the swept key (default ``default_by``)."""
     sweep_dir = Path(sweep_dir)
     rows = collect_jobs(sweep_dir)
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no job folders (*/.hydra/overrides.yaml)")
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    by = by or default_by(rows)
+    columns = list(dict.fromkeys(k for row in rows for k in row if k != "published"))
     with open(sweep_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     table = summarize(rows, by)

@@ -74,7 +74,8 @@ def test_gather_reads_the_rows_of_the_split():
     assert split[[1]].flatten().tolist() == [6]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gather_on_the_gpu_equals_the_cpu_gather():
     images = torch.randint(0, 255, (50, 1, 4, 4), dtype=torch.uint8)
     rows, picks = np.arange(49, -1, -2), np.array([3, 0, 24, 7])

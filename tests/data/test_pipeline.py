@@ -94,7 +94,8 @@ def test_cuda_without_a_gpu_falls_back_to_cpu_with_one_log_line(monkeypatch, cap
         make(device="gpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_keeps_images_and_batches_on_the_gpu():
     dm = make(device="cuda")
     assert dm.images.device.type == "cuda"

@@ -17,6 +17,8 @@ from vaelab.metrics.sap import sap_from_codes
 from vaelab.metrics.suite import METRICS, run_suite
 
 SMALL = {"num_train": 300, "num_test": 200, "num_variance_estimate": 300, "batch_size": 16}
+# dSprites renders each image (~0.1 ms): fewer draws keep the test at a few seconds
+DSPRITES = {"num_train": 120, "num_test": 80, "num_variance_estimate": 120, "batch_size": 8}
 
 
 def centroid_encoder(x: torch.Tensor) -> torch.Tensor:
@@ -29,15 +31,16 @@ def centroid_encoder(x: torch.Tensor) -> torch.Tensor:
     )
 
 
-def direct_values(source, encode, seed: int) -> dict[str, float]:
+def direct_values(source, encode, seed: int, sizes: dict[str, int]) -> dict[str, float]:
     """Each metric called on its own, on the stream the suite gives it, encoding directly."""
     streams = dict(zip(("codes", *METRICS), np.random.SeedSequence(seed).spawn(7), strict=True))
     rng = {k: np.random.default_rng(s) for k, s in streams.items()}
-    train, y = sample_codes(source, encode, SMALL["num_train"], rng["codes"])
-    test, y_test = sample_codes(source, encode, SMALL["num_test"], rng["codes"])
+    n, m, v, b = (sizes[k] for k in ("num_train", "num_test", "num_variance_estimate",
+                                     "batch_size"))  # fmt: skip
+    train, y = sample_codes(source, encode, n, rng["codes"])
+    test, y_test = sample_codes(source, encode, m, rng["codes"])
     dci = dci_from_codes(train, y, test, y_test)
     explicit = explicitness_from_codes(train, y, test, y_test)
-    n, m, v, b = SMALL["num_train"], SMALL["num_test"], SMALL["num_variance_estimate"], 16
     beta = beta_vae_score(source, encode, rng["beta_vae"], b, n, m)
     factor = factor_vae_score(source, encode, rng["factor_vae"], b, n, m, v)
     return {
@@ -57,13 +60,13 @@ def direct_values(source, encode, seed: int) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    ("source", "encode"),
-    [(ToySource(), mixing_encoder()), (ProceduralDSprites(), centroid_encoder)],
+    ("source", "encode", "sizes"),
+    [(ToySource(), mixing_encoder(), SMALL), (ProceduralDSprites(), centroid_encoder, DSPRITES)],
     ids=["toy-rotated", "dsprites-centroid"],
 )
-def test_table_path_equals_direct_path(source, encode):
-    suite = run_suite(source, encode, seed=3, **SMALL).values
-    direct = direct_values(source, encode, seed=3)
+def test_table_path_equals_direct_path(source, encode, sizes):
+    suite = run_suite(source, encode, seed=3, **sizes).values
+    direct = direct_values(source, encode, seed=3, sizes=sizes)
     assert {k: suite[k] for k in direct} == direct  # exactly, not approximately
 
 
@@ -74,11 +77,11 @@ def test_each_distinct_image_is_encoded_once():
         encoded.append(np.asarray(indices).copy())
         return ProceduralDSprites().images(indices)
 
-    result = run_suite(ProceduralDSprites(), centroid_encoder, 0, images=images, **SMALL)
+    result = run_suite(ProceduralDSprites(), centroid_encoder, 0, images=images, **DSPRITES)
     seen = np.concatenate(encoded)
     assert len(seen) == len(np.unique(seen)) == result.values["disent/encoded_images"]
-    # 2 x 16 x 500 + 300 + 16 x 500 + 500 images were drawn, many of them twice
-    assert len(seen) < 2 * 16 * 500 + 300 + 16 * 500 + 500
+    # 2 x 8 x 200 + 120 + 8 x 200 + 200 images were drawn, many of them twice
+    assert len(seen) < 2 * 8 * 200 + 120 + 8 * 200 + 200
     assert result.importance.shape == (3, 5) and result.mutual_info.shape == (3, 5)
 
 

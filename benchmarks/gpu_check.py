@@ -1,0 +1,245 @@
+"""Everything GPU-side in one command: ``make gpu-check``.
+
+Where no CUDA GPU is (this machine), ``gather``: downloads the wheels the GPU machine lacks
+(Hydra, W&B and what they need, at the versions installed here) for Python 3.12 on
+manylinux x86-64 into ``.whl/`` (git ignores it), builds the pure-Python ones that have no
+wheel, and prints the command to run there.
+
+Where a GPU is, ``run``: each part under its own time limit, logs and JSON under ``--out``:
+
+1. ``pytest -m gpu`` (tests/test_gpu.py and the data tests of the GPU path);
+2. ``benchmarks/train_throughput.py``: conv at batch 64 and 256 and the MLP, float32 and
+   bf16 with the images on the CPU or the GPU, each against the bare loop; compiled nets on
+   conv at batch 256;
+3. ``benchmarks/metrics_timing.py``: the full metric suite on all of dSprites;
+
+then ``gpu-<device>.json`` with every figure, copied to ``benchmarks/results/`` too. A part
+that fails or runs out of time is recorded as such and the next one runs. ``run --tiny``
+runs the same pipeline in about a minute on a CPU (the tests do), where the GPU tests skip.
+
+    python benchmarks/gpu_check.py [gather|run] [--tiny] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WHEELS = ROOT / ".whl"
+RESULTS = ROOT / "benchmarks" / "results"
+# What the GPU machine's image holds (device KINDS.md, read 2026-11-17). What vaelab needs
+# beyond it (Hydra, W&B and their requirements) is carried as wheels.
+DEVICE_HAS = frozenset(
+    """
+absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs
+certifi charset-normalizer click cloudpickle colorama contourpy cycler filelock fonttools
+frozenlist fsspec h11 h5py httpcore httpx idna jinja2 joblib kiwisolver lightning
+lightning-utilities markdown markdown-it-py markupsafe matplotlib mdurl mpmath networkx numpy
+packaging pandas pillow pip pluggy protobuf psutil pygments pyparsing pytest pytest-xdist
+python-dateutil pytorch-lightning pyyaml requests rich scikit-learn scipy setuptools six
+sympy tensorboard threadpoolctl torch torchmetrics torchvision tqdm triton urllib3 wheel
+xxhash zipp
+""".split()  # noqa: SIM905
+)
+ROOTS = ("hydra-core", "wandb")
+ALSO = ("typing-extensions",)  # pydantic-core pins a newer one than the image may hold
+MODULES = ("hydra", "omegaconf", "antlr4", "wandb", "lightning", "torchmetrics", "sklearn")
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
+             "manylinux2014_x86_64", "manylinux1_x86_64")  # fmt: skip
+RUN_THERE = (
+    "python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade "
+    "--target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD/src || exit; "
+    "PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py run --out $OUT"
+)
+# seconds per part: together well inside one 10-minute command
+LIMITS = {"tests": 200, "bench": 160, "bench_compiled": 80, "metrics": 110}
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned() -> list[str]:
+    """``NAME==VERSION`` for ``ROOTS`` and their requirements on Python 3.12 (no extras) that
+    the GPU machine lacks, at the versions installed here."""
+    from packaging.requirements import Requirement
+
+    env = {"extra": "", "python_version": "3.12", "python_full_version": "3.12.3"}
+    found: dict[str, str] = {}
+    todo = [*ROOTS, *ALSO]
+    while todo:
+        name = canonical(todo.pop())
+        if name in found or (name in DEVICE_HAS and name not in ALSO):
+            continue
+        found[name] = importlib.metadata.version(name)
+        for line in importlib.metadata.requires(name) or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate(env):
+                todo.append(req.name)
+    return [f"{name}=={version}" for name, version in sorted(found.items())]
+
+
+def gather() -> None:
+    """Download (or build, for sdist-only ones) the wheels into ``.whl/``; print the command."""
+    WHEELS.mkdir(exist_ok=True)
+    platform = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    for requirement in pinned():
+        name = re.split(r"==", requirement)[0].replace("-", "_").lower()
+        if any(w.name.lower().startswith(name + "-") for w in WHEELS.glob("*.whl")):
+            continue
+        download = [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                    "--only-binary=:all:", "--python-version", "3.12", "--implementation",
+                    "cp", *platform, "-d", str(WHEELS), requirement]  # fmt: skip
+        if subprocess.run(download, capture_output=True, text=True).returncode != 0:
+            # no wheel published (antlr4-python3-runtime 4.9.3): a pure-Python wheel from the
+            # source distribution works on any platform
+            build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                     str(WHEELS), requirement]  # fmt: skip
+            subprocess.run(build, check=True)
+    wheels = sorted(WHEELS.glob("*.whl"))
+    mib = sum(w.stat().st_size for w in wheels) / 2**20
+    print(f"{len(wheels)} wheels, {mib:.1f} MiB, in {WHEELS}:")
+    for w in wheels:
+        print(f"  {w.name}")
+    print("\nOn the GPU machine (the device tool's run, carry=['.whl'], timeout_s=600):\n")
+    print(f"  {RUN_THERE}\n")
+    print("then copy gpu-<device>.json from $OUT into benchmarks/results/.")
+
+
+def part(name: str, cmd: list[str], out: Path, limit: float) -> dict:
+    """Run one part with its output in ``out/<name>.log``; its status, seconds and exit code."""
+    print(f"[gpu-check] {name}: {' '.join(cmd)} (limit {limit:.0f} s)", flush=True)
+    start = time.perf_counter()
+    with open(out / f"{name}.log", "w") as log:
+        try:
+            code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=limit).returncode  # fmt: skip
+            status = "passed" if code == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            code, status = None, "timed out"
+    seconds = round(time.perf_counter() - start, 1)
+    print(f"[gpu-check] {name}: {status} after {seconds} s", flush=True)
+    return {"status": status, "exit_code": code, "seconds": seconds}
+
+
+def test_counts(log: Path) -> dict[str, int]:
+    """pytest's last summary line (``3 passed, 1 failed, 2 skipped in ...``) as counts."""
+    pattern = r"(\d+) (passed|failed|skipped|errors?|deselected)"
+    lines = [line for line in log.read_text().splitlines() if re.search(pattern + ".* in ", line)]
+    return {word: int(n) for n, word in re.findall(pattern, lines[-1])} if lines else {}
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run(out: Path, tiny: bool) -> int:
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    missing = [m for m in MODULES if importlib.util.find_spec(m) is None]
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    device = "gpu-" + "-".join(gpu.lower().replace("nvidia", "").split()) if gpu else "cpu"
+    print(f"[gpu-check] {gpu or 'no CUDA GPU'}; torch {torch.__version__}; "
+          f"missing modules: {missing or 'none'}", flush=True)  # fmt: skip
+    py = sys.executable
+    record: dict = {
+        "device": gpu or "no CUDA GPU",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "tiny": tiny,
+        "missing_modules": missing,
+        "date": time.strftime("%Y-%m-%d"),
+        "parts": {},
+    }
+    name = f"{device}{'-tiny' if tiny else ''}.json"
+
+    def save() -> None:  # after every part: a command cut short still brings back the rest
+        (out / name).write_text(json.dumps(record, indent=2) + "\n")
+
+    # the GPU tests are mostly CLI runs of a few steps: 4 at a time share the GPU well
+    parallel = ["-n", "4"] if importlib.util.find_spec("xdist") else []
+    tests = part("tests", [py, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider", *parallel,
+                           "-q", "-rA", "--durations=0"], out, LIMITS["tests"])  # fmt: skip
+    tests["counts"] = test_counts(out / "tests.log")
+    record["parts"]["tests"] = tests
+    save()
+
+    bench = [py, "benchmarks/train_throughput.py", "--skip-dsprites"]
+    if tiny:
+        bench += ["--tiny", "--cases", "mlp:64"]
+    else:
+        bench += ["--rounds", "2", "--seconds", "1.5", "--compile", "false"]
+    record["parts"]["bench"] = part(
+        "bench", [*bench, "--out", str(out / "bench.json")], out, LIMITS["bench"]
+    )
+    record["throughput"] = (read_json(out / "bench.json") or {}).get("throughput", [])
+    save()
+    if not tiny:  # compiling costs a minute or more a variant: the one case that matters most
+        compiled = [py, "benchmarks/train_throughput.py", "--skip-dsprites", "--rounds", "2",
+                    "--seconds", "1.5", "--cases", "conv:256", "--compile", "true",
+                    "--precision", "bf16-mixed", "--data-device", "cuda",
+                    "--out", str(out / "bench-compiled.json")]  # fmt: skip
+        record["parts"]["bench_compiled"] = part(
+            "bench_compiled", compiled, out, LIMITS["bench_compiled"]
+        )
+        record["throughput"] += (read_json(out / "bench-compiled.json") or {}).get("throughput", [])
+        save()
+
+    timing = [
+        py,
+        "benchmarks/metrics_timing.py",
+        "--cache-dir",
+        str(ROOT / "data"),
+        "--json",
+        str(out / "metrics.json"),
+    ]  # the cache (3 GiB) stays out of $OUT
+    if tiny:
+        timing += ["--encoder", "cheap", "--scale", "0.01", "--dci-points", "0", "--skip-floor"]
+    record["parts"]["metrics"] = part("metrics", timing, out, LIMITS["metrics"])
+    record["metric_suite"] = read_json(out / "metrics.json")
+
+    save()
+    if gpu and not tiny:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / name).write_text((out / name).read_text())
+    summary = {k: v["status"] for k, v in record["parts"].items()}
+    print(f"[gpu-check] {summary}; tests {tests['counts']}; written {out / name}", flush=True)
+    return 0 if all(v == "passed" for v in summary.values()) else 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", choices=("gather", "run"), default=None,
+                        help="default: run where a CUDA GPU is, else gather")  # fmt: skip
+    parser.add_argument("--tiny", action="store_true", help="run: the ~1 min version (CPU too)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run: folder for logs and JSON (default $OUT, else outputs/gpu-check)",
+    )
+    args = parser.parse_args()
+    mode = args.mode
+    if mode is None:
+        import torch
+
+        mode = "run" if torch.cuda.is_available() else "gather"
+    if mode == "gather":
+        gather()
+        return
+    out = args.out or Path(os.environ.get("OUT") or ROOT / "outputs" / "gpu-check")
+    sys.exit(run(out, args.tiny))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""``make gpu-check`` before a GPU is spent on it: the wheels it would carry, and its whole
+pipeline in the ``--tiny`` version on this CPU (where the GPU tests skip)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import gpu_check
+
+
+def test_carries_hydra_and_wandb_with_their_requirements_and_nothing_the_machine_has():
+    names = {line.split("==")[0] for line in gpu_check.pinned()}
+    assert {"hydra-core", "omegaconf", "antlr4-python3-runtime", "wandb", "pydantic"} <= names
+    assert not names & {"torch", "lightning", "numpy", "pyyaml", "protobuf", "requests"}
+    assert "typing-extensions" in names  # newer than the image's may be, for pydantic-core
+
+
+def test_the_tiny_run_goes_through_every_part_and_writes_the_figures(tmp_path: Path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "benchmarks/gpu_check.py", "run", "--tiny", "--out", str(out)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = json.loads((out / "cpu-tiny.json").read_text())
+    assert {k: v["status"] for k, v in record["parts"].items()} == {
+        "tests": "passed",
+        "bench": "passed",
+        "metrics": "passed",
+    }
+    gpu_tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gpu", "--collect-only", "-q", "-p",
+         "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    collected = sum(1 for line in gpu_tests.splitlines() if "::" in line)
+    assert collected >= 12 and record["parts"]["tests"]["counts"]["skipped"] == collected
+    (row,) = record["throughput"]
+    assert row["vaelab_images_per_s"] > 0 and row["bare_images_per_s"] > 0
+    suite = record["metric_suite"]
+    assert suite["suite_s"] > 0 and 0 <= suite["scores"]["disent/mig"] <= 1
+    assert {p.name for p in out.iterdir()} == {
+        "cpu-tiny.json", "tests.log", "bench.log", "bench.json", "metrics.log", "metrics.json",
+    }  # fmt: skip

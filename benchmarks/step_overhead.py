@@ -23,7 +23,7 @@ import train_throughput as tt
 
 from vaelab.train import build_module
 
-NO_BAR = ["~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]
+NO_BAR = ["~callbacks.progress", "+trainer.enable_progress_bar=false"]
 VARIANTS = {  # name: Hydra overrides
     "default stack": [],
     "no progress bar": NO_BAR,

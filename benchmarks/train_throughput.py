@@ -10,7 +10,7 @@ the rate of each is images / seconds summed over its blocks, and the ratio is th
 the per-pair ratios.
 
     python benchmarks/train_throughput.py [--tiny] [--rounds 3] [--seconds 4] [--skip-dsprites]
-        [--cases mlp:64,conv:256] [--override '~callbacks.progress_bar' ...]
+        [--cases mlp:64,conv:256] [--override '~callbacks.progress' ...]
         [--precision 32-true bf16-mixed] [--compile false true] [--data-device cpu cuda]
 
 On a GPU the default measures every combination of precision (32-true, bf16-mixed), compile
@@ -309,7 +309,7 @@ def main() -> None:
         "--override",
         action="append",
         default=[],
-        help="a Hydra override for the vaelab side, e.g. '~callbacks.progress_bar' (repeatable)",
+        help="a Hydra override for the vaelab side, e.g. '~callbacks.progress' (repeatable)",
     )
     parser.add_argument("--cases", default=None, help="e.g. 'mlp:64,conv:64' (default: all)")
     on_gpu = DEVICE.type == "cuda"

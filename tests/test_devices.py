@@ -77,7 +77,7 @@ SAME_DATA = [
     "trainer.max_steps=6",
     "optimizer._target_=torch.optim.SGD",
     "optimizer.lr=1e-5",
-    "~callbacks.progress_bar",
+    "~callbacks.progress",
 ]
 RTOL = 5e-5  # float32 sums over 4,096 pixels in a different order (batch 16 vs 32 kernels)
 
@@ -135,7 +135,7 @@ def test_kl_and_likelihood_sums_stay_float32_under_bf16_autocast():
 
 
 def test_bf16_mixed_trains_on_the_cpu_through_the_cli(cli):
-    run_dir, result = cli("precision=bf16-mixed", "~callbacks.progress_bar")
+    run_dir, result = cli("precision=bf16-mixed", "~callbacks.progress")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(run_dir)
     assert metrics["status"] == "completed"

@@ -42,7 +42,7 @@ def trained(tmp_path_factory) -> Path:
     """A tiny run evaluated at the end of training with ``EVAL``."""
     run_dir = tmp_path_factory.mktemp("eval") / "run"
     keep_all = "callbacks.model_checkpoint.save_top_k=-1"  # step 3 and 6 checkpoints
-    result = run_cli(run_dir, *TINY, *EVAL, "~callbacks.progress_bar", keep_all)
+    result = run_cli(run_dir, *TINY, *EVAL, "~callbacks.progress", keep_all)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 

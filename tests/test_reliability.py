@@ -27,7 +27,7 @@ LONG = [
     "callbacks.model_checkpoint.every_n_train_steps=5",
     "trainer.deterministic=true",
     "callbacks=default",
-    "~callbacks.progress_bar",
+    "~callbacks.progress",
 ]
 COMPARED = (
     "train/loss",

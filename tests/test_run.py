@@ -21,7 +21,7 @@ def test_run_returns_the_optimized_metric_it_wrote(tmp_path: Path):
                 *overrides,
                 f"paths.output_dir={tmp_path}",
                 "callbacks=default",
-                "~callbacks.progress_bar",
+                "~callbacks.progress",
                 "model=vae",
                 "arch=mlp",
             ],

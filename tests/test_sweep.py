@@ -17,7 +17,7 @@ from .killer import kill_at
 
 def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), "-m", f"hydra.sweep.dir={sweep_dir}",
-           *TINY, "~callbacks.progress_bar", *overrides]  # fmt: skip
+           *TINY, "~callbacks.progress", *overrides]  # fmt: skip
     env = {**os.environ, "VAELAB_DATA_DIR": str(sweep_dir.parent / "data")}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 

@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import RichModelSummary
 
 from vaelab.module import logs_written_this_step
 
@@ -79,3 +80,15 @@ class RandomState(L.Callback):
         if self._pending is not None:
             _set_rng_states(self._pending)
             self._pending = None
+
+
+class ModelSummary(RichModelSummary):
+    """Lightning's table of the networks, with the FLOPs and tensor sizes of one forward pass
+    of ``example_input_array`` (one image), run without touching the random streams: the
+    pass draws ε, and training must draw the same ε with or without the summary (and on
+    every DDP rank alike)."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        cuda = pl_module.device.type == "cuda"
+        with torch.random.fork_rng(devices=[pl_module.device] if cuda else []):
+            super().on_fit_start(trainer, pl_module)

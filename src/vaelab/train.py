@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.callbacks import TrainingSpeed
+from vaelab.callbacks import ModelSummary, TrainingSpeed
 from vaelab.checkpoint import check_checkpoint, find_resumable
 from vaelab.compile import compile_networks
 from vaelab.config import ConfigError, building, validate
+from vaelab.console import route_lightning_logs
 from vaelab.data import ImageDataModule
 from vaelab.io import write_json_atomic
 from vaelab.loggers import finish_loggers
@@ -52,6 +54,8 @@ def build_module(cfg: DictConfig) -> VAEModule:
         latent_dim=cfg.arch.latent_dim,
         nan_policy=cfg.trainer.get("nan_policy", "stop"),
     )
+    if not cfg.get("compile", False):  # the summary's FLOPs: one image (compiled: no extra shape)
+        module.example_input_array = torch.zeros(1, *cfg.arch.image_shape)
     return compile_networks(module, enabled=cfg.get("compile", False))
 
 
@@ -61,7 +65,11 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     # nan_policy is the module's (see build_module); every other key is a Trainer argument.
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.pop("nan_policy", None)
-    trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False)
+    if trainer_cfg.pop("enable_model_summary", True):  # ours, in place of Lightning's default
+        callbacks.append(ModelSummary())
+    trainer = instantiate(
+        trainer_cfg, callbacks=callbacks, logger=loggers or False, enable_model_summary=False
+    )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return trainer
@@ -123,6 +131,7 @@ def run(cfg: DictConfig) -> float | None:
     run again skips its finished jobs); one that holds another config's run, or a completed
     run with ``resume=false``, is refused before anything in it changes (``vaelab.run_folder``).
     """
+    route_lightning_logs()
     validate(cfg)
     check_figure_settings(cfg)
     out_dir = Path(cfg.paths.output_dir)
@@ -160,6 +169,10 @@ def run(cfg: DictConfig) -> float | None:
         # same here gives one process the random stream (ε) of the DDP ranks.
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not unsafe)
+        if str(cfg.optimized_metric).startswith("val/") and (
+            cfg.optimized_metric not in trainer.callback_metrics
+        ):  # a run shorter than one validation interval: validate once at its end
+            trainer.validate(module, datamodule=datamodule, verbose=False)
         fit_metrics = _scalars(trainer.callback_metrics)
         test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         if not trainer.is_global_zero:  # evaluation, figures and metrics.json are rank zero's

@@ -18,7 +18,7 @@ TINY_COMPARE = [
     "trainer.val_check_interval=2",
     "trainer.limit_val_batches=1",
     "trainer.enable_model_summary=false",
-    "~callbacks.progress_bar",
+    "~callbacks.progress",
     "compare.n_samples=9",
 ]
 

@@ -1,15 +1,26 @@
 """The scores of one draw of codes beyond the toy known answers: SAP's classifier and its
-edges, the bins MIG and modularity are given, DCI's result keys, the settings passed on."""
+edges, the bins MIG and modularity are given, DCI's weighting, importances, boosting schedule
+and edges, the settings passed on."""
 
 import warnings
 
 import numpy as np
+import pytest
+from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from tests.metrics.toy import ToySource, identity_encoder, mixing_encoder
 from vaelab.metrics.codes import sample_codes
-from vaelab.metrics.dci import dci_from_codes
+from vaelab.metrics.dci import (
+    _hist_model,
+    completeness,
+    dci_from_codes,
+    disentanglement,
+    entropy,
+    fit_importance,
+    importance_matrix,
+)
 from vaelab.metrics.mig import mig_from_codes, mig_from_mi
 from vaelab.metrics.modularity import modularity_from_codes, modularity_from_mi
 from vaelab.metrics.sap import sap_matrix
@@ -97,3 +108,50 @@ def test_the_suite_seed_defaults_to_zero():
         return {k: v for k, v in scores.items() if "/time/" not in k}
 
     assert values() == values(seed=0) != values(seed=1)
+
+
+def test_dci_weights_codes_and_factors_by_their_importance():
+    """Unequal row and column sums (total 0.8): D and C are the importance-weighted means,
+    not plain ones; with no importance at all both are 0 (uniform weights, uniform rows)."""
+    r = np.array([[0.6, 0.0], [0.1, 0.1]])
+    assert disentanglement(r) == pytest.approx(0.6 / 0.8 * 1 + 0.2 / 0.8 * 0, abs=1e-6)
+    c_factor0 = 1 - entropy(np.array([[0.6], [0.1]]) + 1e-11, base=2, axis=0)[0]
+    assert completeness(r) == pytest.approx(0.7 / 0.8 * c_factor0 + 0.1 / 0.8 * 1, abs=1e-6)
+    assert disentanglement(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-9)
+    assert completeness(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("estimator", ["hist", "sklearn"])
+def test_importances_sum_to_one_or_are_zero_without_a_split(estimator: str):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 200)
+    codes = np.stack([labels + 0.1 * rng.normal(size=200), rng.normal(size=200)], 1)
+    importance, _ = fit_importance(codes, labels, estimator)
+    assert importance.sum() == pytest.approx(1.0) and importance[0] > 0.9
+    flat, _ = fit_importance(np.zeros((200, 2)), labels, estimator)  # nothing to split on
+    np.testing.assert_array_equal(flat, [0.0, 0.0])
+
+
+def test_hist_boosts_with_the_references_schedule():
+    """disentanglement_lib's GradientBoostingClassifier() defaults: 100 rounds, learning
+    rate 0.1, depth 3, leaves of one sample, no regularisation, no early stopping."""
+    ref = GradientBoostingClassifier().get_params()
+    hist = _hist_model(0).get_params()
+    assert (hist["max_iter"], hist["learning_rate"], hist["max_depth"]) == (
+        ref["n_estimators"], ref["learning_rate"], ref["max_depth"],
+    )  # fmt: skip
+    assert hist["min_samples_leaf"] == ref["min_samples_leaf"] == 1
+    assert hist["max_leaf_nodes"] is None and hist["l2_regularization"] == 0.0
+    assert hist["early_stopping"] is False and ref["n_iter_no_change"] is None
+
+
+def test_dci_learns_binary_factors_and_scores_constant_ones_by_their_class():
+    rng = np.random.default_rng(0)
+    binary = rng.integers(0, 2, 300)
+    factors = np.stack([binary, np.zeros(300, int)], 1)  # factor 1 constant in training
+    codes = np.stack([binary + 0.05 * rng.normal(size=300), rng.normal(size=300)], 1)
+    test = np.stack([binary[:4], [0, 0, 0, 1]], 1)
+    importance, acc_train, acc_test = importance_matrix(codes, factors, codes[:4], test)
+    assert importance[0, 0] > 0.9 and importance[:, 1].tolist() == [0.0, 0.0]
+    assert acc_train == 1.0  # both factors: the binary one learned, the constant one by its class
+    assert acc_test == pytest.approx((1.0 + 0.75) / 2)

@@ -22,10 +22,20 @@ from vaelab.metrics.dci import (
     importance_matrix,
 )
 from vaelab.metrics.mig import mig_from_codes, mig_from_mi
-from vaelab.metrics.modularity import modularity_from_codes, modularity_from_mi
+from vaelab.metrics.modularity import (
+    explicitness_from_codes,
+    macro_auc,
+    modularity_from_codes,
+    modularity_from_mi,
+)
 from vaelab.metrics.sap import sap_matrix
 from vaelab.metrics.suite import evaluate_disentanglement
-from vaelab.metrics.utils import discrete_entropy, discrete_mutual_info, discretize
+from vaelab.metrics.utils import (
+    discrete_entropy,
+    discrete_mutual_info,
+    discretize,
+    standardize,
+)
 
 
 def reference_sap_matrix(codes, factors, codes_test, factors_test) -> np.ndarray:
@@ -155,3 +165,40 @@ def test_dci_learns_binary_factors_and_scores_constant_ones_by_their_class():
     assert importance[0, 0] > 0.9 and importance[:, 1].tolist() == [0.0, 0.0]
     assert acc_train == 1.0  # both factors: the binary one learned, the constant one by its class
     assert acc_test == pytest.approx((1.0 + 0.75) / 2)
+
+
+def test_mig_of_one_latent_is_its_whole_mi_and_a_constant_factor_scores_zero():
+    entropy_ = np.array([np.log(2), 0.0])  # factor 1 constant: no gap to normalise
+    assert mig_from_mi(np.array([[0.3, 0.0]]), entropy_) == pytest.approx(0.3 / np.log(2) / 2)
+    two = np.array([[0.3, 0.0], [0.1, 0.0]])
+    assert mig_from_mi(two, entropy_) == pytest.approx((0.3 - 0.1) / np.log(2) / 2)
+
+
+def test_explicitness_scores_binary_factors_after_a_constant_one():
+    rng = np.random.default_rng(0)
+    binary = rng.integers(0, 2, 200)
+    factors = np.stack([np.zeros(200, int), binary], 1)  # factor 0 constant: skipped
+    codes = np.stack([binary + 0.1 * rng.normal(size=200), rng.normal(size=200)], 1)
+    result = explicitness_from_codes(codes, factors, codes, factors)
+    assert result == {"train": 1.0, "test": 1.0}
+
+
+def test_macro_auc_skips_classes_without_both_labels():
+    y, proba = np.array([0, 0, 1, 1]), np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
+    assert macro_auc(y, proba, np.array([0, 1])) == 1.0
+    # class 2 never occurs and class 0 is all of y: no AUC is defined
+    assert macro_auc(y, np.c_[proba, np.zeros(4)], np.array([0, 1, 2])) == 1.0
+    assert np.isnan(macro_auc(np.zeros(4, int), proba, np.array([0, 1])))
+    single = np.array([0, 1, 1, 1])  # class 0 once: still both labels, still scored
+    assert macro_auc(single, proba, np.array([0, 1])) == 1.0
+
+
+def test_standardize_uses_the_training_codes_mean_and_std_per_latent():
+    train = np.array([[0.0, 10.0, 5.0, 1.0], [2.0, 30.0, 5.0, 2.0]])  # stds 1, 10, 0, 0.5
+    test = np.array([[4.0, 0.0, 7.0, 1.5]])
+    z_train, z_test = standardize(train, test)
+    np.testing.assert_array_equal(z_train, [[-1.0, -1.0, 0.0, -1.0], [1.0, 1.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(z_test, [[3.0, -2.0, 2.0, 0.0]])  # a constant latent: shifted
+    only, none = standardize(train)
+    np.testing.assert_array_equal(only, z_train)
+    assert none is None

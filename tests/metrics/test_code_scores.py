@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from tests.metrics.toy import ToySource, identity_encoder, mixing_encoder
-from vaelab.metrics.codes import sample_codes
+from vaelab.metrics.codes import DirectCodes, sample_codes
 from vaelab.metrics.dci import (
     _hist_model,
     completeness,
@@ -28,7 +28,7 @@ from vaelab.metrics.modularity import (
     modularity_from_codes,
     modularity_from_mi,
 )
-from vaelab.metrics.sap import sap_matrix
+from vaelab.metrics.sap import sap_from_codes, sap_matrix
 from vaelab.metrics.suite import evaluate_disentanglement
 from vaelab.metrics.utils import (
     discrete_entropy,
@@ -190,7 +190,8 @@ def test_macro_auc_skips_classes_without_both_labels():
     assert macro_auc(y, np.c_[proba, np.zeros(4)], np.array([0, 1, 2])) == 1.0
     assert np.isnan(macro_auc(np.zeros(4, int), proba, np.array([0, 1])))
     single = np.array([0, 1, 1, 1])  # class 0 once: still both labels, still scored
-    assert macro_auc(single, proba, np.array([0, 1])) == 1.0
+    ranked = np.array([[0.1, 0.1], [0.5, 0.2], [0.6, 0.7], [0.7, 0.6]])  # class 0: AUC 0
+    assert macro_auc(single, ranked, np.array([0, 1])) == 0.5
 
 
 def test_standardize_uses_the_training_codes_mean_and_std_per_latent():
@@ -202,3 +203,32 @@ def test_standardize_uses_the_training_codes_mean_and_std_per_latent():
     only, none = standardize(train)
     np.testing.assert_array_equal(only, z_train)
     assert none is None
+
+
+def test_sap_is_the_gap_between_the_two_best_latents():
+    """Three latents: the factor itself, the factor under heavy noise, pure noise; SAP is
+    best minus second best (not minus the worst)."""
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 2, (600, 1))
+    f = factors[:, 0].astype(float)
+    codes = np.stack([f, f + 1.5 * rng.normal(size=600), rng.normal(size=600)], 1)
+    train, test = slice(0, 400), slice(400, None)
+    scores = sap_matrix(codes[train], factors[train], codes[test], factors[test])[:, 0]
+    assert scores[0] > scores[1] > scores[2]
+    gap = sap_from_codes(codes[train], factors[train], codes[test], factors[test])
+    assert gap == pytest.approx(scores[0] - scores[1])
+
+
+def test_dci_goes_on_after_a_constant_factor():
+    rng = np.random.default_rng(0)
+    binary = rng.integers(0, 2, 300)
+    factors = np.stack([np.zeros(300, int), binary], 1)  # the constant factor first
+    codes = np.stack([rng.normal(size=300), binary + 0.05 * rng.normal(size=300)], 1)
+    importance, acc_train, _ = importance_matrix(codes, factors, codes, factors)
+    assert importance[1, 1] > 0.9 and acc_train == 1.0
+
+
+def test_direct_codes_encode_indices_of_any_shape_row_by_row():
+    codes = DirectCodes(ToySource(), identity_encoder, 4)
+    flat = codes(np.array([3, 7, 11, 50, 2, 9]))
+    np.testing.assert_array_equal(codes(np.array([[3, 7, 11], [50, 2, 9]])), flat)

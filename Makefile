@@ -8,7 +8,7 @@ ARGS   ?=
 
 SWEEP  ?=
 
-.PHONY: install train test report reproduce bench gpu-check mutants lint format clean
+.PHONY: install train test test-fast tutorial report reproduce bench gpu-check mutants lint format clean
 
 install: $(STAMP)
 
@@ -21,8 +21,18 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) src/train.py $(ARGS)
 
+# On every core (pytest-xdist; a module's tests stay on one worker, so its fixtures run once).
 test: $(STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n auto --dist loadscope $(ARGS)
+
+# The unit tests only (no training runs, sweeps or installs): for quick iterations.
+test-fast: $(STAMP)
+	$(PY) -m pytest -n auto --dist loadscope -m "not programs" $(ARGS)
+
+# The MIT 6.S191 VAE tutorial walked through: runs each section's experiment with vaelab's own
+# commands and writes docs/tutorial.md with their figures (a few minutes on a CPU).
+tutorial: $(STAMP)
+	$(PY) docs/tutorial.py $(ARGS)
 
 report: $(STAMP)
 	$(PY) src/report.py $(SWEEP)

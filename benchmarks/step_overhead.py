@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_throughput as tt
 
-from vaelab.train import build_module
+from vaelab.training import build_module
 
 NO_BAR = ["~callbacks.progress", "+trainer.enable_progress_bar=false"]
 VARIANTS = {  # name: Hydra overrides

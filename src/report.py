@@ -1,34 +1,9 @@
-"""Sweep report: ``python src/report.py outputs/multirun/<date>/<time> [--by beta]``.
+"""The report of a sweep: ``python src/report.py outputs/multirun/<date>/<time>``.
 
-Writes results.csv, report.md and PNG plots into the sweep folder and prints the table.
+The clone's entry point of ``vaelab-report``; the program is ``vaelab.cli.report``.
 """
 
-from __future__ import annotations
-
-import argparse
-import sys
-
-from vaelab.report import write_report
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", help="a Hydra multirun folder (one sub-folder per job)")
-    parser.add_argument(
-        "--by",
-        default=None,
-        help="the swept key to group by (default: reproduce for make reproduce's jobs, else beta)",
-    )
-    args = parser.parse_args()
-    try:
-        markdown, files = write_report(args.sweep_dir, args.by)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(markdown)
-    print("wrote " + ", ".join(str(f) for f in files))
-    return 0
-
+from vaelab.cli.report import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

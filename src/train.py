@@ -1,69 +1,9 @@
-"""Train one model (or a sweep with -m): ``python src/train.py model=beta_vae beta=4``.
+"""Train one model, or a sweep with -m: ``python src/train.py model=beta_vae beta=4``.
 
-Exit status 2 means bad input (a config that cannot run, an unknown group option, missing
-data), reported in one paragraph before any work starts.
+The clone's entry point of ``vaelab-train``; the program is ``vaelab.cli.train``.
 """
 
-from __future__ import annotations
-
-import logging
-import sys
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
-
-from vaelab.config import (
-    EXIT_BAD_INPUT,
-    ConfigError,
-    call_hydra_main,
-    normalize_overrides,
-    output_location_problem,
-    validate,
-)
-from vaelab.errors import NonFiniteLossError
-from vaelab.run_folder import mark_failed
-from vaelab.sweep import note_refused
-
-started = False  # set once Hydra has composed the config and called the task
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    global started
-    started = True
-    try:
-        validate(cfg)
-        from vaelab.train import run  # torch and Lightning load only for a valid config
-
-        return run(cfg)
-    except Exception as error:
-        if in_sweep():  # the job is marked failed; the other jobs run on (vaelab.sweep)
-            message = f"{type(error).__name__}: {error}"
-            logging.getLogger("vaelab").error("job failed: %s", message)
-            out_dir = Path(cfg.paths.output_dir)
-            if not mark_failed(out_dir, message):  # its folder holds a result: kept as it is
-                note_refused(out_dir.parent, out_dir.name, message)  # the sweep's folder
-            return float("nan")
-        if isinstance(error, ConfigError | NonFiniteLossError):  # said plainly
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(EXIT_BAD_INPUT if isinstance(error, ConfigError) else 1)
-        raise
-
-
-def in_sweep() -> bool:
-    return HydraConfig.get().mode == RunMode.MULTIRUN
-
+from vaelab.cli.train import main
 
 if __name__ == "__main__":
-    sys.argv[1:] = normalize_overrides(sys.argv[1:])
-    problem = output_location_problem(sys.argv[1:])
-    if problem:
-        print(problem, file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-    call_hydra_main(main, lambda: started)
-    sweep = sys.modules.get("vaelab.sweep")
-    if sweep is not None and sweep.failed_jobs:
-        sys.exit(1)
+    main()

@@ -40,12 +40,67 @@ TINY = [
 
 
 def run_cli(
-    run_dir: Path, *overrides: str, script: str = "train.py"
+    run_dir: Path, *overrides: str, script: str = "train.py", process: bool = True
 ) -> subprocess.CompletedProcess:
-    """``python src/<script> hydra.run.dir=<run_dir> <overrides>``, captured."""
-    cmd = [sys.executable, str(ROOT / "src" / script), f"hydra.run.dir={run_dir}", *overrides]
-    env = {**os.environ, "VAELAB_DATA_DIR": str(run_dir.parent / "data")}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    """``python src/<script> hydra.run.dir=<run_dir> <overrides>``, captured; with
+    ``process=False`` the same program's ``main()`` runs in this process (``run_program``)."""
+    args = [f"hydra.run.dir={run_dir}", *overrides]
+    env = {"VAELAB_DATA_DIR": str(run_dir.parent / "data")}
+    if not process:
+        return run_program(script, args, env)
+    cmd = [sys.executable, str(ROOT / "src" / script), *args]
+    return subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+
+
+PROGRAMS = {"train.py": "vaelab.cli.train", "eval.py": "vaelab.cli.eval",
+            "compare.py": "vaelab.cli.compare"}  # fmt: skip
+
+
+def run_program(script: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python src/<script> <args>`` without a new interpreter: the program's own ``main()``
+    with that command line, from the clone's root, with ``env`` added to the environment;
+    its output, log lines and exit status are captured as a subprocess's would be. What the
+    run changes in this process (the environment, the folder, the logging) is restored.
+    Saves the ~5 s of imports a new process costs; programs that must be a process of their
+    own (killed, DDP, W&B, a terminal, code on PYTHONPATH) use ``run_cli(process=True)``."""
+    import importlib
+    import io
+    import traceback
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from vaelab.console import logging_restored
+
+    main = importlib.import_module(PROGRAMS[script]).main
+    out, err, status = io.StringIO(), io.StringIO(), 0
+    environ, argv, cwd = os.environ.copy(), sys.argv[:], os.getcwd()
+    try:
+        os.environ.update(env)
+        sys.argv = [str(ROOT / "src" / script), *args]
+        os.chdir(ROOT)
+        with logging_restored(), redirect_stdout(out), redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exit_:
+                code = exit_.code
+                status = code if isinstance(code, int) else int(code is not None)
+                if isinstance(code, str):
+                    print(code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                status = 1
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environ)
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None
+    return subprocess.CompletedProcess([script, *args], status, out.getvalue(), err.getvalue())
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -56,9 +111,9 @@ def read_metrics(run_dir: Path) -> dict:
 def cli(tmp_path: Path):
     """Run the training CLI with TINY settings plus the given overrides in a fresh folder."""
 
-    def _run(*overrides: str, name: str = "run", tiny: bool = True):
+    def _run(*overrides: str, name: str = "run", tiny: bool = True, process: bool = False):
         run_dir = tmp_path / name
-        result = run_cli(run_dir, *(TINY if tiny else []), *overrides)
+        result = run_cli(run_dir, *(TINY if tiny else []), *overrides, process=process)
         return run_dir, result
 
     return _run
@@ -72,10 +127,39 @@ def run_copy(trained: Path, tmp_path: Path) -> Path:
     return copy
 
 
+# Tests that train, sweep, evaluate or install through vaelab's programs; marked `programs`,
+# which `make test-fast` leaves out (pytest -m "not programs") for quick iterations.
+PROGRAM_TESTS = (
+    "tests/test_api.py",
+    "tests/test_bad_inputs.py",
+    "tests/test_cli.py",
+    "tests/test_console.py",
+    "tests/test_devices.py",
+    "tests/test_eval.py",
+    "tests/test_gpu.py",
+    "tests/test_gpu_check.py",
+    "tests/test_install.py",
+    "tests/test_reliability.py",
+    "tests/test_reproduce.py",
+    "tests/test_reused_folders.py",
+    "tests/test_sweep.py",
+    "tests/test_tutorial.py",
+    "tests/test_untrusted_files.py",
+    "tests/objectives/test_ddp_batch_statistics.py",
+    "tests/viz/test_cli_figures.py",
+    "tests/viz/test_compare.py::test_the_experiment_runs_through_its_cli",
+    "tests/data/test_downloads.py::test_cli_reports_missing_data_in_one_paragraph_with_status_2",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``make mutants`` (run inside ``mutants/``), run a mutant's tests fastest first,
-    by mutmut's recorded durations: a killed mutant then costs its fastest failing test,
-    not every slower test that pytest's file order puts before it. Elsewhere: no change."""
+    """Marks ``PROGRAM_TESTS`` as ``programs``. Under ``make mutants`` (run inside
+    ``mutants/``), runs a mutant's tests fastest first, by mutmut's recorded durations: a
+    killed mutant then costs its fastest failing test, not every slower test that pytest's
+    file order puts before it."""
+    for item in items:
+        if item.nodeid.startswith(PROGRAM_TESTS):
+            item.add_marker(pytest.mark.programs)
     stats = Path("mutmut-stats.json")
     if "MUTANT_UNDER_TEST" not in os.environ or not stats.is_file():
         return

@@ -29,16 +29,16 @@ class KillAfterCheckpoint(Callback):
         self.step = step
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
-        import vaelab.train
+        import vaelab.training
 
-        build = vaelab.train.build_trainer
+        build = vaelab.training.build_trainer
 
         def build_with_kill(cfg):
             trainer = build(cfg)
             trainer.callbacks.append(_Kill(self.step))  # after the checkpoint callbacks
             return trainer
 
-        vaelab.train.build_trainer = build_with_kill
+        vaelab.training.build_trainer = build_with_kill
 
 
 def kill_at(step: int) -> list[str]:

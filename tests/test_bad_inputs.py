@@ -114,7 +114,7 @@ def test_the_catalogue_has_at_least_25_cases():
 def test_bad_input_exits_2_with_its_message(files: Path, overrides: str, message: str):
     run_dir = files / "runs" / re.sub(r"[^A-Za-z0-9_.-]", "_", overrides)[:60]
     args = [o.replace("{tmp}", str(files)) for o in overrides.split()]
-    result = run_cli(run_dir, "trainer=cpu", "evaluation=none", *args)
+    result = run_cli(run_dir, "trainer=cpu", "evaluation=none", *args, process=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert message.replace("{tmp}", str(files)) in result.stderr
     assert "Traceback" not in result.stderr

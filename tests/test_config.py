@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from vaelab.config import ConfigError, validate
-from vaelab.train import build_module
+from vaelab.training import build_module
 
 from .conftest import CONF
 

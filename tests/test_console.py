@@ -12,7 +12,7 @@ SUMMARY = "trainer.enable_model_summary=true"
 
 
 def test_lightning_lines_once_no_advertisement_and_log_lines_of_progress(cli):
-    run_dir, result = cli(SUMMARY, "callbacks.progress.every_s=0")
+    run_dir, result = cli(SUMMARY, "callbacks.progress.every_s=0", process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     assert out.count("GPU available") == 1 and out.count("`Trainer.fit` stopped") == 1
@@ -29,9 +29,9 @@ def test_lightning_lines_once_no_advertisement_and_log_lines_of_progress(cli):
 
 
 def test_the_summary_leaves_the_run_unchanged(cli):
-    with_summary, result = cli(SUMMARY, name="with")
+    with_summary, result = cli(SUMMARY, name="with", process=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    without, result = cli(name="without")
+    without, result = cli(name="without", process=True)
     assert result.returncode == 0, result.stderr[-3000:]
 
     def losses(run_dir):  # every metric but the measured speed
@@ -42,7 +42,7 @@ def test_the_summary_leaves_the_run_unchanged(cli):
 
 
 def test_in_a_terminal_the_bar_counts_training_steps(cli):
-    _, result = cli("callbacks.progress.terminal=true")
+    _, result = cli("callbacks.progress.terminal=true", process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"Training\s+\S+ 6/6 ", result.stdout)
     assert "Epoch" not in result.stdout and "step 6/6 (" not in result.stdout

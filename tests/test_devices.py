@@ -21,7 +21,7 @@ from vaelab.data.loader import ShuffledBatches
 from vaelab.module import reparameterize
 from vaelab.nets import ConvDecoder, ConvEncoder
 from vaelab.objectives.base import Objective, VAEOutput
-from vaelab.train import build_module
+from vaelab.training import build_module
 
 from .conftest import ROOT, TINY, read_metrics
 from .test_config import compose_train
@@ -98,9 +98,9 @@ def train_log(run_dir: Path, model: str = "model=beta_vae") -> list[dict[str, fl
     "model", ["model=beta_vae", "model=beta_tcvae", "model=dip_vae model.variant=ii"]
 )
 def test_ddp_cpu_logs_and_learns_the_same_as_one_process(cli, model: str):
-    ddp, result = cli(*SAME_DATA, *model.split(), "trainer=ddp_cpu", name="ddp")
+    ddp, result = cli(*SAME_DATA, *model.split(), "trainer=ddp_cpu", name="ddp", process=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    one, result = cli(*SAME_DATA, *model.split(), name="one")
+    one, result = cli(*SAME_DATA, *model.split(), name="one", process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     logs = [train_log(ddp, model), train_log(one, model)]
     assert len(logs[0]) == len(logs[1]) == 6

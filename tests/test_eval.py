@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, TINY, read_metrics, run_cli
+from .conftest import ROOT, TINY, read_metrics, run_cli, run_program
 from .test_sweep import sweep
 
 # A small evaluation: IWAE on 8 images, the shared-code metrics and BetaVAE / FactorVAE.
@@ -26,10 +26,15 @@ EVAL = [
 ]
 
 
-def eval_cli(*args: str, data: Path) -> subprocess.CompletedProcess:
+def eval_cli(*args: str, data: Path, process: bool = False) -> subprocess.CompletedProcess:
+    """``python src/eval.py <args>`` (in this process unless ``process``; see run_program)."""
+    env = {"VAELAB_DATA_DIR": str(data)}
+    if not process:
+        return run_program("eval.py", list(args), env)
     cmd = [sys.executable, str(ROOT / "src" / "eval.py"), *args]
-    env = {**os.environ, "VAELAB_DATA_DIR": str(data)}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=600
+    )
 
 
 def snapshot(folder: Path) -> dict[str, int]:
@@ -42,7 +47,7 @@ def trained(tmp_path_factory) -> Path:
     """A tiny run evaluated at the end of training with ``EVAL``."""
     run_dir = tmp_path_factory.mktemp("eval") / "run"
     keep_all = "callbacks.model_checkpoint.save_top_k=-1"  # step 3 and 6 checkpoints
-    result = run_cli(run_dir, *TINY, *EVAL, "~callbacks.progress", keep_all)
+    result = run_cli(run_dir, *TINY, *EVAL, "~callbacks.progress", keep_all, process=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -115,7 +120,7 @@ def test_a_sweep_through_a_launcher_isolates_a_failing_job(tmp_path: Path):
     (bad / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
 
     result = eval_cli("-m", f"sweep={sweep_dir}", *EVAL, "hydra/launcher=joblib",
-                      "hydra.launcher.n_jobs=2", data=tmp_path / "data")  # fmt: skip
+                      "hydra.launcher.n_jobs=2", data=tmp_path / "data", process=True)  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]
     assert f"FAILED {bad.name}" in result.stdout and "cannot be read" in result.stdout
     assert read_metrics(good)["evaluations"]["full"]["step"] == 6

@@ -137,8 +137,10 @@ def test_factor_vae_killed_and_resumed_equals_an_uninterrupted_run(tmp_path: Pat
 
 
 def test_same_seed_gives_the_same_weights_data_samples_and_metrics(cli):
-    runs = [cli("seed=3", "trainer.deterministic=true", name=n)[0] for n in ("one", "two")]
-    other, _ = cli("seed=4", "trainer.deterministic=true", name="other")
+    runs = [
+        cli("seed=3", "trainer.deterministic=true", name=n, process=True)[0] for n in ("one", "two")
+    ]
+    other, _ = cli("seed=4", "trainer.deterministic=true", name="other", process=True)
     first, second, third = (read_metrics(r) for r in (*runs, other))
     assert compared(first) == compared(second) != compared(third)
     figure = "figures/reconstructions_samples.png"
@@ -158,7 +160,7 @@ POISON = [
 def poisoned_cli(cli, *overrides):
     os.environ["PYTHONPATH"] = str(ROOT)
     try:
-        return cli(*POISON, "trainer.max_steps=9", *overrides)
+        return cli(*POISON, "trainer.max_steps=9", *overrides, process=True)
     finally:
         del os.environ["PYTHONPATH"]
 

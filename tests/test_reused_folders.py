@@ -18,7 +18,7 @@ from .test_sweep import sweep
 def trained(tmp_path_factory) -> Path:
     """A completed tiny β = 4 run."""
     run_dir = tmp_path_factory.mktemp("reused") / "run"
-    result = run_cli(run_dir, *TINY, "beta=4")
+    result = run_cli(run_dir, *TINY, "beta=4", process=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -35,7 +35,7 @@ def contents(folder: Path) -> dict[str, bytes]:
 )  # fmt: skip
 def test_a_completed_run_is_never_replaced(run_copy: Path, overrides, message):
     before, times = contents(run_copy), snapshot(run_copy)
-    result = run_cli(run_copy, *TINY, *overrides)
+    result = run_cli(run_copy, *TINY, *overrides, process=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "nothing in the folder was changed" in result.stderr
     assert "beta=4" in result.stderr or "resume=false" in overrides  # the old overrides, kept
@@ -45,7 +45,7 @@ def test_a_completed_run_is_never_replaced(run_copy: Path, overrides, message):
 
 def test_the_same_config_again_is_skipped_and_changes_no_result(run_copy: Path):
     before = contents(run_copy)
-    result = run_cli(run_copy, *TINY, "beta=4")
+    result = run_cli(run_copy, *TINY, "beta=4", process=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "already holds a completed run of this config: skipped" in result.stdout + result.stderr
     after = contents(run_copy)
@@ -60,7 +60,7 @@ def test_a_bad_checkpoint_while_resuming_keeps_the_folders_record(run_copy: Path
     (run_copy / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
     kept = [run_copy / "metrics.json", run_copy / ".hydra" / "overrides.yaml"]
     before = [p.read_bytes() for p in kept]
-    result = run_cli(run_copy, *TINY, "beta=4")
+    result = run_cli(run_copy, *TINY, "beta=4", process=False)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "cannot be read as a checkpoint" in result.stderr
     assert [p.read_bytes() for p in kept] == before

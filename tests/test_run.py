@@ -1,4 +1,4 @@
-"""``vaelab.train.run`` called directly, as sweepers and notebooks do."""
+"""``vaelab.training.run`` called directly, as sweepers and notebooks do."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from vaelab.train import run
+from vaelab.training import run
 
 from .conftest import CONF, TINY
 

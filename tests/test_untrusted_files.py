@@ -54,7 +54,7 @@ def trained(tmp_path_factory) -> Path:
 def test_a_crafted_checkpoint_given_to_train_runs_no_code(tmp_path: Path):
     marker = tmp_path / "marker"
     ckpt = crafted_checkpoint(tmp_path / "shared.ckpt", marker)
-    result = run_cli(tmp_path / "run", *TINY, f"ckpt_path={ckpt}")
+    result = run_cli(tmp_path / "run", *TINY, f"ckpt_path={ckpt}", process=False)
     assert result.returncode == 2, result.stderr[-2000:]
     message = result.stderr.strip()
     assert "`io.open` object" in message and "would run code" in message
@@ -143,7 +143,9 @@ def test_an_object_array_through_the_cli_is_exit_2(tmp_path: Path):
     path = data_dir / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
     np.savez(path, imgs=np.zeros((2, 64, 64), np.uint8),
              latents_classes=np.array([{"row": 0}, {"row": 1}]))  # fmt: skip
-    result = run_cli(tmp_path / "run", *TINY, "data=dsprites_npz", f"paths.data_dir={data_dir}")
+    result = run_cli(
+        tmp_path / "run", *TINY, "data=dsprites_npz", f"paths.data_dir={data_dir}", process=False
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"{path} cannot be used: it holds Python objects" in result.stderr
     assert "Traceback" not in result.stderr

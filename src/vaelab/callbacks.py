@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch import callbacks
 from lightning.pytorch.callbacks import RichModelSummary
 
 from vaelab.module import logs_written_this_step
@@ -92,3 +93,19 @@ class ModelSummary(RichModelSummary):
         cuda = pl_module.device.type == "cuda"
         with torch.random.fork_rng(devices=[pl_module.device] if cuda else []):
             super().on_fit_start(trainer, pl_module)
+
+
+class ModelCheckpoint(callbacks.ModelCheckpoint):
+    """Lightning's checkpoints, with ``last.ckpt`` at the final step of every completed fit:
+    Lightning's saves it at the end only when it has saved no ``last`` yet, so a run of
+    20,500 steps with ``every_n_train_steps=1000`` would keep step 20,000 as its last."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (
+            self.save_last
+            and trainer.global_step > 0
+            and not self._should_skip_saving_checkpoint(trainer)
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        else:
+            super().on_train_end(trainer, pl_module)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab.cli import command
+
 EXIT_BAD_INPUT = 2
 
 # Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file.
@@ -286,7 +288,7 @@ def building(what: str) -> Iterator[None]:
         detail = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
         raise ConfigError(
             f"{what} cannot be built from the config: {detail}. Check the keys given for it "
-            f"(`python src/train.py --cfg job` prints the composed config)."
+            f"(`{command('train')} --cfg job` prints the composed config)."
         ) from None
 
 

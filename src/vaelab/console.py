@@ -10,6 +10,8 @@ there alone, into the log file too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 LIGHTNING = ("lightning", "lightning.pytorch", "lightning.fabric")
 ADVERTISEMENT = "💡 Tip:"  # Lightning 2.6: "💡 Tip: For seamless cloud logging ... litlogger"
@@ -31,3 +33,23 @@ def route_lightning_logs() -> None:
         for source in (logger, logging.getLogger(f"{name}.utilities.rank_zero")):
             if not any(isinstance(f, _NoAdvertisement) for f in source.filters):
                 source.addFilter(_NoAdvertisement())
+
+
+@contextmanager
+def logging_restored() -> Iterator[None]:
+    """The root logger's handlers and level as they were before the block, the handlers added
+    inside it (Hydra's job logging: the console and the job's log file) closed: a job run
+    in a process that goes on (a notebook, a test) leaves its logging behind it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)

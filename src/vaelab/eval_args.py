@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from vaelab.cli import command
 from vaelab.config import ConfigError
 from vaelab.eval_runs import RESULTS, sweep_jobs
 from vaelab.runs import run_config
@@ -82,7 +83,7 @@ def target_problem(args: list[str]) -> str | None:
         return (
             "error: say what to evaluate with exactly one of run=<run folder> (one trained run) "
             "or sweep=<sweep folder> (every completed job of a sweep), e.g. "
-            "python src/eval.py run=outputs/runs/2026-12-02/10-00-00_beta_vae evaluation=full"
+            f"{command('eval')} run=outputs/runs/2026-12-02/10-00-00_beta_vae evaluation=full"
         )
     ((key, folder),) = given.items()
     try:

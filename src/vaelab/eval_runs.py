@@ -30,6 +30,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from vaelab.cli import command
 from vaelab.config import ConfigError
 from vaelab.io import write_json_atomic
 from vaelab.runs import CONFIG, LAST, METRICS, load_run, run_config, run_record
@@ -246,4 +247,4 @@ def print_summary(
             f"them (finished evaluations are skipped).",
             file=sys.stderr,
         )
-    print(f"report: python src/report.py {sweep_dir}")
+    print(f"report: {command('report')} {sweep_dir}")

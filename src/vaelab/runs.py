@@ -2,7 +2,7 @@
 weights of a checkpoint, exactly as training built them. Nothing in the folder is changed.
 
 A run folder holds ``.hydra/config.yaml`` (the composed config), ``checkpoints/last.ckpt``
-and ``metrics.json`` (written by ``vaelab.train.run``).
+and ``metrics.json`` (written by ``vaelab.training.run``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,7 +25,10 @@ METRICS = "metrics.json"
 
 @dataclass
 class LoadedRun:
-    """A run rebuilt from its folder: ``module`` in eval mode on ``device``."""
+    """A run rebuilt from its folder: ``module`` in eval mode on ``device``, the data module
+    that trained it, its config and ``metrics.json``. Images in and out are ``[N, C, H, W]``:
+    uint8 (as the data holds them) or floats in [0, 1] in; mean images in [0, 1] out, on the
+    CPU. Every method runs the model in eval mode without gradients."""
 
     path: Path
     cfg: DictConfig
@@ -33,6 +37,78 @@ class LoadedRun:
     step: int
     module: Any  # VAEModule
     datamodule: Any  # ImageDataModule
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The run's final values (``metrics.json``'s ``metrics``)."""
+        return dict(self.record.get("metrics", {}))
+
+    def images(self, split: str = "test", n: int | None = None) -> torch.Tensor:
+        """uint8 images of a split (train / val / test), all or ``n`` spread evenly over it."""
+        self.datamodule.setup()
+        return self.datamodule.split_images(split, n=n)
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(mu, logvar)`` of q(z|x), ``[N, D]`` each (logvar None for an AE)."""
+        from vaelab.viz.common import encode_means
+
+        return encode_means(self.module, images)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean images E[x | z] of codes ``z [N, D]``."""
+        from vaelab.viz.common import evaluating
+
+        with evaluating(self.module):
+            logits = self.module.decode(z.float().to(self.module.device))
+            return self.module.objective.likelihood.mean(logits).cpu()
+
+    def sample(self, n: int = 32, seed: int = 0) -> torch.Tensor:
+        """Mean images of ``n`` draws of z ~ N(0, I) from a generator seeded with ``seed``."""
+        from vaelab.viz.grids import samples
+
+        return samples(self.module, n, seed)
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """Mean reconstructions E[x | z = mu(x)]."""
+        from vaelab.viz.grids import reconstructions
+
+        return reconstructions(self.module, images)
+
+    def traverse(
+        self,
+        images: torch.Tensor,
+        dims: list[int] | None = None,
+        steps: int = 9,
+        limits: tuple[float, float] = (-2.5, 2.5),
+    ) -> torch.Tensor:
+        """``[N, len(dims), steps, C, H, W]``: for each image, z = mu(x) with dimension
+        ``dims[r]`` set to ``steps`` values in ``limits`` (default: every dimension)."""
+        from vaelab.viz.traversal import traversal_values, traverse
+
+        mu, _ = self.encode(images)
+        dims = list(range(mu.shape[1])) if dims is None else list(dims)
+        return traverse(
+            self.module, mu, np.asarray(dims), traversal_values(mu, steps, "fixed", limits)
+        )
+
+    def interpolate(
+        self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10, method: str = "linear"
+    ) -> torch.Tensor:
+        """``[steps, C, H, W]`` along the path from mu(x_a) to mu(x_b) (linear or slerp)."""
+        from vaelab.viz.interpolation import interpolate
+
+        return interpolate(self.module, x_a, x_b, steps, method)
+
+    def save_figures(self, out_dir: str | Path | None = None, **settings: Any) -> list[Path]:
+        """The end-of-run figures (``figures`` settings of the run, updated by ``settings``)
+        written under ``<out_dir>/figures/`` (default: the run folder); returns their paths."""
+        from vaelab.viz import save_run_figures
+
+        figures = OmegaConf.merge(self.cfg.figures, settings)
+        self.datamodule.setup()
+        out_dir = Path(out_dir) if out_dir is not None else self.path
+        paths = save_run_figures(self.module, self.datamodule, out_dir, (), figures, self.step)
+        return [out_dir / p for p in paths]
 
 
 def run_config(run_dir: str | Path) -> DictConfig:
@@ -127,7 +203,7 @@ def load_run(
     from hydra.utils import instantiate  # imported here: the CLI answers bad input quickly
 
     from vaelab.checkpoint import load_weights
-    from vaelab.train import build_module
+    from vaelab.training import build_module
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)

@@ -15,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from vaelab.cli import command
 from vaelab.report import collect_jobs
 
 failed_jobs: list[str] = []  # filled at the end of a multirun, read by src/train.py
@@ -56,4 +57,4 @@ class SweepSummary(Callback):
                 f"hydra.sweep.dir={sweep_dir} to retry them: completed jobs are skipped.",
                 file=sys.stderr,
             )
-        print(f"report: python src/report.py {sweep_dir}")
+        print(f"report: {command('report')} {sweep_dir}")

@@ -71,7 +71,7 @@ def test_completed_download_is_moved_into_place(tmp_path, monkeypatch):
 
 
 def test_cli_reports_missing_data_in_one_paragraph_with_status_2(tmp_path):
-    result = run_cli(tmp_path / "run", "data=shapes3d", "trainer=cpu")
+    result = run_cli(tmp_path / "run", "data=shapes3d", "trainer=cpu", process=False)
     assert result.returncode == 2, result.stderr[-2000:]
     line = next(x for x in result.stderr.splitlines() if x.startswith("error:"))
     assert "The shapes3d data set is not available" in line and "3dshapes.h5" in line

@@ -1,6 +1,6 @@
 """Figures of a tiny run through the real CLI, logged to W&B (offline) and TensorBoard.
 
-Skipped until ``vaelab.train.run`` calls ``save_run_figures`` (the integration step)."""
+Skipped until ``vaelab.training.run`` calls ``save_run_figures`` (the integration step)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-import vaelab.train
+import vaelab.training
 from tests.conftest import TINY
 
 from .test_callback import image_tags
@@ -18,7 +18,7 @@ from .test_callback import image_tags
 # trees take tens of seconds.
 SHOWN = ["reconstructions_samples", "samples", "traversal", "interpolation", "scatter"]
 
-integrated = "save_run_figures" in inspect.getsource(vaelab.train)
+integrated = "save_run_figures" in inspect.getsource(vaelab.training)
 pytestmark = pytest.mark.skipif(not integrated, reason="run() does not call save_run_figures yet")
 
 

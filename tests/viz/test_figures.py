@@ -31,6 +31,7 @@ def test_run_figures_are_written_relative_and_complete(bars, tmp_path):
         "traversal.gif",
         "interpolation.png",
         "latent_scatter.png",
+        "kl_per_dim.png",
         "dci_importance.png",
         "mig_mutual_info.png",
     }
@@ -98,6 +99,25 @@ def test_scatter_uses_the_two_most_informative_dims(bars, figures, tmp_path, var
     legend = ax.get_legend()
     assert legend.get_title().get_text() == "x"  # the first factor that varies
     assert {t.get_text() for t in legend.get_texts()} >= {str(v) for v in np.unique(labels[:, 0])}
+
+
+def test_kl_per_dim_bars_are_the_mean_closed_form_kl_or_an_aes_variance(monkeypatch, tmp_path):
+    import vaelab.viz.scatter as scatter
+
+    drawn = []
+    monkeypatch.setattr(scatter, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    mu = torch.tensor([[0.0, 2.0, 1.0], [0.0, -2.0, 3.0]])
+    logvar = torch.tensor([[0.0, 0.0, np.log(4.0)], [0.0, 0.0, np.log(4.0)]])
+    scatter.save_kl_per_dim(mu, logvar, tmp_path / "kl.png")
+    scatter.save_kl_per_dim(mu, None, tmp_path / "var.png")
+    heights = [[bar.get_height() for bar in fig.axes[0].patches] for fig in drawn]
+    # KL_j = mean_b 0.5 (mu^2 + sigma^2 - 1 - log sigma^2): 0; 2; 0.5 (5 + 4 - 1 - log 4) / 1
+    kl_2 = 0.5 * ((1 + 9) / 2 + 4 - 1 - np.log(4.0))
+    np.testing.assert_allclose(heights[0], [0.0, 2.0, kl_2], rtol=1e-6)
+    np.testing.assert_allclose(heights[1], [0.0, 4.0, 1.0], rtol=1e-6)  # population variance
+    assert (
+        "total 5.3 nats" in drawn[0].axes[0].get_title() and "AE" in drawn[1].axes[0].get_ylabel()
+    )
 
 
 def test_scatter_pca_and_an_ae_without_logvar():

@@ -18,7 +18,7 @@ from vaelab.viz.heatmaps import FactorMatrices, factor_matrices, save_factor_hea
 from vaelab.viz.interpolation import save_interpolations
 from vaelab.viz.latents import dim_scores, order_dims
 from vaelab.viz.publish import log_figures
-from vaelab.viz.scatter import save_latent_scatter
+from vaelab.viz.scatter import save_kl_per_dim, save_latent_scatter
 from vaelab.viz.settings import FigureSettings
 from vaelab.viz.traversal import save_traversal, save_traversal_gif, traversal_values, traverse
 
@@ -79,11 +79,13 @@ def make_figures(
             out["reconstructions"] = save_reconstructions(module, images, path("reconstructions"))
     if "samples" in include:
         out["samples"] = save_samples(module, path("samples"), s.n_samples, s.seed)
-    if include & {"traversal", "scatter"}:
+    if include & {"traversal", "scatter", "kl_per_dim"}:
         batch, labels = split_sample(datamodule, s.split, s.scatter.n_points)
         mu, logvar = encode_means(module, batch)
         if "traversal" in include:
             out.update(_traversal(module, datamodule, mu, logvar, s, path))
+        if "kl_per_dim" in include:
+            out["kl_per_dim"] = save_kl_per_dim(mu, logvar, path("kl_per_dim"))
         if "scatter" in include:
             label, name = pick_label(labels, datamodule.source.label_names, s.scatter.color_by)
             out["scatter"], _ = save_latent_scatter(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from vaelab.viz.common import encode_means, save_figure
-from vaelab.viz.latents import scatter_coordinates
+from vaelab.viz.latents import dim_scores, scatter_coordinates
 
 MAX_LEGEND_CLASSES = 12  # more distinct labels than this get a colour bar instead
 
@@ -78,3 +78,20 @@ def save_latent_scatter(
     plot_scatter(ax, xy, labels, names, f"mean codes ({what}) by {label_name}", label_name)
     fig.tight_layout()
     return save_figure(fig, path), dims
+
+
+def save_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor | None, path: str | Path) -> Path:
+    """A bar chart of ``dim_scores(mu, logvar)`` of a batch's codes: the mean KL of each
+    dimension in nats (a dimension near 0 is unused: its posterior is the prior), or for an
+    AE (logvar None) the variance of mu."""
+    scores, name = dim_scores(mu, logvar)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.3 * len(scores) + 1.5), 3))
+    ax.bar(np.arange(len(scores)), scores, color="tab:blue")
+    ax.set_xticks(np.arange(len(scores)))
+    ax.set_xticklabels([f"z{d}" for d in range(len(scores))], fontsize=7, rotation=90)
+    unit = "mean KL (nats)" if name == "KL" else "variance of mu (an AE has no KL)"
+    ax.set_ylabel(unit, fontsize=9)
+    total = f", total {scores.sum():.1f} nats" if name == "KL" else ""
+    ax.set_title(f"{name} per latent dimension ({len(mu)} images{total})", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)

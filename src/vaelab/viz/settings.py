@@ -13,6 +13,7 @@ FIGURES = (
     "traversal",  # PNG, and a GIF when traversal.gif
     "interpolation",
     "scatter",
+    "kl_per_dim",  # mean KL of each latent dimension (an AE: the variance of mu)
     "factors",  # DCI importance and MIG mutual information (data with factors only)
 )
 TRAVERSAL_RANGES = ("auto", "fixed", "quantiles", "fitted")

@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")
+# Training is counted in steps across epochs, and steps are logged across epochs too: an epoch
+# shorter than log_every_n_steps (small data) loses no logs, whatever Lightning warns.
+warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+# FactorVAE's manual steps are checkpointed after its optimizer steps, which is what resuming
+# needs (kill-and-resume equality is tested): Lightning's advice to save the state before
+# them does not apply.
+warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
 
 
 def build_module(cfg: DictConfig) -> VAEModule:

@@ -166,8 +166,9 @@ def run(out: Path, tiny: bool) -> int:
     def save() -> None:  # after every part: a command cut short still brings back the rest
         (out / name).write_text(json.dumps(record, indent=2) + "\n")
 
-    # the GPU tests are mostly CLI runs of a few steps: 4 at a time share the GPU well
-    parallel = ["-n", "4"] if importlib.util.find_spec("xdist") else []
+    # the GPU tests are mostly CLI runs of a few steps: 4 at a time share the GPU well (--tiny,
+    # where they skip: no workers to start)
+    parallel = ["-n", "4"] if importlib.util.find_spec("xdist") and not tiny else []
     tests = part("tests", [py, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider", *parallel,
                            "-q", "-rA", "--durations=0"], out, LIMITS["tests"])  # fmt: skip
     tests["counts"] = test_counts(out / "tests.log")

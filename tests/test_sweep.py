@@ -11,15 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, TINY
+from .conftest import ROOT, TINY, run_program
 from .killer import kill_at
 
 
-def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "src" / "train.py"), "-m", f"hydra.sweep.dir={sweep_dir}",
-           *TINY, "~callbacks.progress", *overrides]  # fmt: skip
-    env = {**os.environ, "VAELAB_DATA_DIR": str(sweep_dir.parent / "data")}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+def sweep(sweep_dir: Path, *overrides: str, process: bool = False) -> subprocess.CompletedProcess:
+    """``python src/train.py -m`` with TINY jobs into ``sweep_dir`` (in this process unless
+    ``process``: launchers that start processes, kills; see conftest.run_program)."""
+    args = ["-m", f"hydra.sweep.dir={sweep_dir}", *TINY, "~callbacks.progress", *overrides]
+    env = {"VAELAB_DATA_DIR": str(sweep_dir.parent / "data")}
+    if not process:
+        return run_program("train.py", args, env)
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), *args]
+    return subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=600
+    )
 
 
 def jobs(sweep_dir: Path) -> dict[str, dict]:
@@ -35,7 +41,9 @@ def test_a_tiny_sweep_runs_with_each_launcher_and_reports(tmp_path: Path, launch
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     if launcher == "submitit_local":
         extra = ["hydra.launcher.timeout_min=10"]
-    result = sweep(tmp_path / "sweep", f"hydra/launcher={launcher}", *grid, *extra)
+    own_processes = launcher != "basic"  # joblib and submitit start processes of their own
+    result = sweep(tmp_path / "sweep", f"hydra/launcher={launcher}", *grid, *extra,
+                   process=own_processes)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     done = jobs(tmp_path / "sweep")
     n_beta, n_seed = (len(g.split("=")[1].split(",")) for g in grid)
@@ -98,11 +106,11 @@ def test_a_job_killed_inside_a_sweep_resumes_on_the_rerun_and_matches_an_uninter
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
     exact = ["trainer.deterministic=true", "seed=0"]
     whole = tmp_path / "whole"
-    assert sweep(whole, "beta=1", *exact).returncode == 0
+    assert sweep(whole, "beta=1", *exact, process=True).returncode == 0
     killed = tmp_path / "killed"  # job 0 is killed after its step-3 checkpoint; job 1 never ran
-    assert sweep(killed, "beta=1,2", *exact, *KILL_AT_3).returncode == -9
+    assert sweep(killed, "beta=1,2", *exact, *KILL_AT_3, process=True).returncode == -9
     assert [m["status"] for m in jobs(killed).values()] == ["running"]
-    result = sweep(killed, "beta=1,2", *exact)  # the same sweep again, into the same folder
+    result = sweep(killed, "beta=1,2", *exact, process=True)  # the same sweep again, same folder
     assert result.returncode == 0, result.stderr[-3000:]
     done = jobs(killed)
     first = next(m for name, m in done.items() if "_beta=1_" in name)

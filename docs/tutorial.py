@@ -130,11 +130,10 @@ def page(
     return f"""# The MIT 6.S191 VAE tutorial, walked through with vaelab
 
 Written by `make tutorial` (`docs/tutorial.py`{" --quick" if args.quick else ""}) on
-{time.strftime("%Y-%m-%d")}: every figure below was made by the command shown above it, on
-{data_name} and on procedural dSprites; its runs took {
-        total / 60:.1f} minutes on this machine's CPU.
-The runs are short ({args.steps} steps on the digits, {args.dsprites_steps} on dSprites),
-so the figures show the tutorial's points, not converged models.
+{time.strftime("%Y-%m-%d")}: every figure below was made by the command shown above it,
+on {data_name} and on procedural dSprites; its runs took {total / 60:.1f} minutes on this
+machine's CPU. The runs are short ({args.steps} steps on the digits, {args.dsprites_steps} on
+dSprites), so the figures show the tutorial's points, not converged models.
 
 ## 1. An autoencoder reconstructs, but its samples fail
 

@@ -153,10 +153,10 @@ PROGRAM_TESTS = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks ``PROGRAM_TESTS`` as ``programs``. Under ``make mutants`` (run inside
-    ``mutants/``), runs a mutant's tests fastest first, by mutmut's recorded durations: a
-    killed mutant then costs its fastest failing test, not every slower test that pytest's
-    file order puts before it."""
+    """Marks ``PROGRAM_TESTS`` as ``programs``. Under
+    ``make mutants`` (run inside ``mutants/``), runs a mutant's tests fastest first, by
+    mutmut's recorded durations: a killed mutant then costs its fastest failing test, not
+    every slower test that pytest's file order puts before it."""
     for item in items:
         if item.nodeid.startswith(PROGRAM_TESTS):
             item.add_marker(pytest.mark.programs)

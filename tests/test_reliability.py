@@ -22,8 +22,8 @@ LONG = [
         ("trainer.max_steps", "trainer.val_check_interval", "callbacks.model_checkpoint")
     )
 ] + [
-    "trainer.max_steps=150",
-    "trainer.val_check_interval=50",
+    "trainer.max_steps=75",  # killed at 40 (mid-epoch 2); resumed across epoch 3 and 2 validations
+    "trainer.val_check_interval=25",
     "callbacks.model_checkpoint.every_n_train_steps=5",
     "trainer.deterministic=true",
     "callbacks=default",
@@ -68,7 +68,7 @@ def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(resumed)
     assert metrics["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
-    assert metrics["start_step"] == saved and metrics["step"] == 150
+    assert metrics["start_step"] == saved and metrics["step"] == 75
     assert compared(metrics) == compared(read_metrics(whole))
 
     again = runs / "d_again"  # the same command once more: the newest run of these

@@ -70,5 +70,5 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests
 
 clean:
-	rm -rf outputs mutants .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf outputs mutants build .pytest_cache .ruff_cache src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -74,6 +74,23 @@ def test_gather_reads_the_rows_of_the_split():
     assert split[[1]].flatten().tolist() == [6]
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_the_torch_gather_equals_numpys(device):
+    """The gather a GPU uses (torch's, on the images' device), here on the CPU too."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    images = torch.randint(0, 255, (50, 1, 4, 4), dtype=torch.uint8)
+    rows, picks = np.arange(49, -1, -2), np.array([3, 0, 24, 7])
+    split = IndexedImages(images.to(device), rows, torch_gather=True)
+    batch = split[picks]
+    assert batch.device.type == device and split._array is None
+    assert torch.equal(batch.cpu(), IndexedImages(images, rows)[picks])
+    assert torch.equal(batch.cpu(), images[rows[picks]])
+    assert torch.equal(split[[1, 1]].cpu(), images[[47, 47]])
+    assert len(split) == 25
+    assert IndexedImages(images, rows)._array is not None  # the CPU's default: numpy's
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gather_on_the_gpu_equals_the_cpu_gather():

@@ -64,6 +64,10 @@ BAD_INPUTS = [
     ("figures.traversal.range=wide", "figures.traversal.range must be one of auto, fixed"),
     ("figures.include=[samples,heatmap]", "figures.include: unknown ['heatmap']"),
     ("data.subset=0.00002", "the training split has 13 images of dsprites"),
+    ("evaluation.disentanglement=[mig,udr]",
+     "`evaluation.disentanglement` names unknown metrics ['udr']; choose from mig, dci"),
+    ("evaluation=full +evaluation.suite.num_codes=5",
+     "`evaluation.suite` has unknown settings ['num_codes']"),
     ("data.subset=0.001 data.batch_size=1024", "fewer than one batch of data.batch_size=1024"),
     # keys a class does not take: Hydra's block, as one paragraph and exit 2
     ("+data.colour=red", "the data (`data`) cannot be built from the config"),

@@ -110,8 +110,10 @@ def test_end_of_run_evaluation_measures_likelihood_and_disentanglement(cli):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     m = read_metrics(run_dir)["metrics"]
-    for key in ("disent/mig", "disent/dci_d", "disent/dci_c", "disent/sap", "disent/modularity"):
-        assert 0.0 <= m[key] <= 1.0, key
+    for key in ("mig", "dci_d", "dci_c", "sap", "modularity", "irs"):
+        assert 0.0 <= m[f"disent/{key}"] <= 1.0, key
+    for key in ("gaussian_tc", "gaussian_wasserstein", "gaussian_wasserstein_norm", "mutual_info"):
+        assert m[f"disent/{key}"] >= 0.0, key
     assert m["test/nll_iw"] > 0 and 0 <= m["test/active_units"] <= 6
     # the IWAE bound is at least as tight as the single-sample ELBO, up to sampling noise
     assert -m["test/nll_iw"] >= m["test/elbo"] - 0.01 * abs(m["test/elbo"])

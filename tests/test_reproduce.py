@@ -45,7 +45,7 @@ def test_each_row_has_the_papers_settings(row: str):
     assert (cfg.arch.name, cfg.arch.latent_dim, cfg.data.batch_size) == ("conv", 10, 64)
     assert cfg.optimizer.lr == 1e-4 and cfg.data.source._target_.endswith("ProceduralDSprites")
     assert list(cfg.evaluation.disentanglement) == [
-        "mig", "dci", "sap", "modularity", "beta_vae", "factor_vae",
+        "mig", "dci", "sap", "modularity", "irs", "unsupervised", "beta_vae", "factor_vae",
     ]  # fmt: skip
     assert cfg.reproduce.name == row
     assert all(p["source"] for p in cfg.reproduce.published.values())

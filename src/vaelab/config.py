@@ -277,6 +277,30 @@ def _checkpoint_problems(cfg: DictConfig) -> list[str]:
     return []
 
 
+def _evaluation_problems(cfg: DictConfig) -> list[str]:
+    """Unknown metric names or suite settings, which would otherwise fail after training."""
+    from dataclasses import fields
+
+    from vaelab.metrics.suite import METRICS, SuiteConfig
+
+    problems = []
+    chosen = _get(cfg, "evaluation.disentanglement")
+    unknown = [str(m) for m in chosen or () if str(m) not in METRICS]
+    if unknown:
+        problems.append(
+            f"`evaluation.disentanglement` names unknown metrics {unknown}; choose from "
+            f"{', '.join(METRICS)}."
+        )
+    settings = _get(cfg, "evaluation.suite")
+    known = {f.name for f in fields(SuiteConfig)}
+    extra = sorted(set(settings or ()) - known)
+    if extra:
+        problems.append(
+            f"`evaluation.suite` has unknown settings {extra}; known: {', '.join(sorted(known))}."
+        )
+    return problems
+
+
 @contextmanager
 def building(what: str) -> Iterator[None]:
     """Hydra's error when a ``_target_`` cannot be called with its keys, as a ``ConfigError``."""
@@ -301,6 +325,7 @@ def validate(cfg: DictConfig) -> None:
         + _data_problems(cfg)
         + _model_problems(cfg)
         + _checkpoint_problems(cfg)
+        + _evaluation_problems(cfg)
     )
     if problems:
         raise ConfigError("Invalid configuration: " + " ".join(problems))

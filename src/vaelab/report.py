@@ -30,7 +30,8 @@ import yaml
 KEY_METRICS = (
     "test/elbo", "test/recon", "test/kl", "test/nll_iw", "test/active_units",
     "disent/mig", "disent/dci_d", "disent/dci_c", "disent/sap", "disent/modularity",
-    "disent/beta_vae_eval", "disent/factor_vae_eval",
+    "disent/beta_vae_eval", "disent/factor_vae_eval", "disent/irs", "disent/gaussian_tc",
+    "disent/mutual_info",
 )  # fmt: skip
 DISENTANGLEMENT = tuple(k for k in KEY_METRICS if k.startswith("disent/"))
 
@@ -197,14 +198,18 @@ def _plot_tradeoff(rows: list[dict[str, Any]], by: str, path: Path) -> Path | No
     keys = [k for k in DISENTANGLEMENT if any(k in r for r in done)]
     if not keys:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), squeeze=False)
+    ncols = min(len(keys), 5)
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.4 * nrows), squeeze=False)
     raw = [r.get(by) for r in done]
     if all(isinstance(v, int | float) or v is None for v in raw):  # β: coloured on a log scale
         colour, label = np.log2(np.maximum([float(v or 0) for v in raw], 1e-3)), f"log2 {by}"
     else:  # named rows (reproduce): one colour each, in sorted order
         names = sorted({str(v) for v in raw})
         colour, label = [names.index(str(v)) for v in raw], f"{by}: " + ", ".join(names)
-    for ax, key in zip(axes.flat, keys, strict=True):
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys, strict=False):
         points = ax.scatter([r["test/recon"] for r in done], [r.get(key, np.nan) for r in done],
                             c=colour, cmap="viridis")  # fmt: skip
         ax.set_xlabel("test/recon (nats)")

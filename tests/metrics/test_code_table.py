@@ -11,10 +11,12 @@ from vaelab.metrics.beta_vae import beta_vae_score
 from vaelab.metrics.codes import CodeTable, DirectCodes, encode_table, sample_codes
 from vaelab.metrics.dci import dci_from_codes
 from vaelab.metrics.factor_vae import factor_vae_score
+from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.mig import mig_from_codes
 from vaelab.metrics.modularity import explicitness_from_codes, modularity_from_codes
 from vaelab.metrics.sap import sap_from_codes
 from vaelab.metrics.suite import METRICS, run_suite
+from vaelab.metrics.unsupervised import unsupervised_from_codes
 
 SMALL = {"num_train": 300, "num_test": 200, "num_variance_estimate": 300, "batch_size": 16}
 # dSprites renders each image (~0.1 ms): fewer draws keep the test at a few seconds
@@ -33,7 +35,8 @@ def centroid_encoder(x: torch.Tensor) -> torch.Tensor:
 
 def direct_values(source, encode, seed: int, sizes: dict[str, int]) -> dict[str, float]:
     """Each metric called on its own, on the stream the suite gives it, encoding directly."""
-    streams = dict(zip(("codes", *METRICS), np.random.SeedSequence(seed).spawn(7), strict=True))
+    spawned = np.random.SeedSequence(seed).spawn(len(METRICS) + 1)
+    streams = dict(zip(("codes", *METRICS), spawned, strict=True))
     rng = {k: np.random.default_rng(s) for k, s in streams.items()}
     n, m, v, b = (sizes[k] for k in ("num_train", "num_test", "num_variance_estimate",
                                      "batch_size"))  # fmt: skip
@@ -43,7 +46,12 @@ def direct_values(source, encode, seed: int, sizes: dict[str, int]) -> dict[str,
     explicit = explicitness_from_codes(train, y, test, y_test)
     beta = beta_vae_score(source, encode, rng["beta_vae"], b, n, m)
     factor = factor_vae_score(source, encode, rng["factor_vae"], b, n, m, v)
+    irs = irs_from_codes(train, y)
+    unsupervised = {f"disent/{k}": v for k, v in unsupervised_from_codes(train).items()}
     return {
+        **unsupervised,
+        "disent/irs": irs["irs"],
+        "disent/irs_active_dims": irs["active_dims"],
         "disent/mig": mig_from_codes(train, y),
         "disent/sap": sap_from_codes(train, y, test, y_test),
         "disent/dci_d": dci["disentanglement"],

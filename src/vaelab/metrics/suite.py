@@ -3,9 +3,11 @@
 The suite works in three steps, so that every distinct image is encoded once:
 
 1. draw: each metric draws the image indices it will read, from its own random stream
-   spawned from ``seed`` (so its value does not depend on which others run). MIG, SAP, DCI
-   and modularity/explicitness share one draw of ``num_train`` training and ``num_test``
-   test codes; BetaVAE and FactorVAE draw their own batches;
+   spawned from ``seed`` (so its value does not depend on which others run). MIG, SAP, DCI,
+   modularity/explicitness, IRS and the unsupervised scores share one draw of ``num_train``
+   training and ``num_test`` test codes (IRS and the unsupervised scores read the training
+   codes, as disentanglement_lib's draw ``num_train`` points); BetaVAE and FactorVAE draw
+   their own batches;
 2. encode: the distinct indices of all draws go through the encoder once (``CodeTable``);
 3. score: every metric reads its codes from the table.
 
@@ -28,9 +30,11 @@ from vaelab.metrics.beta_vae import BetaVAEDraw, beta_vae_from_draws, draw_beta_
 from vaelab.metrics.codes import Codes, Images, encode_table
 from vaelab.metrics.dci import Estimator, completeness, disentanglement, importance_matrix
 from vaelab.metrics.factor_vae import FactorVAEDraw, draw_factor_vae, factor_vae_from_draws
+from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.mig import mig_from_mi
 from vaelab.metrics.modularity import explicitness_from_codes, modularity_from_mi
 from vaelab.metrics.sap import sap_from_codes
+from vaelab.metrics.unsupervised import unsupervised_from_codes
 from vaelab.metrics.utils import (
     NUM_BINS,
     Encode,
@@ -41,8 +45,9 @@ from vaelab.metrics.utils import (
 
 log = logging.getLogger(__name__)
 
-METRICS = ("mig", "dci", "sap", "modularity", "beta_vae", "factor_vae")
-CODE_METRICS = ("mig", "dci", "sap", "modularity")
+# New metrics go at the end: each metric's stream is its place in this order.
+METRICS = ("mig", "dci", "sap", "modularity", "beta_vae", "factor_vae", "irs", "unsupervised")
+CODE_METRICS = ("mig", "dci", "sap", "modularity", "irs", "unsupervised")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class SuiteConfig:
     batch_size: int = 64  # BetaVAE and FactorVAE batches
     num_variance_estimate: int = 10_000  # FactorVAE global variances
     prune_threshold: float = 0.05  # FactorVAE: minimum std of an active latent
-    num_bins: int = NUM_BINS  # MIG and modularity discretisation
+    num_bins: int = NUM_BINS  # bins of MIG, modularity, IRS's factors, the MI score
     dci_estimator: Estimator = "hist"
     encode_batch: int | None = None  # images per forward pass (None: by device, TABLE_BATCH)
 
@@ -94,7 +99,8 @@ def draw_suite(
     source: GroundTruthSource, seed: int, metrics: Sequence[str], cfg: SuiteConfig
 ) -> Draws:
     """Every image the chosen metrics read, drawn from one stream per metric."""
-    streams = dict(zip(("codes", *METRICS), np.random.SeedSequence(seed).spawn(7), strict=True))
+    spawned = np.random.SeedSequence(seed).spawn(len(METRICS) + 1)
+    streams = dict(zip(("codes", *METRICS), spawned, strict=True))
     rng = {name: np.random.default_rng(s) for name, s in streams.items()}
     draws: Draws = {}
     if any(m in CODE_METRICS for m in metrics):
@@ -175,6 +181,11 @@ def _code_metric(
         return {"mig": mig_from_mi(result.mutual_info, result.entropy)}
     if name == "sap":
         return {"sap": sap_from_codes(train, y_train, test, y_test)}
+    if name == "irs":
+        irs = irs_from_codes(train, y_train, num_bins=cfg.num_bins)
+        return {"irs": irs["irs"], "irs_active_dims": irs["active_dims"]}
+    if name == "unsupervised":
+        return unsupervised_from_codes(train, cfg.num_bins)
     if name == "dci":
         result.importance, acc_train, acc_test = importance_matrix(
             train, y_train, test, y_test, cfg.dci_estimator

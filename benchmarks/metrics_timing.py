@@ -30,6 +30,7 @@ from torch import nn
 from vaelab.data.dsprites import ProceduralDSprites
 from vaelab.metrics.codes import encode_table, sample_codes
 from vaelab.metrics.dci import dci_from_codes
+from vaelab.metrics.downstream import SIZES
 from vaelab.metrics.suite import METRICS, draw_suite, make_config, needed_indices, run_suite
 from vaelab.nets.conv import ConvEncoder
 
@@ -103,6 +104,8 @@ def main() -> None:
         for key, full in (("num_train", 10_000), ("num_test", 5_000),
                           ("num_variance_estimate", 10_000))
     }  # fmt: skip
+    # the downstream tasks' training sizes 10, 100, 1,000, 10,000, scaled (at least 10 each)
+    counts["downstream_sizes"] = sorted({max(10, round(n * args.scale)) for n in SIZES})
     drawn = len(needed_indices(source, draw_suite(source, 0, METRICS, make_config(**counts))))
     start = time.perf_counter()
     result = run_suite(source, net, 0, METRICS, images=image_rows, device=args.device, **counts)

@@ -23,6 +23,7 @@ EVAL = [
     "evaluation.suite.num_test=100",
     "evaluation.suite.batch_size=8",
     "evaluation.suite.num_variance_estimate=200",
+    "evaluation.suite.downstream_sizes=[10,100]",
 ]
 
 

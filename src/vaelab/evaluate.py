@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from vaelab.data import ImageDataModule
 from vaelab.metrics import active_units, log_likelihood_iw
@@ -48,6 +49,8 @@ class Evaluator:
         seed: int = 0,
     ) -> None:
         self.iwae_k, self.iwae_images = iwae_k, iwae_images
+        if OmegaConf.is_config(suite):  # plain values, for metrics.json (lists included)
+            suite = OmegaConf.to_container(suite, resolve=True)
         self.metrics, self.suite, self.seed = tuple(disentanglement), dict(suite or {}), seed
 
     def settings(self) -> dict[str, Any]:
@@ -68,7 +71,7 @@ class Evaluator:
             )
             out.values["test/active_units"] = float(active_units(module, test))
             log.info(
-                "%-11s %6.1f s  nll_iw %.2f nats (k=%d, %d images), active units %d", "iwae",
+                "%-12s %6.1f s  nll_iw %.2f nats (k=%d, %d images), active units %d", "iwae",
                 time.perf_counter() - start, out.values["test/nll_iw"], self.iwae_k,
                 min(self.iwae_images, len(test)), out.values["test/active_units"],
             )  # fmt: skip

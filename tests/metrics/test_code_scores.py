@@ -16,19 +16,21 @@ from vaelab.metrics.dci import (
     _hist_model,
     completeness,
     dci_from_codes,
+    dci_score,
     disentanglement,
     entropy,
     fit_importance,
     importance_matrix,
 )
-from vaelab.metrics.mig import mig_from_codes, mig_from_mi
+from vaelab.metrics.mig import mig_from_codes, mig_from_mi, mig_score
 from vaelab.metrics.modularity import (
     explicitness_from_codes,
     macro_auc,
+    modularity_explicitness_score,
     modularity_from_codes,
     modularity_from_mi,
 )
-from vaelab.metrics.sap import sap_from_codes, sap_matrix
+from vaelab.metrics.sap import sap_from_codes, sap_matrix, sap_score
 from vaelab.metrics.suite import evaluate_disentanglement
 from vaelab.metrics.utils import (
     discrete_entropy,
@@ -232,3 +234,29 @@ def test_direct_codes_encode_indices_of_any_shape_row_by_row():
     codes = DirectCodes(ToySource(), identity_encoder, 4)
     flat = codes(np.array([3, 7, 11, 50, 2, 9]))
     np.testing.assert_array_equal(codes(np.array([[3, 7, 11], [50, 2, 9]])), flat)
+
+
+def test_each_score_function_on_its_own_scores_its_seeded_draw_of_codes():
+    """mig_score, sap_score, dci_score and modularity_explicitness_score: the training codes
+    and then the test codes drawn from the seed's generator, scored by the code functions."""
+    source, encode = ToySource(), mixing_encoder()
+
+    def draws(seed, n, m=None):
+        rng = np.random.default_rng(seed)
+        train = sample_codes(source, encode, n, rng)
+        return (*train, *sample_codes(source, encode, m, rng)) if m else train
+
+    assert mig_score(source, encode, 3, num_train=300) == mig_from_codes(*draws(3, 300))
+    assert mig_score(source, encode, 3, 300, num_bins=4) == mig_from_codes(*draws(3, 300), 4)
+    x, y, x_test, y_test = draws(5, 300, 200)
+    assert sap_score(source, encode, 5, 300, 200) == sap_from_codes(x, y, x_test, y_test)
+    assert dci_score(source, encode, 5, 300, 200, "sklearn") == dci_from_codes(
+        x, y, x_test, y_test, "sklearn"
+    )
+    explicit = explicitness_from_codes(x, y, x_test, y_test)
+    assert modularity_explicitness_score(source, encode, 5, 300, 200, num_bins=6) == {
+        "modularity": modularity_from_codes(x, y, 6),
+        "explicitness_train": explicit["train"],
+        "explicitness_test": explicit["test"],
+    }
+    assert mig_score(source, encode, 4, 300) != mig_score(source, encode, 3, 300)

@@ -10,6 +10,7 @@ from vaelab.data.dsprites import ProceduralDSprites
 from vaelab.metrics.beta_vae import beta_vae_score
 from vaelab.metrics.codes import CodeTable, DirectCodes, encode_table, sample_codes
 from vaelab.metrics.dci import dci_from_codes
+from vaelab.metrics.downstream import downstream_from_draw, draw_downstream
 from vaelab.metrics.factor_vae import factor_vae_score
 from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.mig import mig_from_codes
@@ -18,9 +19,11 @@ from vaelab.metrics.sap import sap_from_codes
 from vaelab.metrics.suite import METRICS, run_suite
 from vaelab.metrics.unsupervised import unsupervised_from_codes
 
-SMALL = {"num_train": 300, "num_test": 200, "num_variance_estimate": 300, "batch_size": 16}
+SMALL = {"num_train": 300, "num_test": 200, "num_variance_estimate": 300, "batch_size": 16,
+         "downstream_sizes": (10, 100)}  # fmt: skip
 # dSprites renders each image (~0.1 ms): fewer draws keep the test at a few seconds
-DSPRITES = {"num_train": 120, "num_test": 80, "num_variance_estimate": 120, "batch_size": 8}
+DSPRITES = {"num_train": 120, "num_test": 80, "num_variance_estimate": 120, "batch_size": 8,
+            "downstream_sizes": (10, 20)}  # fmt: skip
 
 
 def centroid_encoder(x: torch.Tensor) -> torch.Tensor:
@@ -46,10 +49,13 @@ def direct_values(source, encode, seed: int, sizes: dict[str, int]) -> dict[str,
     explicit = explicitness_from_codes(train, y, test, y_test)
     beta = beta_vae_score(source, encode, rng["beta_vae"], b, n, m)
     factor = factor_vae_score(source, encode, rng["factor_vae"], b, n, m, v)
+    downstream = draw_downstream(source, rng["downstream"], sizes["downstream_sizes"], m)
+    tasks = downstream_from_draw(downstream, DirectCodes(source, encode), source)
     irs = irs_from_codes(train, y)
     unsupervised = {f"disent/{k}": v for k, v in unsupervised_from_codes(train).items()}
     return {
         **unsupervised,
+        **{f"disent/{k}": v for k, v in tasks.items()},
         "disent/irs": irs["irs"],
         "disent/irs_active_dims": irs["active_dims"],
         "disent/mig": mig_from_codes(train, y),
@@ -88,8 +94,8 @@ def test_each_distinct_image_is_encoded_once():
     result = run_suite(ProceduralDSprites(), centroid_encoder, 0, images=images, **DSPRITES)
     seen = np.concatenate(encoded)
     assert len(seen) == len(np.unique(seen)) == result.values["disent/encoded_images"]
-    # 2 x 8 x 200 + 120 + 8 x 200 + 200 images were drawn, many of them twice
-    assert len(seen) < 2 * 8 * 200 + 120 + 8 * 200 + 200
+    # 2 x 8 x 200 + 120 + 8 x 200 + 200 + 10 + 80 + 20 + 80 images were drawn, many twice
+    assert len(seen) < 2 * 8 * 200 + 120 + 8 * 200 + 200 + 190
     assert result.importance.shape == (3, 5) and result.mutual_info.shape == (3, 5)
 
 

@@ -52,6 +52,21 @@ def test_a_step_across_several_tenths_logs_one_line(caplog, no_terminal):
     assert [LINE.match(s)[1] for s in lines(caplog)[1:]] == ["45", "50", "100"]
 
 
+def test_the_rate_is_work_over_elapsed_time_and_the_unit_defaults_to_items(
+    caplog, no_terminal, monkeypatch
+):
+    clock = iter([100.0, 100.5, 102.0])
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    caplog.set_level(logging.INFO, logger="vaelab.metrics")
+    with ProgressReport("scoring", 1_000) as p:
+        p.advance(200)  # at 100.5 s: 200 in 0.5 s
+        p.advance(600)  # at 102 s: 800 in 2 s
+    assert lines(caplog)[1:] == [
+        "scoring: 20% (200 of 1,000 items, 400/s)",
+        "scoring: 80% (800 of 1,000 items, 400/s)",
+    ]
+
+
 def test_an_empty_total_counts_as_one_item(caplog, no_terminal):
     caplog.set_level(logging.INFO, logger="vaelab.metrics")
     report = ProgressReport("encoding", 0, unit="images")
@@ -84,5 +99,10 @@ def test_on_a_terminal_a_bar_counts_and_nothing_is_logged(caplog, monkeypatch):
         assert (task.description, task.total, task.completed) == ("encoding", 300, 300)
         assert not stopped
     assert stopped == started and len(started) == 1
+    columns = started[0].columns
+    assert [type(c).__name__ for c in columns] == [
+        "TextColumn", "BarColumn", "MofNCompleteColumn", "TimeRemainingColumn",
+    ]  # fmt: skip
+    assert columns[0].text_format == "{task.description}"
     assert started[0].live.transient  # the bar disappears once done
     assert lines(caplog) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,6 @@ from tests.metrics.toy import ToySource, identity_encoder, mixing_encoder
 from vaelab.metrics.codes import TABLE_BATCH, CodeTable, DirectCodes, encode_table
 from vaelab.metrics.dci import importance_matrix
 from vaelab.metrics.suite import (
-    CODE_METRICS,
     METRICS,
     SharedDraw,
     SuiteConfig,
@@ -28,7 +28,8 @@ from vaelab.metrics.suite import (
 )
 from vaelab.metrics.utils import discrete_entropy, discrete_mutual_info, discretize
 
-SMALL = {"num_train": 200, "num_test": 100, "num_variance_estimate": 200, "batch_size": 8}
+SMALL = {"num_train": 200, "num_test": 100, "num_variance_estimate": 200, "batch_size": 8,
+         "downstream_sizes": (10, 100)}  # fmt: skip
 
 
 def scores(values: dict[str, float]) -> dict[str, float]:
@@ -48,7 +49,7 @@ def test_each_metric_draws_from_its_own_stream():
     source, cfg = ToySource(), make_config(**SMALL)
     alone = {m: draw_suite(source, 5, [m], cfg) for m in METRICS}
     together = draw_suite(source, 5, METRICS, cfg)
-    assert set(together) == {"codes", "beta_vae", "factor_vae"}
+    assert set(together) == {"codes", "beta_vae", "factor_vae", "downstream"}
     assert set(alone["mig"]) == set(alone["sap"]) == {"codes"}
     assert set(alone["beta_vae"]) == {"beta_vae"} and set(alone["factor_vae"]) == {"factor_vae"}
     np.testing.assert_array_equal(alone["dci"]["codes"].train, together["codes"].train)
@@ -67,7 +68,7 @@ def test_each_metric_draws_from_its_own_stream():
 def test_a_metrics_value_does_not_depend_on_which_others_run():
     source, encode = ToySource(), mixing_encoder()
     together = scores(evaluate_disentanglement(source, encode, 2, METRICS, **SMALL))
-    for m in ("mig", "beta_vae", "factor_vae"):
+    for m in ("mig", "modularity", "beta_vae", "factor_vae"):
         alone = scores(evaluate_disentanglement(source, encode, 2, [m], **SMALL))
         mine = {k: v for k, v in alone.items() if k.startswith(f"disent/{m}")}
         assert mine and mine == {k: together[k] for k in mine}
@@ -85,27 +86,36 @@ def test_needed_indices_list_every_drawn_image():
     np.testing.assert_array_equal(
         needed, np.r_[source.index_of(shared.train), source.index_of(shared.test)]
     )
+    # the same list whatever the order of the draws
+    reordered = {k: draws[k] for k in reversed(list(draws))}
+    np.testing.assert_array_equal(
+        np.sort(needed_indices(source, reordered)), np.sort(needed_indices(source, draws))
+    )
     # BetaVAE: (train, test) points of 2 x batch images; FactorVAE: variance + votes
-    assert len(needed_indices(source, draws)) == 300 + 2 * 8 * 300 + 200 + 8 * 300
+    downstream = (10 + 100) + (100 + 100)
+    assert len(needed_indices(source, draws)) == 300 + 2 * 8 * 300 + 200 + 8 * 300 + downstream
 
 
 def test_the_suite_writes_every_key_the_matrices_and_one_line_per_metric(caplog):
     source, cfg = ToySource(), make_config(**SMALL)
     caplog.set_level(logging.INFO, logger="vaelab.metrics")
+    start = time.perf_counter()
     result = run_suite(source, identity_encoder, seed=1, **SMALL)
+    elapsed = time.perf_counter() - start
     values = result.values
     want = {
         "mig", "sap", "dci_d", "dci_c", "dci_i_train", "dci_i_test", "modularity",
         "explicitness_train", "explicitness_test", "beta_vae_train", "beta_vae_eval",
         "factor_vae_train", "factor_vae_eval", "factor_vae_active_dims", "encoded_images",
         "irs", "irs_active_dims", "gaussian_tc", "gaussian_wasserstein",
-        "gaussian_wasserstein_norm", "mutual_info",
+        "gaussian_wasserstein_norm", "mutual_info", "downstream_lr_10", "downstream_gbt_10",
+        "downstream_lr_100", "downstream_gbt_100",
     }  # fmt: skip
     assert set(scores(values)) == {f"disent/{k}" for k in want}
     assert {k for k in values if "/time/" in k} == {
         f"disent/time/{m}" for m in (*METRICS, "encode")
     }
-    assert all(values[k] >= 0 for k in values if "/time/" in k)
+    assert all(0 <= values[k] <= elapsed for k in values if "/time/" in k)
     # a perfect code: every score at its best, and three active latents
     for key in ("dci_d", "dci_c", "modularity", "beta_vae_eval", "factor_vae_eval", "irs"):
         assert values[f"disent/{key}"] == pytest.approx(1.0, abs=0.002), key
@@ -126,6 +136,8 @@ def test_the_suite_writes_every_key_the_matrices_and_one_line_per_metric(caplog)
     said = [r.getMessage() for r in caplog.records if r.name == "vaelab.metrics.suite"]
     assert [s.split()[0] for s in said] == list(METRICS)
     assert re.fullmatch(rf"mig +\d+\.\d s  mig {values['disent/mig']:.3f}", said[0])
+    dci = said[METRICS.index("dci")]
+    assert re.search(r"  dci_d 1\.000, dci_c 1\.000, dci_i_train 1\.000, dci_i_test 1\.000$", dci)
     line = said[METRICS.index("factor_vae")]
     assert "factor_vae_eval 1.000" in line and "factor_vae_active_dims 3.000" in line
 
@@ -188,5 +200,12 @@ def test_the_table_refuses_an_index_past_its_last():
     np.testing.assert_array_equal(table(np.array([9, 2])), [[4.0, 5.0], [0.0, 1.0]])
     assert table(np.array([5])).dtype == np.float64
     for index in (10, 0, 3):
-        with pytest.raises(KeyError, match="did not encode"):
+        with pytest.raises(KeyError) as error:
             table(np.array([index]))
+        assert error.value.args == ("the code table was asked for an image it did not encode",)
+
+
+def test_direct_codes_of_no_images_are_an_empty_table():
+    codes = DirectCodes(ToySource(), identity_encoder, 4)
+    assert codes(np.zeros(0, np.int64)).shape == (0, 0)
+    assert codes(np.arange(6)).shape == (6, 3)  # two batches of 4 and 2

@@ -6,8 +6,8 @@ The suite works in three steps, so that every distinct image is encoded once:
    spawned from ``seed`` (so its value does not depend on which others run). MIG, SAP, DCI,
    modularity/explicitness, IRS and the unsupervised scores share one draw of ``num_train``
    training and ``num_test`` test codes (IRS and the unsupervised scores read the training
-   codes, as disentanglement_lib's draw ``num_train`` points); BetaVAE and FactorVAE draw
-   their own batches;
+   codes, as disentanglement_lib's draw ``num_train`` points); BetaVAE, FactorVAE and the
+   downstream tasks draw their own;
 2. encode: the distinct indices of all draws go through the encoder once (``CodeTable``);
 3. score: every metric reads its codes from the table.
 
@@ -29,6 +29,7 @@ from vaelab.data.base import GroundTruthSource
 from vaelab.metrics.beta_vae import BetaVAEDraw, beta_vae_from_draws, draw_beta_vae_points
 from vaelab.metrics.codes import Codes, Images, encode_table
 from vaelab.metrics.dci import Estimator, completeness, disentanglement, importance_matrix
+from vaelab.metrics.downstream import SIZES, DownstreamDraw, downstream_from_draw, draw_downstream
 from vaelab.metrics.factor_vae import FactorVAEDraw, draw_factor_vae, factor_vae_from_draws
 from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.mig import mig_from_mi
@@ -46,7 +47,10 @@ from vaelab.metrics.utils import (
 log = logging.getLogger(__name__)
 
 # New metrics go at the end: each metric's stream is its place in this order.
-METRICS = ("mig", "dci", "sap", "modularity", "beta_vae", "factor_vae", "irs", "unsupervised")
+METRICS = (
+    "mig", "dci", "sap", "modularity", "beta_vae", "factor_vae", "irs", "unsupervised",
+    "downstream",
+)  # fmt: skip
 CODE_METRICS = ("mig", "dci", "sap", "modularity", "irs", "unsupervised")
 
 
@@ -62,6 +66,8 @@ class SuiteConfig:
     num_bins: int = NUM_BINS  # bins of MIG, modularity, IRS's factors, the MI score
     dci_estimator: Estimator = "hist"
     encode_batch: int | None = None  # images per forward pass (None: by device, TABLE_BATCH)
+    downstream_sizes: tuple[int, ...] = SIZES  # training points of the downstream tasks
+    downstream_estimator: Estimator = "hist"  # their gradient-boosted trees
 
 
 def make_config(**overrides: object) -> SuiteConfig:
@@ -92,7 +98,9 @@ class SuiteResult:
     entropy: np.ndarray | None = None
 
 
-Draws = dict[str, SharedDraw | BetaVAEDraw | tuple[BetaVAEDraw, BetaVAEDraw] | FactorVAEDraw]
+Draws = dict[
+    str, SharedDraw | BetaVAEDraw | tuple[BetaVAEDraw, BetaVAEDraw] | FactorVAEDraw | DownstreamDraw
+]
 
 
 def draw_suite(
@@ -117,6 +125,10 @@ def draw_suite(
             source, rng["factor_vae"], cfg.batch_size, cfg.num_train, cfg.num_test,
             cfg.num_variance_estimate,
         )  # fmt: skip
+    if "downstream" in metrics:
+        draws["downstream"] = draw_downstream(
+            source, rng["downstream"], cfg.downstream_sizes, cfg.num_test
+        )
     return draws
 
 
@@ -128,6 +140,8 @@ def needed_indices(source: GroundTruthSource, draws: Draws) -> np.ndarray:
             parts += [source.index_of(draw.train), source.index_of(draw.test)]
         elif isinstance(draw, FactorVAEDraw):
             parts += [draw.variance, draw.train.indices, draw.evaluation.indices]
+        elif isinstance(draw, DownstreamDraw):
+            parts += draw.indices(source)
         else:
             parts += [d.indices for d in draw]
     return np.concatenate([p.reshape(-1) for p in parts]) if parts else np.zeros(0, np.int64)
@@ -150,6 +164,8 @@ def score_suite(
         start = time.perf_counter()
         if name in CODE_METRICS:
             values = _code_metric(name, cfg, shared, result)
+        elif name == "downstream":
+            values = downstream_from_draw(draws[name], codes, source, cfg.downstream_estimator)
         elif name == "beta_vae":
             s = beta_vae_from_draws(*draws[name], codes)
             values = {"beta_vae_train": s["train_accuracy"], "beta_vae_eval": s["eval_accuracy"]}
@@ -166,7 +182,7 @@ def score_suite(
         result.values.update({f"disent/{k}": float(v) for k, v in values.items()})
         result.values[f"disent/time/{name}"] = seconds
         shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
-        log.info("%-11s %6.1f s  %s", name, seconds, shown)
+        log.info("%-12s %6.1f s  %s", name, seconds, shown)
     return result
 
 

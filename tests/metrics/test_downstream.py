@@ -1,0 +1,94 @@
+"""Downstream tasks and sample efficiency on known answers: a perfect, a rotated, a noise and
+a duplicated code, a factor with one class in training, the reference classifiers, and the
+suite's draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import KFold
+
+from tests.metrics.toy import (
+    ToySource,
+    duplicate_encoder,
+    identity_encoder,
+    mixing_encoder,
+    noise_encoder,
+)
+from vaelab.metrics.codes import DirectCodes
+from vaelab.metrics.downstream import accuracies, downstream_from_draw, draw_downstream
+from vaelab.metrics.suite import draw_suite, make_config, needed_indices
+
+SIZES = (10, 100, 2_000)
+
+
+def scores(encode, sizes=SIZES, seed=0, num_test=1_000):
+    source = ToySource()
+    draw = draw_downstream(source, np.random.default_rng(seed), sizes, num_test)
+    return downstream_from_draw(draw, DirectCodes(source, encode), source)
+
+
+def test_a_perfect_code_is_predicted_exactly_and_noise_at_chance():
+    perfect = scores(identity_encoder)
+    assert perfect["downstream_gbt_2000"] == 1.0 and perfect["downstream_lr_2000"] > 0.99
+    assert perfect["downstream_gbt_100"] == 1.0
+    noise = scores(noise_encoder())
+    chance = np.mean([1 / 4, 1 / 5, 1 / 6])
+    for model in ("lr", "gbt"):
+        assert noise[f"downstream_{model}_2000"] == pytest.approx(chance, abs=0.05), model
+    # more training points help a code that holds the factors, not one that does not
+    assert perfect["downstream_lr_10"] < perfect["downstream_lr_2000"]
+    assert set(perfect) == {f"downstream_{m}_{n}" for m in ("lr", "gbt") for n in SIZES}
+
+
+def test_sample_efficiency_is_the_accuracy_at_100_over_10000():
+    values = scores(mixing_encoder(), sizes=(100, 10_000), num_test=500)
+    for model in ("lr", "gbt"):
+        assert values[f"sample_efficiency_{model}"] == pytest.approx(
+            values[f"downstream_{model}_100"] / values[f"downstream_{model}_10000"]
+        )
+    # linear in the factors: logistic regression needs few points, the trees more
+    assert values["downstream_lr_10000"] > 0.95
+    assert values["sample_efficiency_gbt"] < 1.0
+
+
+def test_rotated_and_duplicated_codes_keep_what_a_classifier_can_read():
+    rotated, duplicated = scores(mixing_encoder()), scores(duplicate_encoder)
+    assert rotated["downstream_lr_2000"] > 0.95  # a rotation is still linear in the factors
+    assert duplicated["downstream_gbt_2000"] > 0.9
+
+
+def test_one_class_in_training_predicts_that_class():
+    codes = np.arange(20.0).reshape(10, 2)
+    factors = np.c_[np.zeros(10, int), np.arange(10) % 2]
+    test = np.c_[np.array([0, 0, 1, 0]), np.array([0, 1, 0, 1])]
+    for model in ("lr", "gbt"):
+        train_acc, test_acc = accuracies(model, codes, factors, codes[:4], test)
+        assert train_acc[0] == 1.0 and test_acc[0] == 0.75, model
+
+
+def test_logistic_regression_is_the_cross_validated_one_on_standardised_codes():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=(300, 1))
+    codes = np.c_[y[:, 0] * 5.0 + rng.normal(size=300), rng.normal(size=300) * 100]
+    _, got = accuracies("lr", codes[:200], y[:200], codes[200:], y[200:])
+    mean, std = codes[:200].mean(0), codes[:200].std(0)
+    model = LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5), scoring="accuracy")
+    model.fit((codes[:200] - mean) / std, y[:200, 0])
+    want = np.mean(model.predict((codes[200:] - mean) / std) == y[200:, 0])
+    assert got[0] == want
+    with pytest.raises(ValueError, match="unknown tree estimator"):
+        accuracies("gbt", codes, y, codes, y, estimator="xgboost")
+
+
+def test_the_suite_draws_each_size_then_its_test_set_from_its_own_stream():
+    source, cfg = ToySource(), make_config(num_test=50, downstream_sizes=[10, 100])
+    draws = draw_suite(source, 4, ["downstream"], cfg)
+    draw = draws["downstream"]
+    assert draw.sizes == (10, 100) and [len(t) for t in draw.test] == [50, 50]
+    stream = np.random.SeedSequence(4).spawn(10)[9]  # "codes" first, then METRICS in order
+    again = draw_downstream(source, np.random.default_rng(stream), (10, 100), 50)
+    for a, b in zip((*draw.train, *draw.test), (*again.train, *again.test), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(needed_indices(source, draws)) == 10 + 100 + 2 * 50

@@ -115,6 +115,7 @@ def test_end_of_run_evaluation_measures_likelihood_and_disentanglement(cli):
     for key in ("gaussian_tc", "gaussian_wasserstein", "gaussian_wasserstein_norm", "mutual_info"):
         assert m[f"disent/{key}"] >= 0.0, key
     assert m["test/nll_iw"] > 0 and 0 <= m["test/active_units"] <= 6
+    assert m["test/psnr"] > 0 and 0 < m["test/ssim"] <= 1  # reconstructions, via torchmetrics
     # the IWAE bound is at least as tight as the single-sample ELBO, up to sampling noise
     assert -m["test/nll_iw"] >= m["test/elbo"] - 0.01 * abs(m["test/elbo"])
 

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from vaelab.data import ImageDataModule
 from vaelab.metrics import active_units, log_likelihood_iw
+from vaelab.metrics.image_quality import reconstruction_quality
 from vaelab.metrics.suite import SuiteResult, run_suite
 from vaelab.module import VAEModule
 
@@ -47,8 +48,10 @@ class Evaluator:
         disentanglement: Sequence[str] = ("mig", "dci", "sap", "modularity"),
         suite: dict[str, Any] | None = None,
         seed: int = 0,
+        quality_images: int | None = 0,
     ) -> None:
         self.iwae_k, self.iwae_images = iwae_k, iwae_images
+        self.quality_images = quality_images  # PSNR / SSIM of reconstructions (None: all)
         if OmegaConf.is_config(suite):  # plain values, for metrics.json (lists included)
             suite = OmegaConf.to_container(suite, resolve=True)
         self.metrics, self.suite, self.seed = tuple(disentanglement), dict(suite or {}), seed
@@ -58,6 +61,7 @@ class Evaluator:
         return {
             "iwae_k": self.iwae_k, "iwae_images": self.iwae_images,
             "disentanglement": list(self.metrics), "suite": self.suite, "seed": self.seed,
+            "quality_images": self.quality_images,
         }  # fmt: skip
 
     def __call__(self, module: VAEModule, datamodule: ImageDataModule) -> Evaluation:
@@ -74,6 +78,16 @@ class Evaluator:
                 "%-12s %6.1f s  nll_iw %.2f nats (k=%d, %d images), active units %d", "iwae",
                 time.perf_counter() - start, out.values["test/nll_iw"], self.iwae_k,
                 min(self.iwae_images, len(test)), out.values["test/active_units"],
+            )  # fmt: skip
+        if self.quality_images is None or self.quality_images > 0:
+            start = time.perf_counter()
+            test = datamodule.split_images("test", self.quality_images)
+            quality = reconstruction_quality(module.reconstruct, test, device=module.device)
+            out.values.update({f"test/{k}": v for k, v in quality.items()})
+            seconds = time.perf_counter() - start
+            log.info(
+                "%-12s %6.1f s  psnr %.2f dB, ssim %.4f (%d test images)", "quality", seconds,
+                quality["psnr"], quality["ssim"], len(test),
             )  # fmt: skip
         if not self.metrics:
             return out

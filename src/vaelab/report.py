@@ -28,7 +28,8 @@ import yaml
 
 # Metrics shown in the table and plotted against β, when present.
 KEY_METRICS = (
-    "test/elbo", "test/recon", "test/kl", "test/nll_iw", "test/active_units",
+    "test/elbo", "test/recon", "test/kl", "test/nll_iw", "test/active_units", "test/psnr",
+    "test/ssim",
     "disent/mig", "disent/dci_d", "disent/dci_c", "disent/sap", "disent/modularity",
     "disent/beta_vae_eval", "disent/factor_vae_eval", "disent/irs", "disent/gaussian_tc",
     "disent/mutual_info",

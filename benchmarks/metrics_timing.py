@@ -106,6 +106,7 @@ def main() -> None:
     }  # fmt: skip
     # the downstream tasks' training sizes 10, 100, 1,000, 10,000, scaled (at least 10 each)
     counts["downstream_sizes"] = sorted({max(10, round(n * args.scale)) for n in SIZES})
+    counts["fairness_per_class"] = max(1, round(100 * args.scale))
     drawn = len(needed_indices(source, draw_suite(source, 0, METRICS, make_config(**counts))))
     start = time.perf_counter()
     result = run_suite(source, net, 0, METRICS, images=image_rows, device=args.device, **counts)

@@ -24,6 +24,7 @@ EVAL = [
     "evaluation.suite.batch_size=8",
     "evaluation.suite.num_variance_estimate=200",
     "evaluation.suite.downstream_sizes=[10,100]",
+    "evaluation.suite.fairness_per_class=5",
 ]
 
 

@@ -76,7 +76,7 @@ def test_the_evaluation_suite_runs_on_the_gpu(tmp_path: Path):
         tmp_path / "run", "evaluation=full", "evaluation.iwae_k=10", "evaluation.iwae_images=8",
         "evaluation.suite.num_train=300", "evaluation.suite.num_test=200",
         "evaluation.suite.num_variance_estimate=300", "evaluation.suite.batch_size=16",
-        "evaluation.suite.downstream_sizes=[10,100]",
+        "evaluation.suite.downstream_sizes=[10,100]", "evaluation.suite.fairness_per_class=5",
     )  # fmt: skip
     for key in ("mig", "dci_d", "sap", "modularity", "beta_vae_eval", "factor_vae_eval", "irs",
                 "downstream_lr_100", "downstream_gbt_100"):  # fmt: skip

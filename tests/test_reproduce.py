@@ -46,7 +46,7 @@ def test_each_row_has_the_papers_settings(row: str):
     assert cfg.optimizer.lr == 1e-4 and cfg.data.source._target_.endswith("ProceduralDSprites")
     assert list(cfg.evaluation.disentanglement) == [
         "mig", "dci", "sap", "modularity", "irs", "unsupervised", "beta_vae", "factor_vae",
-        "downstream",
+        "downstream", "fairness",
     ]  # fmt: skip
     assert cfg.reproduce.name == row
     assert all(p["source"] for p in cfg.reproduce.published.values())
@@ -62,6 +62,7 @@ TINY_SUITE = [
     "evaluation.suite.num_variance_estimate=200",
     "evaluation.suite.batch_size=8",
     "evaluation.suite.downstream_sizes=[10,100]",
+    "evaluation.suite.fairness_per_class=5",
 ]
 
 

@@ -32,7 +32,7 @@ KEY_METRICS = (
     "test/ssim",
     "disent/mig", "disent/dci_d", "disent/dci_c", "disent/sap", "disent/modularity",
     "disent/beta_vae_eval", "disent/factor_vae_eval", "disent/irs", "disent/gaussian_tc",
-    "disent/mutual_info",
+    "disent/mutual_info", "disent/sample_efficiency_lr", "disent/fairness",
 )  # fmt: skip
 DISENTANGLEMENT = tuple(k for k in KEY_METRICS if k.startswith("disent/"))
 

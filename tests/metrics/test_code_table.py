@@ -12,6 +12,7 @@ from vaelab.metrics.codes import CodeTable, DirectCodes, encode_table, sample_co
 from vaelab.metrics.dci import dci_from_codes
 from vaelab.metrics.downstream import downstream_from_draw, draw_downstream
 from vaelab.metrics.factor_vae import factor_vae_score
+from vaelab.metrics.fairness import draw_fairness, fairness_from_draw
 from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.mig import mig_from_codes
 from vaelab.metrics.modularity import explicitness_from_codes, modularity_from_codes
@@ -20,10 +21,10 @@ from vaelab.metrics.suite import METRICS, run_suite
 from vaelab.metrics.unsupervised import unsupervised_from_codes
 
 SMALL = {"num_train": 300, "num_test": 200, "num_variance_estimate": 300, "batch_size": 16,
-         "downstream_sizes": (10, 100)}  # fmt: skip
+         "downstream_sizes": (10, 100), "fairness_per_class": 5}  # fmt: skip
 # dSprites renders each image (~0.1 ms): fewer draws keep the test at a few seconds
 DSPRITES = {"num_train": 120, "num_test": 80, "num_variance_estimate": 120, "batch_size": 8,
-            "downstream_sizes": (10, 20)}  # fmt: skip
+            "downstream_sizes": (10, 20), "fairness_per_class": 2}  # fmt: skip
 
 
 def centroid_encoder(x: torch.Tensor) -> torch.Tensor:
@@ -51,10 +52,14 @@ def direct_values(source, encode, seed: int, sizes: dict[str, int]) -> dict[str,
     factor = factor_vae_score(source, encode, rng["factor_vae"], b, n, m, v)
     downstream = draw_downstream(source, rng["downstream"], sizes["downstream_sizes"], m)
     tasks = downstream_from_draw(downstream, DirectCodes(source, encode), source)
+    fair_draw = draw_fairness(source, rng["fairness"], n, sizes["fairness_per_class"])
+    fair = fairness_from_draw(fair_draw, DirectCodes(source, encode), source)
     irs = irs_from_codes(train, y)
     unsupervised = {f"disent/{k}": v for k, v in unsupervised_from_codes(train).items()}
     return {
         **unsupervised,
+        "disent/fairness": fair["fairness"],
+        "disent/fairness_max": fair["fairness_max"],
         **{f"disent/{k}": v for k, v in tasks.items()},
         "disent/irs": irs["irs"],
         "disent/irs_active_dims": irs["active_dims"],
@@ -94,8 +99,9 @@ def test_each_distinct_image_is_encoded_once():
     result = run_suite(ProceduralDSprites(), centroid_encoder, 0, images=images, **DSPRITES)
     seen = np.concatenate(encoded)
     assert len(seen) == len(np.unique(seen)) == result.values["disent/encoded_images"]
-    # 2 x 8 x 200 + 120 + 8 x 200 + 200 + 10 + 80 + 20 + 80 images were drawn, many twice
-    assert len(seen) < 2 * 8 * 200 + 120 + 8 * 200 + 200 + 190
+    # 2 x 8 x 200 + 120 + 8 x 200 + 200 + 10 + 80 + 20 + 80 + 120 + 2 x 4 x 113 images were
+    # drawn, many of them twice
+    assert len(seen) < 2 * 8 * 200 + 120 + 8 * 200 + 200 + 190 + 120 + 2 * 4 * 113
     assert result.importance.shape == (3, 5) and result.mutual_info.shape == (3, 5)
 
 

@@ -21,7 +21,7 @@ from vaelab.metrics.sap import sap_from_codes
 from vaelab.metrics.suite import evaluate_disentanglement
 
 SMALL = {"num_train": 1000, "num_test": 500, "num_variance_estimate": 1000, "batch_size": 32,
-         "downstream_sizes": (10, 100)}  # fmt: skip
+         "downstream_sizes": (10, 100), "fairness_per_class": 5}  # fmt: skip
 
 
 def codes_of(encode, n=2000, seed=0):

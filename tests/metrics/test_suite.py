@@ -29,7 +29,7 @@ from vaelab.metrics.suite import (
 from vaelab.metrics.utils import discrete_entropy, discrete_mutual_info, discretize
 
 SMALL = {"num_train": 200, "num_test": 100, "num_variance_estimate": 200, "batch_size": 8,
-         "downstream_sizes": (10, 100)}  # fmt: skip
+         "downstream_sizes": (10, 100), "fairness_per_class": 5}  # fmt: skip
 
 
 def scores(values: dict[str, float]) -> dict[str, float]:
@@ -49,7 +49,7 @@ def test_each_metric_draws_from_its_own_stream():
     source, cfg = ToySource(), make_config(**SMALL)
     alone = {m: draw_suite(source, 5, [m], cfg) for m in METRICS}
     together = draw_suite(source, 5, METRICS, cfg)
-    assert set(together) == {"codes", "beta_vae", "factor_vae", "downstream"}
+    assert set(together) == {"codes", "beta_vae", "factor_vae", "downstream", "fairness"}
     assert set(alone["mig"]) == set(alone["sap"]) == {"codes"}
     assert set(alone["beta_vae"]) == {"beta_vae"} and set(alone["factor_vae"]) == {"factor_vae"}
     np.testing.assert_array_equal(alone["dci"]["codes"].train, together["codes"].train)
@@ -93,7 +93,9 @@ def test_needed_indices_list_every_drawn_image():
     )
     # BetaVAE: (train, test) points of 2 x batch images; FactorVAE: variance + votes
     downstream = (10 + 100) + (100 + 100)
-    assert len(needed_indices(source, draws)) == 300 + 2 * 8 * 300 + 200 + 8 * 300 + downstream
+    fairness = 200 + 5 * 2 * (4 + 5 + 6)  # training rows; 5 per value of each sensitive factor
+    total = 300 + 2 * 8 * 300 + 200 + 8 * 300 + downstream + fairness
+    assert len(needed_indices(source, draws)) == total
 
 
 def test_the_suite_writes_every_key_the_matrices_and_one_line_per_metric(caplog):
@@ -109,7 +111,7 @@ def test_the_suite_writes_every_key_the_matrices_and_one_line_per_metric(caplog)
         "factor_vae_train", "factor_vae_eval", "factor_vae_active_dims", "encoded_images",
         "irs", "irs_active_dims", "gaussian_tc", "gaussian_wasserstein",
         "gaussian_wasserstein_norm", "mutual_info", "downstream_lr_10", "downstream_gbt_10",
-        "downstream_lr_100", "downstream_gbt_100",
+        "downstream_lr_100", "downstream_gbt_100", "fairness", "fairness_max",
     }  # fmt: skip
     assert set(scores(values)) == {f"disent/{k}" for k in want}
     assert {k for k in values if "/time/" in k} == {

@@ -24,6 +24,7 @@ def test_suite_runs_on_dsprites():
     scores = evaluate_disentanglement(
         ProceduralDSprites(), encode, seed=0, num_train=200, num_test=100,
         num_variance_estimate=200, batch_size=8, encode_batch=512, downstream_sizes=(10, 20),
+        fairness_per_class=2,
     )  # fmt: skip
     values = {k: v for k, v in scores.items() if "/time/" not in k}
     assert all(np.isfinite(v) for v in values.values())
@@ -33,10 +34,11 @@ def test_suite_runs_on_dsprites():
     assert values["disent/factor_vae_eval"] > 0.35  # chance is 0.2
     assert max(calls) == 512  # images are encoded in large batches, not 8 at a time
     # The draws read 2 x 8 x 300 (BetaVAE) + 200 + 8 x 300 (FactorVAE) + 300 (shared) images
-    # + (10 + 100) + (20 + 100) (downstream); each distinct one is encoded once.
+    # + (10 + 100) + (20 + 100) (downstream) + 200 + 2 x 4 x (3 + 6 + 40 + 32 + 32) (fairness);
+    # each distinct one is encoded once.
     source = ProceduralDSprites()
     sizes = {"num_train": 200, "num_test": 100, "num_variance_estimate": 200, "batch_size": 8}
-    cfg = make_config(**sizes, downstream_sizes=(10, 20))
+    cfg = make_config(**sizes, downstream_sizes=(10, 20), fairness_per_class=2)
     drawn = needed_indices(source, draw_suite(source, 0, METRICS, cfg))
-    assert len(drawn) == 2 * 8 * 300 + 200 + 8 * 300 + 300 + 110 + 120
+    assert len(drawn) == 2 * 8 * 300 + 200 + 8 * 300 + 300 + 110 + 120 + 200 + 2 * 4 * 113
     assert sum(calls) == len(np.unique(drawn)) == scores["disent/encoded_images"]

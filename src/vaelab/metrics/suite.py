@@ -6,8 +6,8 @@ The suite works in three steps, so that every distinct image is encoded once:
    spawned from ``seed`` (so its value does not depend on which others run). MIG, SAP, DCI,
    modularity/explicitness, IRS and the unsupervised scores share one draw of ``num_train``
    training and ``num_test`` test codes (IRS and the unsupervised scores read the training
-   codes, as disentanglement_lib's draw ``num_train`` points); BetaVAE, FactorVAE and the
-   downstream tasks draw their own;
+   codes, as disentanglement_lib's draw ``num_train`` points); BetaVAE, FactorVAE, the
+   downstream tasks and fairness draw their own;
 2. encode: the distinct indices of all draws go through the encoder once (``CodeTable``);
 3. score: every metric reads its codes from the table.
 
@@ -31,6 +31,7 @@ from vaelab.metrics.codes import Codes, Images, encode_table
 from vaelab.metrics.dci import Estimator, completeness, disentanglement, importance_matrix
 from vaelab.metrics.downstream import SIZES, DownstreamDraw, downstream_from_draw, draw_downstream
 from vaelab.metrics.factor_vae import FactorVAEDraw, draw_factor_vae, factor_vae_from_draws
+from vaelab.metrics.fairness import FairnessDraw, draw_fairness, fairness_from_draw
 from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.mig import mig_from_mi
 from vaelab.metrics.modularity import explicitness_from_codes, modularity_from_mi
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 # New metrics go at the end: each metric's stream is its place in this order.
 METRICS = (
     "mig", "dci", "sap", "modularity", "beta_vae", "factor_vae", "irs", "unsupervised",
-    "downstream",
+    "downstream", "fairness",
 )  # fmt: skip
 CODE_METRICS = ("mig", "dci", "sap", "modularity", "irs", "unsupervised")
 
@@ -68,6 +69,7 @@ class SuiteConfig:
     encode_batch: int | None = None  # images per forward pass (None: by device, TABLE_BATCH)
     downstream_sizes: tuple[int, ...] = SIZES  # training points of the downstream tasks
     downstream_estimator: Estimator = "hist"  # their gradient-boosted trees
+    fairness_per_class: int = 100  # fairness: rows drawn per (target, sensitive) pair
 
 
 def make_config(**overrides: object) -> SuiteConfig:
@@ -99,7 +101,13 @@ class SuiteResult:
 
 
 Draws = dict[
-    str, SharedDraw | BetaVAEDraw | tuple[BetaVAEDraw, BetaVAEDraw] | FactorVAEDraw | DownstreamDraw
+    str,
+    SharedDraw
+    | BetaVAEDraw
+    | tuple[BetaVAEDraw, BetaVAEDraw]
+    | FactorVAEDraw
+    | DownstreamDraw
+    | FairnessDraw,
 ]
 
 
@@ -129,6 +137,10 @@ def draw_suite(
         draws["downstream"] = draw_downstream(
             source, rng["downstream"], cfg.downstream_sizes, cfg.num_test
         )
+    if "fairness" in metrics:
+        draws["fairness"] = draw_fairness(
+            source, rng["fairness"], cfg.num_train, cfg.fairness_per_class
+        )
     return draws
 
 
@@ -142,6 +154,11 @@ def needed_indices(source: GroundTruthSource, draws: Draws) -> np.ndarray:
             parts += [draw.variance, draw.train.indices, draw.evaluation.indices]
         elif isinstance(draw, DownstreamDraw):
             parts += draw.indices(source)
+        elif isinstance(draw, FairnessDraw):
+            intervened = draw.intervened(tuple(source.factor_sizes)).values()
+            k = len(source.factor_sizes)
+            parts += [source.index_of(draw.train)]
+            parts += [source.index_of(rows.reshape(-1, k)) for rows in intervened]
         else:
             parts += [d.indices for d in draw]
     return np.concatenate([p.reshape(-1) for p in parts]) if parts else np.zeros(0, np.int64)
@@ -164,6 +181,8 @@ def score_suite(
         start = time.perf_counter()
         if name in CODE_METRICS:
             values = _code_metric(name, cfg, shared, result)
+        elif name == "fairness":
+            values = fairness_from_draw(draws[name], codes, source, cfg.dci_estimator)
         elif name == "downstream":
             values = downstream_from_draw(draws[name], codes, source, cfg.downstream_estimator)
         elif name == "beta_vae":

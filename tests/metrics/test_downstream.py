@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold
 
@@ -92,3 +93,25 @@ def test_the_suite_draws_each_size_then_its_test_set_from_its_own_stream():
     for a, b in zip((*draw.train, *draw.test), (*again.train, *again.test), strict=True):
         np.testing.assert_array_equal(a, b)
     assert len(needed_indices(source, draws)) == 10 + 100 + 2 * 50
+
+
+def test_each_models_score_is_its_own_classifiers_accuracy():
+    source = ToySource()
+    draw = draw_downstream(source, np.random.default_rng(2), (100,), 300)
+    codes = DirectCodes(source, mixing_encoder())
+    x, x_test = codes(source.index_of(draw.train[0])), codes(source.index_of(draw.test[0]))
+    got = downstream_from_draw(draw, codes, source)
+    for model in ("lr", "gbt"):
+        _, acc = accuracies(model, x, draw.train[0], x_test, draw.test[0])
+        assert got[f"downstream_{model}_100"] == acc.mean(), model
+    assert got["downstream_lr_100"] != got["downstream_gbt_100"]
+    # the reference trees when asked for them
+    _, trees = accuracies("gbt", x, draw.train[0], x_test, draw.test[0], estimator="sklearn")
+    want = [
+        np.mean(
+            GradientBoostingClassifier(random_state=0).fit(x, draw.train[0][:, j]).predict(x_test)
+            == draw.test[0][:, j]
+        )
+        for j in range(3)
+    ]
+    np.testing.assert_array_equal(trees, want)

@@ -94,3 +94,20 @@ def test_equals_the_definition_loop_on_mixed_codes():
     )
     # 32 positions go into 20 bins, as disentanglement_lib bins them
     assert len(np.unique(discretize(factors)[:, 1])) == 20
+
+
+def test_the_quantile_and_the_bins_are_the_ones_given_and_float32_is_scored_in_float64():
+    rng = np.random.default_rng(4)
+    factors = np.c_[rng.integers(0, 4, 2000), rng.integers(0, 3, 2000)]
+    codes = factors @ np.array([[1.0, 0.2], [0.3, 1.0]]) + 0.2 * rng.normal(size=(2000, 2))
+    base = irs_from_codes(codes, factors)["irs"]
+    assert irs_from_codes(codes, factors, diff_quantile=0.5)["irs"] == pytest.approx(
+        reference_irs(codes, factors, q=0.5), rel=1e-12
+    )
+    assert irs_from_codes(codes, factors, diff_quantile=0.5)["irs"] > base
+    # two bins merge factor a's classes {0, 1} and {2, 3}: a different score
+    assert irs_from_codes(codes, factors, num_bins=2)["irs"] != base
+    low = codes.astype(np.float32)
+    assert irs_from_codes(low, factors) == irs_from_codes(low.astype(np.float64), factors)
+    r32, _ = irs_matrix(low, factors)
+    np.testing.assert_array_equal(r32, irs_matrix(low.astype(np.float64), factors)[0])

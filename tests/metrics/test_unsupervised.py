@@ -68,3 +68,19 @@ def test_mutual_info_of_duplicated_latents_by_hand():
     assert mutual_info_score(codes[:, :1]) == 0.0  # one latent: no pairs
     binned = discretize(codes)
     assert discrete_mutual_info(binned, binned)[0, 1] == pytest.approx(np.log(4))
+
+
+def test_two_latents_the_bins_given_float32_codes_and_a_singular_covariance():
+    z = np.repeat(np.arange(4.0), 24)
+    assert mutual_info_score(np.c_[z, z]) == pytest.approx(np.log(4))  # one pair, both ways
+    rng = np.random.default_rng(3)
+    codes = rng.normal(size=(3000, 3)) @ rng.normal(size=(3, 3))
+    for bins in (4, 50):
+        assert mutual_info_score(codes, bins) != mutual_info_score(codes)
+        assert unsupervised_from_codes(codes, bins)["mutual_info"] == mutual_info_score(codes, bins)
+    low = codes.astype(np.float32)
+    assert unsupervised_from_codes(low) == unsupervised_from_codes(low.astype(np.float64))
+    # a duplicated latent: det Σ = 0 and an eigenvalue of ~-1e-17 that must not become NaN
+    twins = np.c_[codes[:, :1], codes[:, :1], codes[:, 1:]]
+    cov = np.cov(twins, rowvar=False)
+    assert np.isfinite(gaussian_wasserstein_dependency(cov))

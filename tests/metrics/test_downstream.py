@@ -115,3 +115,16 @@ def test_each_models_score_is_its_own_classifiers_accuracy():
         for j in range(3)
     ]
     np.testing.assert_array_equal(trees, want)
+
+
+def test_binary_factors_are_learned_and_the_efficiency_is_a_ratio_below_one():
+    codes = np.linspace(-1, 1, 40)[:, None]
+    factors = np.c_[(codes[:, 0] > 0).astype(int), np.arange(40) % 3]
+    for model in ("lr", "gbt"):
+        train_acc, _ = accuracies(model, codes, factors, codes, factors)
+        assert train_acc[0] == 1.0, model  # two classes: a classifier, not a constant
+    values = scores(noise_encoder(), sizes=(100, 10_000), num_test=500)
+    for model in ("lr", "gbt"):
+        full = values[f"downstream_{model}_10000"]
+        assert full < 0.5  # chance: the ratio is not the product
+        assert values[f"sample_efficiency_{model}"] == values[f"downstream_{model}_100"] / full

@@ -73,16 +73,23 @@ def fit_importance(
     codes: np.ndarray, labels: np.ndarray, estimator: Estimator, seed: int = 0
 ) -> tuple[np.ndarray, object]:
     """Normalised feature importances ``[D]`` of one factor's classifier, and the model."""
+    model = tree_classifier(estimator, seed, what="DCI").fit(codes, labels)
     if estimator == "sklearn":
-        model = GradientBoostingClassifier(random_state=seed).fit(codes, labels)
         raw = np.abs(model.feature_importances_)
-    elif estimator == "hist":
-        model = _hist_model(seed).fit(codes, labels)
-        raw = hist_gain_importances(model, codes.shape[1])
     else:
-        raise ValueError(f"unknown DCI estimator {estimator!r}; choose 'hist' or 'sklearn'")
+        raw = hist_gain_importances(model, codes.shape[1])
     total = raw.sum()
     return (raw / total if total > 0 else raw), model
+
+
+def tree_classifier(estimator: Estimator, seed: int = 0, what: str = "tree"):
+    """The reference's boosted trees, unfitted: ``hist`` (``_hist_model``) or ``sklearn``
+    (``GradientBoostingClassifier``); ``what`` names the setting in the error."""
+    if estimator == "sklearn":
+        return GradientBoostingClassifier(random_state=seed)
+    if estimator == "hist":
+        return _hist_model(seed)
+    raise ValueError(f"unknown {what} estimator {estimator!r}; choose 'hist' or 'sklearn'")
 
 
 def _hist_model(seed: int) -> HistGradientBoostingClassifier:

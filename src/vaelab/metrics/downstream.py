@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold
@@ -32,7 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from vaelab.data.base import GroundTruthSource
 from vaelab.metrics.codes import Codes
-from vaelab.metrics.dci import HIST_THREADS, Estimator, _hist_model
+from vaelab.metrics.dci import HIST_THREADS, Estimator, tree_classifier
 from vaelab.metrics.utils import standardize
 
 SIZES = (10, 100, 1_000, 10_000)
@@ -65,11 +64,7 @@ def draw_downstream(
 def _classifier(model: str, estimator: Estimator, seed: int):
     if model == "lr":
         return LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5), scoring="accuracy")
-    if estimator == "hist":
-        return _hist_model(seed)
-    if estimator == "sklearn":
-        return GradientBoostingClassifier(random_state=seed)
-    raise ValueError(f"unknown tree estimator {estimator!r}; choose 'hist' or 'sklearn'")
+    return tree_classifier(estimator, seed)
 
 
 def accuracies(

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from vaelab.data.base import GroundTruthSource
 from vaelab.metrics.codes import Codes
-from vaelab.metrics.dci import HIST_THREADS, Estimator, fit_importance
+from vaelab.metrics.dci import HIST_THREADS, Estimator, tree_classifier
 
 NUM_PER_CLASS = 100
 
@@ -43,6 +43,15 @@ class FairnessDraw:
             copies[:, :, j] = np.arange(sizes[j])[:, None]
             out[i, j] = copies
         return out
+
+    def indices(self, source: GroundTruthSource) -> list[np.ndarray]:
+        """The image indices of the training rows and of every intervened row."""
+        k = len(source.factor_sizes)
+        intervened = self.intervened(tuple(source.factor_sizes)).values()
+        return [
+            source.index_of(self.train),
+            *(source.index_of(r.reshape(-1, k)) for r in intervened),
+        ]
 
 
 def draw_fairness(
@@ -85,7 +94,7 @@ def fairness_from_draw(
             y = draw.train[:, i]
             if len(np.unique(y)) < 2:  # one class seen: the same prediction everywhere, TV 0
                 continue
-            _, model = fit_importance(x, y, estimator)
+            model = tree_classifier(estimator).fit(x, y)
             for j in range(k):
                 if i == j:
                     continue

@@ -31,7 +31,12 @@ from vaelab.metrics.codes import Codes, Images, encode_table
 from vaelab.metrics.dci import Estimator, completeness, disentanglement, importance_matrix
 from vaelab.metrics.downstream import SIZES, DownstreamDraw, downstream_from_draw, draw_downstream
 from vaelab.metrics.factor_vae import FactorVAEDraw, draw_factor_vae, factor_vae_from_draws
-from vaelab.metrics.fairness import FairnessDraw, draw_fairness, fairness_from_draw
+from vaelab.metrics.fairness import (
+    NUM_PER_CLASS,
+    FairnessDraw,
+    draw_fairness,
+    fairness_from_draw,
+)
 from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.mig import mig_from_mi
 from vaelab.metrics.modularity import explicitness_from_codes, modularity_from_mi
@@ -69,7 +74,7 @@ class SuiteConfig:
     encode_batch: int | None = None  # images per forward pass (None: by device, TABLE_BATCH)
     downstream_sizes: tuple[int, ...] = SIZES  # training points of the downstream tasks
     downstream_estimator: Estimator = "hist"  # their gradient-boosted trees
-    fairness_per_class: int = 100  # fairness: rows drawn per (target, sensitive) pair
+    fairness_per_class: int = NUM_PER_CLASS  # fairness: rows per (target, sensitive) pair
 
 
 def make_config(**overrides: object) -> SuiteConfig:
@@ -152,13 +157,8 @@ def needed_indices(source: GroundTruthSource, draws: Draws) -> np.ndarray:
             parts += [source.index_of(draw.train), source.index_of(draw.test)]
         elif isinstance(draw, FactorVAEDraw):
             parts += [draw.variance, draw.train.indices, draw.evaluation.indices]
-        elif isinstance(draw, DownstreamDraw):
+        elif isinstance(draw, DownstreamDraw | FairnessDraw):
             parts += draw.indices(source)
-        elif isinstance(draw, FairnessDraw):
-            intervened = draw.intervened(tuple(source.factor_sizes)).values()
-            k = len(source.factor_sizes)
-            parts += [source.index_of(draw.train)]
-            parts += [source.index_of(rows.reshape(-1, k)) for rows in intervened]
         else:
             parts += [d.indices for d in draw]
     return np.concatenate([p.reshape(-1) for p in parts]) if parts else np.zeros(0, np.int64)

@@ -141,6 +141,7 @@ PROGRAM_TESTS = (
     "tests/test_console.py",
     "tests/test_devices.py",
     "tests/test_eval.py",
+    "tests/test_eval_udr.py",
     "tests/test_gpu.py",
     "tests/test_gpu_check.py",
     "tests/test_install.py",

@@ -138,12 +138,12 @@ def evaluate_run(
     path = result_path(run_dir, name, loaded.step, final_step)
     write_json_atomic(path, result)
     if path.name == f"{name}.json" and final_step is not None:
-        _merge_into_metrics(run_dir, name, result)
+        merge_into_metrics(run_dir, name, result)
     log.info("%s: %s written in %.1f s", run_dir, path.relative_to(run_dir), result["elapsed_s"])
     return result
 
 
-def _merge_into_metrics(run_dir: Path, name: str, result: dict[str, Any]) -> None:
+def merge_into_metrics(run_dir: Path, name: str, result: dict[str, Any]) -> None:
     """The new values into metrics.json (read again just before: nothing else is lost)."""
     record = run_record(run_dir)
     record.setdefault("metrics", {}).update(result["metrics"])

@@ -29,10 +29,10 @@ import yaml
 # Metrics shown in the table and plotted against β, when present.
 KEY_METRICS = (
     "test/elbo", "test/recon", "test/kl", "test/nll_iw", "test/active_units", "test/psnr",
-    "test/ssim",
+    "test/ssim", "test/fid", "test/kid",
     "disent/mig", "disent/dci_d", "disent/dci_c", "disent/sap", "disent/modularity",
     "disent/beta_vae_eval", "disent/factor_vae_eval", "disent/irs", "disent/gaussian_tc",
-    "disent/mutual_info", "disent/sample_efficiency_lr", "disent/fairness",
+    "disent/mutual_info", "disent/sample_efficiency_lr", "disent/fairness", "disent/udr",
 )  # fmt: skip
 DISENTANGLEMENT = tuple(k for k in KEY_METRICS if k.startswith("disent/"))
 

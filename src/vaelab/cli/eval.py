@@ -1,6 +1,6 @@
 """``vaelab-eval`` (``python src/eval.py``): evaluate trained runs without training,
 ``run=<folder> evaluation=full`` or ``sweep=<folder>`` (add ``-m`` and a launcher to spread a
-sweep's jobs).
+sweep's jobs); ``sweep=<folder> evaluation=udr`` compares the sweep's models (vaelab.eval_udr).
 
 Exit status 2 means bad input (no such folder, no checkpoint or config, a config this version
 cannot build, missing data), said in one paragraph; 1 means some evaluations failed.
@@ -15,11 +15,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from vaelab import eval_runs
-from vaelab.cli import config_path, with_user_configs
+from vaelab import eval_runs, eval_udr
+from vaelab.cli import command, config_path, with_user_configs
 from vaelab.config import EXIT_BAD_INPUT, ConfigError, call_hydra_main
 from vaelab.eval_args import expand_sweep, register_resolvers, target_problem
 from vaelab.eval_runs import evaluate_run, evaluate_sweep, in_multirun, record_failure
+from vaelab.eval_udr import UDREvaluation, evaluate_sweep_udr
 
 failed = 0  # evaluations that failed in sweep=<folder> mode
 started = False  # set once Hydra has composed the config and called the task
@@ -33,6 +34,9 @@ def task(cfg: DictConfig) -> float | None:
     keys = ("ckpt_path", "force", "device", "seed", "allow_unsafe_checkpoints")
     options = {key: cfg[key] for key in keys}
     try:
+        if sweep_level(cfg.evaluation):
+            failed += _evaluate_sweep_level(cfg, name)
+            return None
         if cfg.sweep_dir is not None:
             failed += evaluate_sweep(cfg.sweep_dir, cfg.evaluation, name, **options)
             return None
@@ -48,11 +52,49 @@ def task(cfg: DictConfig) -> float | None:
     return None
 
 
+def sweep_level(evaluation: DictConfig) -> bool:
+    """Whether the evaluation compares the models of a sweep (UDR) rather than one run."""
+    from hydra.utils import get_class
+
+    try:
+        return issubclass(get_class(evaluation._target_), UDREvaluation)
+    except Exception:  # not a class: evaluate_run says what is wrong with it
+        return False
+
+
+def _evaluate_sweep_level(cfg: DictConfig, name: str) -> int:
+    from hydra.utils import instantiate
+
+    if cfg.sweep_dir is None or cfg.ckpt_path is not None:
+        raise ConfigError(
+            f"evaluation={name} compares the models of a sweep that differ only in seed, so it "
+            f"takes the sweep's folder and the final checkpoints: {command('eval')} "
+            f"sweep=<sweep folder> evaluation={name} (without run= or ckpt_path=)."
+        )
+    try:
+        evaluation = instantiate(cfg.evaluation, **({} if cfg.seed is None else {"seed": cfg.seed}))
+    except Exception as error:
+        raise ConfigError(f"evaluation={name} cannot be built: {error}") from None
+    return evaluate_sweep_udr(
+        cfg.sweep_dir, evaluation, force=cfg.force, device=cfg.device,
+        allow_unsafe_checkpoints=cfg.allow_unsafe_checkpoints,
+    )  # fmt: skip
+
+
 def main() -> None:
     global failed, started
     failed, started = 0, False
     eval_runs.failed_jobs.clear()
     register_resolvers()
+    args = sys.argv[1:]
+    if {"-m", "--multirun"} & set(args) and f"evaluation={eval_udr.NAME}" in args:
+        print(
+            f"error: evaluation={eval_udr.NAME} scores the models of a sweep together in one "
+            f"process; run it without -m: {command('eval')} sweep=<folder> "
+            f"evaluation={eval_udr.NAME}",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_BAD_INPUT)
     try:
         sys.argv[1:] = with_user_configs(expand_sweep(sys.argv[1:]))
     except ConfigError as error:

@@ -18,7 +18,12 @@ from tests.metrics.toy import (
     noise_encoder,
 )
 from vaelab.metrics.codes import DirectCodes
-from vaelab.metrics.downstream import accuracies, downstream_from_draw, draw_downstream
+from vaelab.metrics.downstream import (
+    DownstreamDraw,
+    accuracies,
+    downstream_from_draw,
+    draw_downstream,
+)
 from vaelab.metrics.suite import draw_suite, make_config, needed_indices
 
 SIZES = (10, 100, 2_000)
@@ -128,3 +133,46 @@ def test_binary_factors_are_learned_and_the_efficiency_is_a_ratio_below_one():
         full = values[f"downstream_{model}_10000"]
         assert full < 0.5  # chance: the ratio is not the product
         assert values[f"sample_efficiency_{model}"] == values[f"downstream_{model}_100"] / full
+
+
+def test_logistic_regression_needs_five_points_for_its_five_folds():
+    """Five training points of two classes: cross-validated and fitted (every fold's training
+    part holds both classes); four cannot be cut into five folds: the first class stands."""
+    codes = np.array([[-2.0], [-1.0], [1.0], [2.0], [3.0]])
+    factors = np.array([[0], [0], [1], [1], [1]])
+    test_codes = np.linspace(-3, 3, 61)[:, None]
+    test = (test_codes > 0).astype(int)
+    _, fitted = accuracies("lr", codes, factors, test_codes, test)
+    assert fitted[0] > 0.95  # a classifier: near every test point right
+    _, constant = accuracies("lr", codes[1:], factors[1:], test_codes, test)
+    assert constant[0] == np.mean(test[:, 0] == factors[1, 0])  # the class of its first row
+
+
+def test_no_accuracy_at_10000_gives_an_efficiency_of_zero_not_a_division_by_zero():
+    """Training sets that hold one class of a factor, test sets another: accuracy 0 at every
+    size, and the efficiency 0/0 is reported as 0."""
+    source = ToySource()
+    one_class = [np.zeros((n, 3), dtype=int) for n in (100, 10_000)]
+    other = [np.full((50, 3), 1) for _ in range(2)]
+    draw = DownstreamDraw((100, 10_000), tuple(one_class), tuple(other))
+    values = downstream_from_draw(draw, DirectCodes(source, identity_encoder), source)
+    for model in ("lr", "gbt"):
+        assert values[f"downstream_{model}_10000"] == 0.0
+        assert values[f"sample_efficiency_{model}"] == 0.0
+
+
+def test_the_suite_setting_chooses_the_downstream_trees():
+    """``downstream_estimator=sklearn`` reaches the trees: the reference classifier's
+    accuracies, not hist's, on a code where the two differ."""
+    source = ToySource()
+    draw = draw_downstream(source, np.random.default_rng(7), (100,), 300)
+    codes = DirectCodes(source, mixing_encoder())
+    x, x_test = codes(source.index_of(draw.train[0])), codes(source.index_of(draw.test[0]))
+    per_estimator = {
+        estimator: downstream_from_draw(draw, codes, source, estimator)["downstream_gbt_100"]
+        for estimator in ("hist", "sklearn")
+    }
+    for estimator, got in per_estimator.items():
+        _, want = accuracies("gbt", x, draw.train[0], x_test, draw.test[0], estimator)
+        assert got == want.mean(), estimator
+    assert per_estimator["hist"] != per_estimator["sklearn"]

@@ -15,7 +15,13 @@ from tests.metrics.toy import (
     noise_encoder,
 )
 from vaelab.metrics.codes import DirectCodes
-from vaelab.metrics.fairness import draw_fairness, fairness_from_draw, inter_group_fairness
+from vaelab.metrics.dci import tree_classifier
+from vaelab.metrics.fairness import (
+    FairnessDraw,
+    draw_fairness,
+    fairness_from_draw,
+    inter_group_fairness,
+)
 from vaelab.metrics.suite import draw_suite, make_config, needed_indices
 
 
@@ -46,10 +52,6 @@ def test_a_disentangled_code_is_fair_and_noise_is_too():
 
 
 def test_a_code_that_merges_two_factors_leaks_one_into_the_others_prediction():
-    def sum_encoder(x):  # one latent holds a + b: predicting a from it moves with b
-        v = factors_of(x)
-        return torch.stack([v[:, 0] + v[:, 1], v[:, 2]], 1)
-
     merged = fairness(sum_encoder)
     assert 0.1 < merged["fairness"] <= merged["fairness_max"] <= 1.0
     # a rotation keeps every factor recoverable: a perfect classifier is fair whatever the code
@@ -74,3 +76,68 @@ def test_the_draws_and_the_images_they_read():
     # 50 training rows, and per pair (i, j) 7 rows for each of v_j's values
     per_pair = sum(7 * source.factor_sizes[j] for i in range(3) for j in range(3) if i != j)
     assert len(needed_indices(source, {"fairness": suite})) == 50 + per_pair
+
+
+class BinaryToySource(ToySource):
+    """The toy images with a binary first factor."""
+
+    factor_sizes = (2, 3, 4)
+
+
+def sum_encoder(x: torch.Tensor) -> torch.Tensor:
+    """One latent holds a + b: predicting a from it moves with b."""
+    v = factors_of(x)
+    return torch.stack([v[:, 0] + v[:, 1], v[:, 2]], 1)
+
+
+def reference_fairness(draw, codes, source) -> dict[str, float]:
+    """The definition, one sensitive value at a time: p_c(a) = the fraction of rows with
+    v_j = c predicted as a, p̄ their mean weighted by rows, TV_c = ½ Σ_a |p_c(a) − p̄(a)|."""
+    sizes, k = source.factor_sizes, len(source.factor_sizes)
+    x = codes(source.index_of(draw.train))
+    mean_tv, max_tv = np.zeros((k, k)), np.zeros((k, k))
+    for i in range(k):
+        if len(set(draw.train[:, i].tolist())) == 1:
+            continue  # one class seen: one prediction for every row, TV 0
+        model = tree_classifier("hist").fit(x, draw.train[:, i])
+        for j in range(k):
+            if i == j:
+                continue
+            distributions, weights = [], []
+            for c in range(sizes[j]):
+                rows = draw.pairs[i, j].copy()
+                rows[:, j] = c
+                predicted = model.predict(codes(source.index_of(rows)))
+                distributions.append([np.mean(predicted == a) for a in range(sizes[i])])
+                weights.append(len(rows))
+            overall = np.average(distributions, axis=0, weights=weights)
+            tv = [0.5 * np.abs(np.subtract(d, overall)).sum() for d in distributions]
+            mean_tv[i, j], max_tv[i, j] = np.average(tv, weights=weights), max(tv)
+    off = ~np.eye(k, dtype=bool)
+    return {"fairness": mean_tv[off].mean(), "fairness_max": max_tv[off].mean()}
+
+
+def test_equals_the_definition_computed_one_value_at_a_time():
+    """Against a slow reference: a binary target factor (scored, not skipped as one class),
+    and a draw whose first factor has one class in training (its pairs are 0, the others
+    are still scored)."""
+    source = BinaryToySource()
+    codes = DirectCodes(source, sum_encoder)
+    draw = draw_fairness(source, np.random.default_rng(3), 600, 20)
+    got = fairness_from_draw(draw, codes, source)
+    want = reference_fairness(draw, codes, source)
+    assert got == pytest.approx(want, abs=1e-12) and got["fairness"] > 0.05
+    one_class = FairnessDraw(np.c_[np.zeros(600, int), draw.train[:, 1:]], draw.pairs)
+    got = fairness_from_draw(one_class, codes, source)
+    assert got == pytest.approx(reference_fairness(one_class, codes, source), abs=1e-12)
+    assert got["fairness"] > 0.0  # targets 1 and 2 still scored after target 0's skip
+
+
+def test_the_images_read_are_the_training_rows_then_each_pairs_intervened_rows():
+    source = ToySource()
+    draw = draw_fairness(source, np.random.default_rng(1), 5, 2)
+    got = needed_indices(source, {"fairness": draw})
+    intervened = draw.intervened(source.factor_sizes)
+    want = [source.index_of(draw.train)]
+    want += [source.index_of(intervened[pair].reshape(-1, 3)) for pair in draw.pairs]
+    np.testing.assert_array_equal(got, np.concatenate(want))

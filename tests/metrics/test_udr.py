@@ -3,6 +3,8 @@ up to permutation and sign, unrelated and rotated models, the KL filter, the med
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,27 @@ def test_relative_strength_by_hand(r, expected):
 
 def test_an_empty_matrix_scores_zero():
     assert relative_strength(np.zeros((0, 3))) == 0.0
+
+
+def test_standardised_codes_and_inactive_latents():
+    codes = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [5.0, 5.0, 9.0]])
+    scaled = standardised(codes, np.array([True, True, False]))
+    np.testing.assert_allclose(scaled[:, 0], [-np.sqrt(1.5), 0.0, np.sqrt(1.5)])  # σ² = 8/3
+    np.testing.assert_array_equal(scaled[:, 1], 0.0)  # constant: 0, not a division by 0
+    np.testing.assert_array_equal(scaled[:, 2], 0.0)  # inactive: zeroed
+
+
+def test_dead_latents_raise_no_warnings():
+    """0/0 in the relative strength and constant latents in Spearman's ρ are expected (dead
+    latents), so they must not print numpy warnings into a user's log."""
+    rng = np.random.default_rng(6)
+    codes = np.c_[rng.normal(size=(100, 2)), np.zeros(100)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert relative_strength(np.zeros((2, 2))) == 0.0
+        r = similarity(codes, codes, "spearman")
+        np.testing.assert_allclose(r[2], 0.0)
+        udr([codes, codes], [np.ones(3)] * 2, "spearman")
 
 
 def test_kl_per_latent_by_hand():

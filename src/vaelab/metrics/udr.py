@@ -44,21 +44,21 @@ def relative_strength(r: np.ndarray) -> float:
     """½ (mean over columns of max² / sum + mean over rows of the same); 0/0 counts 0."""
     if r.size == 0:
         return 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(invalid="ignore"):
         columns = np.nan_to_num(r.max(axis=0) ** 2 / r.sum(axis=0))
         rows = np.nan_to_num(r.max(axis=1) ** 2 / r.sum(axis=1))
     return float((columns.mean() + rows.mean()) / 2.0)
 
 
 def similarity(
-    a: np.ndarray, b: np.ndarray, method: Similarity = "lasso", alpha: float = LASSO_ALPHA
+    a: np.ndarray, b: np.ndarray, method: Similarity, alpha: float = LASSO_ALPHA
 ) -> np.ndarray:
     """R ``[D_a, D_b]`` between the latents of codes ``a [N, D_a]`` and ``b [N, D_b]``."""
     if method == "lasso":
         return np.abs(Lasso(alpha=alpha).fit(a, b).coef_).reshape(b.shape[1], a.shape[1]).T
     if method == "spearman":
         ranks = rankdata(np.concatenate([a, b], axis=1), axis=0)  # ρ: Pearson of ranks
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(invalid="ignore"):
             rho = np.corrcoef(ranks, rowvar=False)[: a.shape[1], a.shape[1] :]
         return np.nan_to_num(np.abs(rho))  # constant (zeroed) latents: 0
     raise ValueError(f"unknown similarity {method!r}; choose lasso or spearman")

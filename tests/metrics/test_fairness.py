@@ -131,6 +131,10 @@ def test_equals_the_definition_computed_one_value_at_a_time():
     got = fairness_from_draw(one_class, codes, source)
     assert got == pytest.approx(reference_fairness(one_class, codes, source), abs=1e-12)
     assert got["fairness"] > 0.0  # targets 1 and 2 still scored after target 0's skip
+    # three rows per pair: some sensitive values see classes that others never do
+    few = draw_fairness(source, np.random.default_rng(4), 600, 3)
+    got = fairness_from_draw(few, codes, source)
+    assert got == pytest.approx(reference_fairness(few, codes, source), abs=1e-12)
 
 
 def test_the_images_read_are_the_training_rows_then_each_pairs_intervened_rows():

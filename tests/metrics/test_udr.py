@@ -143,3 +143,14 @@ def test_bad_input_is_refused():
         udr([ORTHOGONAL], [ACTIVE])
     with pytest.raises(ValueError, match="unknown similarity"):
         similarity(ORTHOGONAL, ORTHOGONAL, "pearson")
+
+
+def test_the_threshold_and_alpha_are_the_ones_given():
+    """A latent at exactly the threshold is inactive (it must exceed it); Lasso's α sets a
+    copy's score to 1 − α."""
+    rng = np.random.default_rng(7)
+    codes = rng.normal(size=(3000, 2))
+    kl = np.array([0.01, 0.02])
+    assert udr([codes, codes], [kl, kl]).active[0].tolist() == [False, True]
+    shrunk = udr([codes, codes], [np.ones(2)] * 2, "lasso", alpha=0.3).scores
+    np.testing.assert_allclose(shrunk, 0.7, atol=1e-3)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import time
 
@@ -72,6 +73,9 @@ def main() -> None:
         help="no whole pass (a quick look on a CPU): images rendered as the draws read them",
     )
     args = parser.parse_args()
+    # the suite's line per metric as it ends: a run cut short still shows what it reached
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    logging.getLogger("vaelab").setLevel(logging.INFO)
 
     source = ProceduralDSprites(args.cache_dir)
     start = time.perf_counter()

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from .conftest import run_cli
+from .metrics.test_sample_quality import without_internet
 from .test_untrusted_files import Marker
 
 # overrides (with {tmp} for the test's folder), words the message must contain
@@ -69,6 +70,11 @@ BAD_INPUTS = [
     ("evaluation=full +evaluation.suite.num_codes=5",
      "`evaluation.suite` has unknown settings ['num_codes']"),
     ("data.subset=0.001 data.batch_size=1024", "fewer than one batch of data.batch_size=1024"),
+    ("evaluation=full evaluation.fid.features=100", "`evaluation.fid.features` must be inception"),
+    ("evaluation=full evaluation.fid.num_samples=1",
+     "`evaluation.fid.num_samples` must be a whole number >= 2"),
+    ("evaluation=udr", "`evaluation` builds a UDREvaluation, which cannot run at the end of "
+                       "training"),
     # keys a class does not take: Hydra's block, as one paragraph and exit 2
     ("+data.colour=red", "the data (`data`) cannot be built from the config"),
     ("+model.objective.temperature=2", "the model (`model`, `arch`, `beta_schedule`, `optimizer`) "
@@ -124,3 +130,13 @@ def test_bad_input_exits_2_with_its_message(files: Path, overrides: str, message
     assert "Traceback" not in result.stderr
     metrics = run_dir / "metrics.json"
     assert not metrics.exists() or json.loads(metrics.read_text())["status"] != "completed"
+
+
+def test_fid_without_the_inception_weights_stops_before_training(tmp_path: Path, monkeypatch):
+    offline, run_dir = without_internet(monkeypatch, tmp_path), tmp_path / "run"
+    result = run_cli(run_dir, "trainer=cpu", "evaluation=full", process=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    message = result.stderr.strip()
+    assert message.startswith("error: FID and KID (evaluation.fid) need the Inception v3 weights")
+    assert f"put it at {offline} " in message and len(message.splitlines()) == 1
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, TINY, read_metrics, run_cli, run_program
+from .metrics.test_sample_quality import without_internet
 from .test_sweep import sweep
 
-# A small evaluation: IWAE on 8 images, the shared-code metrics and BetaVAE / FactorVAE.
+# A small evaluation: IWAE on 8 images, the shared-code metrics and BetaVAE / FactorVAE, FID
+# and KID of 200 samples with the small feature network (not Inception: no weights, CPU time).
 EVAL = [
     "evaluation=full",
     "evaluation.iwae_k=8",
@@ -25,6 +27,8 @@ EVAL = [
     "evaluation.suite.num_variance_estimate=200",
     "evaluation.suite.downstream_sizes=[10,100]",
     "evaluation.suite.fairness_per_class=5",
+    "evaluation.fid.features={_target_:vaelab.metrics.sample_quality.PixelFeatures}",
+    "evaluation.fid.num_samples=200",
 ]
 
 
@@ -66,6 +70,8 @@ def test_eval_equals_the_in_training_evaluation_and_skips_when_done(run_copy: Pa
     assert saved["settings"]["suite"]["num_train"] == 200 and saved["settings"]["seed"] == 0
     values = {k: v for k, v in saved["metrics"].items() if "/time/" not in k}
     assert "disent/beta_vae_eval" in values and "disent/factor_vae_eval" in values
+    assert values["test/fid"] > 0 and {"test/kid", "test/kid_std"} <= set(values)
+    assert saved["settings"]["fid"]["features"].endswith("PixelFeatures(size=8)")
     assert {k: trained_values[k] for k in values} == values  # the same values, exactly
     merged = read_metrics(run_copy)
     assert merged["status"] == "completed" and merged["evaluations"]["full"]["step"] == 6
@@ -185,6 +191,19 @@ def test_missing_data_is_said_with_where_to_put_it(run_copy: Path, tmp_path: Pat
     assert result.returncode == 2, result.stderr[-2000:]
     assert "3dshapes" in result.stderr.lower() and len(result.stderr.strip().splitlines()) == 1
     assert snapshot(run_copy) == before
+
+
+def test_fid_without_the_inception_weights_is_one_paragraph_and_exit_2(run_copy: Path, monkeypatch):
+    offline = without_internet(monkeypatch, run_copy.parent)
+    inception = [a for a in EVAL if not a.startswith("evaluation.fid.features")]
+    before = read_metrics(run_copy)
+    result = eval_cli(f"run={run_copy}", *inception, data=run_copy.parent / "data")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    message = result.stderr.strip()
+    assert message.startswith("error: FID and KID (evaluation.fid) need the Inception v3 weights")
+    assert f"put it at {offline} " in message and "evaluation.fid=null" in message
+    assert "Traceback" not in message and len(message.splitlines()) == 1
+    assert read_metrics(run_copy) == before and not (run_copy / "evaluation").exists()
 
 
 def test_no_target_is_exit_2():

@@ -77,10 +77,13 @@ def test_the_evaluation_suite_runs_on_the_gpu(tmp_path: Path):
         "evaluation.suite.num_train=300", "evaluation.suite.num_test=200",
         "evaluation.suite.num_variance_estimate=300", "evaluation.suite.batch_size=16",
         "evaluation.suite.downstream_sizes=[10,100]", "evaluation.suite.fairness_per_class=5",
+        "evaluation.fid.features={_target_:vaelab.metrics.sample_quality.PixelFeatures}",
+        "evaluation.fid.num_samples=200",
     )  # fmt: skip
     for key in ("mig", "dci_d", "sap", "modularity", "beta_vae_eval", "factor_vae_eval", "irs",
                 "downstream_lr_100", "downstream_gbt_100"):  # fmt: skip
         assert 0.0 <= metrics["metrics"][f"disent/{key}"] <= 1.0, key
+    assert metrics["metrics"]["test/fid"] > 0 and metrics["metrics"]["test/kid_std"] >= 0
 
 
 def test_the_suite_gives_the_cpu_values_on_the_gpu():

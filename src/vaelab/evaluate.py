@@ -5,6 +5,9 @@ for metrics.json and the loggers, and the suite's matrices for the heat-map figu
 - ``test/nll_iw``: −log p(x) estimated with the IWAE bound, log (1/k) Σ_i p(x, z_i)/q(z_i|x),
   k samples per image, on ``iwae_images`` test images (nats per image; variational models);
 - ``test/active_units``: latents with Cov_x(E_q[z]) > 0.01 (Burda et al. 2016);
+- ``test/psnr``, ``test/ssim``: reconstruction quality (vaelab.metrics.image_quality);
+- ``test/fid``, ``test/kid``, ``test/kid_std``: prior samples against test images in one
+  feature network's features (vaelab.metrics.sample_quality);
 - ``disent/<metric>``: MIG, DCI, SAP, modularity/explicitness, BetaVAE and FactorVAE scores
   with disentanglement_lib's definitions (vaelab.metrics), every distinct image encoded
   once, and ``disent/time/<metric>`` in seconds.
@@ -24,6 +27,7 @@ from omegaconf import OmegaConf
 from vaelab.data import ImageDataModule
 from vaelab.metrics import active_units, log_likelihood_iw
 from vaelab.metrics.image_quality import reconstruction_quality
+from vaelab.metrics.sample_quality import SampleQuality
 from vaelab.metrics.suite import SuiteResult, run_suite
 from vaelab.module import VAEModule
 
@@ -49,9 +53,11 @@ class Evaluator:
         suite: dict[str, Any] | None = None,
         seed: int = 0,
         quality_images: int | None = 0,
+        fid: SampleQuality | None = None,
     ) -> None:
         self.iwae_k, self.iwae_images = iwae_k, iwae_images
         self.quality_images = quality_images  # PSNR / SSIM of reconstructions (None: all)
+        self.fid = fid  # FID / KID of prior samples (None: not measured)
         if OmegaConf.is_config(suite):  # plain values, for metrics.json (lists included)
             suite = OmegaConf.to_container(suite, resolve=True)
         self.metrics, self.suite, self.seed = tuple(disentanglement), dict(suite or {}), seed
@@ -62,9 +68,16 @@ class Evaluator:
             "iwae_k": self.iwae_k, "iwae_images": self.iwae_images,
             "disentanglement": list(self.metrics), "suite": self.suite, "seed": self.seed,
             "quality_images": self.quality_images,
+            "fid": None if self.fid is None else self.fid.settings(),
         }  # fmt: skip
 
+    def check_available(self) -> None:
+        """``ConfigError`` now for what would fail only at the end: FID's feature network."""
+        if self.fid is not None:
+            self.fid.check_available()
+
     def __call__(self, module: VAEModule, datamodule: ImageDataModule) -> Evaluation:
+        self.check_available()
         module.eval()
         out = Evaluation()
         if module.objective.variational and self.iwae_k > 0 and self.iwae_images > 0:
@@ -88,6 +101,16 @@ class Evaluator:
             log.info(
                 "%-12s %6.1f s  psnr %.2f dB, ssim %.4f (%d test images)", "quality", seconds,
                 quality["psnr"], quality["ssim"], len(test),
+            )  # fmt: skip
+        if self.fid is not None:
+            start = time.perf_counter()
+            test = datamodule.split_images("test", self.fid.num_samples)
+            fid = self.fid(module.sample, test, seed=self.seed, device=module.device)
+            out.values.update({f"test/{k}": v for k, v in fid.items()})
+            log.info(
+                "%-12s %6.1f s  fid %.4g, kid %.4g ± %.2g (%d samples, %d test images)", "fid",
+                time.perf_counter() - start, fid["fid"], fid["kid"], fid["kid_std"],
+                self.fid.num_samples, len(test),
             )  # fmt: skip
         if not self.metrics:
             return out

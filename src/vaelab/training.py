@@ -22,10 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.callbacks import ModelSummary, TrainingSpeed
 from vaelab.checkpoint import check_checkpoint, find_resumable
+from vaelab.cli import command
 from vaelab.compile import compile_networks
 from vaelab.config import ConfigError, building, validate
 from vaelab.console import route_lightning_logs
 from vaelab.data import ImageDataModule
+from vaelab.evaluate import Evaluator
 from vaelab.io import write_json_atomic
 from vaelab.loggers import finish_loggers
 from vaelab.module import VAEModule
@@ -123,6 +125,22 @@ def resolve_checkpoint(cfg: DictConfig) -> str | None:
     return None if found is None else str(found)
 
 
+def build_evaluator(cfg: DictConfig) -> Evaluator:
+    """The end-of-run evaluation, built and checked (FID's network and weights loaded) before
+    training instead of after it."""
+    with building("the evaluation (`evaluation`)"):
+        evaluator = instantiate(cfg.evaluation)
+    if not isinstance(evaluator, Evaluator):
+        raise ConfigError(
+            f"`evaluation` builds a {type(evaluator).__name__}, which cannot run at the end of "
+            f"training; train with evaluation=fast, full or none (vaelab.evaluate.Evaluator). "
+            f"evaluation=udr compares the models of a finished sweep: {command('eval')} "
+            f"sweep=<sweep folder> evaluation=udr."
+        )
+    evaluator.check_available()
+    return evaluator
+
+
 def check_figure_settings(cfg: DictConfig) -> None:
     """The end-of-run figures' settings, checked before training instead of after it."""
     try:
@@ -162,6 +180,7 @@ def run(cfg: DictConfig) -> float | None:
         datamodule.check_available()
         with building("the model (`model`, `arch`, `beta_schedule`, `optimizer`)"):
             module = build_module(cfg)
+        evaluator = build_evaluator(cfg) if chief else None  # evaluation is rank zero's
         ckpt_path = resolve_checkpoint(cfg)
         unsafe = bool(cfg.get("allow_unsafe_checkpoints", False))
         if ckpt_path is not None:
@@ -184,7 +203,7 @@ def run(cfg: DictConfig) -> float | None:
         test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         if not trainer.is_global_zero:  # evaluation, figures and metrics.json are rank zero's
             return None
-        evaluation = instantiate(cfg.evaluation)(module, datamodule)
+        evaluation = (evaluator or build_evaluator(cfg))(module, datamodule)
         for logger in trainer.loggers:
             logger.log_metrics(evaluation.values, step=trainer.global_step)
         figures = save_run_figures(

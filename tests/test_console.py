@@ -29,9 +29,9 @@ def test_lightning_lines_once_no_advertisement_and_log_lines_of_progress(cli):
 
 
 def test_the_summary_leaves_the_run_unchanged(cli):
-    with_summary, result = cli(SUMMARY, name="with", process=True)
+    with_summary, result = cli(SUMMARY, name="with")
     assert result.returncode == 0, result.stderr[-3000:]
-    without, result = cli(name="without", process=True)
+    without, result = cli(name="without")
     assert result.returncode == 0, result.stderr[-3000:]
 
     def losses(run_dir):  # every metric but the measured speed

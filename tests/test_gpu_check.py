@@ -32,12 +32,10 @@ def test_the_tiny_run_goes_through_every_part_and_writes_the_figures(tmp_path: P
         "bench": "passed",
         "metrics": "passed",
     }
-    gpu_tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "gpu", "--collect-only", "-q", "-p",
-         "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    collected = sum(1 for line in gpu_tests.splitlines() if "::" in line)
-    assert collected >= 12 and record["parts"]["tests"]["counts"]["skipped"] == collected
+    # every GPU test was collected and skipped here (-v names each): none ran, none failed
+    counts = record["parts"]["tests"]["counts"]
+    skipped = (out / "tests.log").read_text().count(" SKIPPED")
+    assert set(counts) == {"skipped", "deselected"} and counts["skipped"] == skipped >= 13
     (row,) = record["throughput"]
     assert row["vaelab_images_per_s"] > 0 and row["bare_images_per_s"] > 0
     suite = record["metric_suite"]

@@ -81,8 +81,12 @@ def run_program(script: str, args: list[str], env: dict[str, str]) -> subprocess
     from vaelab.console import logging_restored
 
     main = importlib.import_module(PROGRAMS[script]).main
+    import torch
+
     out, err, status = io.StringIO(), io.StringIO(), 0
     environ, argv, cwd = os.environ.copy(), sys.argv[:], os.getcwd()
+    # trainer.deterministic=true switches torch's deterministic algorithms on for the process
+    deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         os.environ.update(env)
         sys.argv = [str(ROOT / "src" / script), *args]
@@ -105,6 +109,7 @@ def run_program(script: str, args: list[str], env: dict[str, str]) -> subprocess
         os.environ.update(environ)
         GlobalHydra.instance().clear()
         HydraConfig.instance().cfg = None
+        torch.use_deterministic_algorithms(deterministic)
     return subprocess.CompletedProcess([script, *args], status, out.getvalue(), err.getvalue())
 
 

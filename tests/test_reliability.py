@@ -64,7 +64,7 @@ def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(
     assert saved == 40  # mid-epoch: 25 batches per epoch
 
     resumed = runs / "c_resumed"
-    result = run_cli(resumed, *overrides)  # the same command again
+    result = run_cli(resumed, *overrides, process=False)  # the same command again
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(resumed)
     assert metrics["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
@@ -99,7 +99,7 @@ def test_resume_false_starts_afresh_and_ckpt_path_last_resumes(tmp_path: Path, m
     killed = runs / "a_killed"
     assert run_cli(killed, *overrides, *KILL_AT_3).returncode == -signal.SIGKILL
     resumed = runs / "b_resumed"  # ckpt_path=last: the newest unfinished run of these overrides
-    result = run_cli(resumed, *overrides, "ckpt_path=last")
+    result = run_cli(resumed, *overrides, "ckpt_path=last", process=False)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(resumed)
     assert metrics["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
@@ -107,7 +107,7 @@ def test_resume_false_starts_afresh_and_ckpt_path_last_resumes(tmp_path: Path, m
     killed_again = runs / "c_killed"
     assert run_cli(killed_again, *overrides, *KILL_AT_3).returncode == -signal.SIGKILL
     fresh = runs / "d_fresh"  # an unfinished run of these overrides exists, but resume=false
-    result = run_cli(fresh, *overrides, "resume=false")
+    result = run_cli(fresh, *overrides, "resume=false", process=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed_from" not in read_metrics(fresh) and read_metrics(fresh)["start_step"] == 0
 
@@ -119,11 +119,11 @@ def test_factor_vae_killed_and_resumed_equals_an_uninterrupted_run(tmp_path: Pat
     overrides = [*TINY, "model=factor_vae", "trainer.deterministic=true",
                  f"paths.log_dir={tmp_path / 'outputs'}"]  # fmt: skip
     whole = runs / "a_whole"
-    assert run_cli(whole, *overrides).returncode == 0
+    assert run_cli(whole, *overrides, process=False).returncode == 0
     killed = runs / "b_killed"
     assert run_cli(killed, *overrides, *KILL_AT_3).returncode == -signal.SIGKILL
     resumed = runs / "c_resumed"
-    result = run_cli(resumed, *overrides)
+    result = run_cli(resumed, *overrides, process=False)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(resumed)
     assert metrics["start_step"] == 3 and metrics["step"] == 6

@@ -104,7 +104,8 @@ def test_another_seed_and_an_earlier_checkpoint_go_to_their_own_files(run_copy: 
     data = run_copy.parent / "data"
     earlier = run_copy / "checkpoints" / "step0000003.ckpt"
     assert earlier.is_file()
-    result = eval_cli(f"run={run_copy}", *EVAL, f"ckpt_path={earlier}", "seed=1", data=data)
+    args = [f"ckpt_path={earlier}", "seed=1"]
+    result = eval_cli(f"run={run_copy}", *EVAL_LIGHT, *args, data=data)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((run_copy / "evaluation" / "full-step3.json").read_text())
     assert saved["step"] == 3 and saved["settings"]["seed"] == 1

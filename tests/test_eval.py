@@ -213,6 +213,7 @@ def test_fid_without_the_inception_weights_is_one_paragraph_and_exit_2(run_copy:
     assert f"put it at {offline} " in message and "evaluation.fid=null" in message
     assert "Traceback" not in message and len(message.splitlines()) == 1
     assert read_metrics(run_copy) == before and not (run_copy / "evaluation").exists()
+    assert "(step 6)" not in result.stdout + result.stderr  # said before the run was loaded
 
 
 def test_no_target_is_exit_2():

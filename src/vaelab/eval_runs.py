@@ -110,6 +110,7 @@ def evaluate_run(
         evaluator = instantiate(cfg.evaluation)
     except Exception as error:
         raise ConfigError(f"evaluation={name} cannot be built: {error}") from None
+    evaluator.check_available()  # e.g. FID's network and weights, before the run is loaded
     settings = evaluator.settings()
     checkpoint = Path(ckpt_path) if ckpt_path is not None else run_dir / LAST
     sha = file_sha256(checkpoint) if checkpoint.is_file() else ""

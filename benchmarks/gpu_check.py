@@ -136,10 +136,16 @@ def part(name: str, cmd: list[str], out: Path, limit: float) -> dict:
 
 
 def test_counts(log: Path) -> dict[str, int]:
-    """pytest's last summary line (``3 passed, 1 failed, 2 skipped in ...``) as counts."""
+    """pytest's last summary line (``3 passed, 1 failed, 2 skipped in ...``) as counts; for a
+    run cut short (no summary), its ``-v`` result lines counted, with ``unfinished: 1``."""
     pattern = r"(\d+) (passed|failed|skipped|errors?|deselected)"
-    lines = [line for line in log.read_text().splitlines() if re.search(pattern + ".* in ", line)]
-    return {word: int(n) for n, word in re.findall(pattern, lines[-1])} if lines else {}
+    text = log.read_text() if log.is_file() else ""
+    lines = [line for line in text.splitlines() if re.search(pattern + ".* in ", line)]
+    if lines:
+        return {word: int(n) for n, word in re.findall(pattern, lines[-1])}
+    ended = re.findall(r"\b(PASSED|FAILED|SKIPPED|ERROR)\b tests/", text)
+    counts = {word.lower(): ended.count(word) for word in sorted(set(ended))}
+    return {**counts, "unfinished": 1} if counts else {}
 
 
 def read_json(path: Path) -> dict | None:

@@ -43,3 +43,16 @@ def test_the_tiny_run_goes_through_every_part_and_writes_the_figures(tmp_path: P
     assert {p.name for p in out.iterdir()} == {
         "cpu-tiny.json", "tests.log", "bench.log", "bench.json", "metrics.log", "metrics.json",
     }  # fmt: skip
+
+
+def test_counts_read_the_summary_or_for_a_run_cut_short_its_result_lines(tmp_path: Path):
+    log = tmp_path / "tests.log"
+    log.write_text("....\n== 12 passed, 1 skipped, 590 deselected in 180.2s ==\n")
+    assert gpu_check.test_counts(log) == {"passed": 12, "skipped": 1, "deselected": 590}
+    log.write_text(  # -v lines of xdist workers, then the limit: no summary
+        "[gw0] [  7%] PASSED tests/test_gpu.py::test_a \n"
+        "[gw1] [ 15%] PASSED tests/test_gpu.py::test_b \n"
+        "[gw2] [ 23%] FAILED tests/test_gpu.py::test_c \n"
+    )
+    assert gpu_check.test_counts(log) == {"passed": 2, "failed": 1, "unfinished": 1}
+    assert gpu_check.test_counts(tmp_path / "missing.log") == {}

@@ -155,21 +155,23 @@ def evaluate_group(
 def evaluate_sweep_udr(sweep_dir: str | Path, evaluation: UDREvaluation, **options) -> int:
     """UDR for every group of a sweep's completed jobs; returns the number of jobs that failed."""
     done, others = sweep_jobs(sweep_dir)
-    scored, alone, failed = [], [], []
+    scored: list[list[Path]] = []  # the groups scored (or found done)
+    alone, failed = [], []
     for group in groups(done):
         if len(group) < 2:
             alone += group
             continue
         try:
             evaluate_group(group, evaluation, **options)
-            scored += group
+            scored.append(group)
         except Exception as error:
             log.debug("%s", traceback.format_exc())
             for job in group:
                 record_failure(job, NAME, error)
                 failed.append((job, f"{type(error).__name__}: {error}"))
-    print(f"sweep {sweep_dir}: evaluation={NAME} of {len(scored)} of {len(done)} completed jobs "
-          f"in {len(groups(scored))} groups of the same hyperparameters")  # fmt: skip
+    jobs = sum(len(group) for group in scored)
+    print(f"sweep {sweep_dir}: evaluation={NAME} of {jobs} of {len(done)} completed jobs "
+          f"in {len(scored)} groups of the same hyperparameters")  # fmt: skip
     for job in alone:
         print(f"  no UDR for {job.name}: no other seed of its hyperparameters completed")
     for job, error in failed:

@@ -160,6 +160,10 @@ PROGRAM_TESTS = (
     "tests/viz/test_cli_figures.py",
     "tests/viz/test_compare.py::test_the_experiment_runs_through_its_cli",
     "tests/data/test_downloads.py::test_cli_reports_missing_data_in_one_paragraph_with_status_2",
+    "tests/data/test_mpi3d.py::test_cli_trains_on_a_subset_read_through_the_memory_map",
+    "tests/data/test_smallnorb_cars3d.py::test_trains_through_the_cli",
+    "tests/data/test_own_data.py::test_own_images_and_factors_train_and_are_evaluated",
+    "tests/data/test_own_data.py::test_bad_own_data_exits_2_with_one_paragraph_before_training",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -61,9 +62,20 @@ def test_all_groups_have_options():
     assert named <= set(OPTIONS)
 
 
+REQUIRED = {
+    "data=images": ["data.path=my_images"],
+    "data=factors": ["data.path=my_images", "data.factors=my_factors.csv"],
+}
+
+
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_builds(group: str, option: str, tmp_path: Path):
-    cfg = compose_train(f"{group}={option}", tmp=tmp_path)
+    given = REQUIRED.get(f"{group}={option}", [])
+    if given:  # the user's data: its files are named on the command line
+        key = given[0].split("=")[0]
+        with pytest.raises(ConfigError, match=re.escape(f"`{key}` has no value")):
+            validate(compose_train(f"{group}={option}", tmp=tmp_path))
+    cfg = compose_train(f"{group}={option}", *given, tmp=tmp_path)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     validate(cfg)
     module = build_module(cfg)

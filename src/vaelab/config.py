@@ -6,17 +6,22 @@ allowed; ``ConfigError`` carries them all and the entry point exits with status 
 
 from __future__ import annotations
 
+import inspect
+import json
 import numbers
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import command
+from vaelab.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
 
@@ -92,10 +97,6 @@ def normalize_overrides(args: list[str]) -> list[str]:
             arg = "precision=" + ",".join(PRECISION_ALIASES.get(v, v) for v in values)
         out.append(arg)
     return out
-
-
-class ConfigError(ValueError):
-    """The composed config cannot be run; the message says what to change."""
 
 
 def _get(cfg: DictConfig, key: str):
@@ -202,6 +203,49 @@ def _image_size_problems(cfg: DictConfig) -> list[str]:
             f"one of these or use arch=mlp."
         ]
     return []
+
+
+def _missing_problems(cfg: DictConfig) -> list[str]:
+    """Settings a config group leaves to the command line (``???``), e.g. ``data.path``."""
+    return [f"`{key}` has no value: give it on the command line ({key}=...)." for key in
+            _missing_keys(cfg)]  # fmt: skip
+
+
+def _missing_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of ``???`` values, found without resolving any interpolation."""
+    found = []
+    for key in node:
+        if OmegaConf.is_missing(node, key):
+            found.append(f"{prefix}{key}")
+        elif not OmegaConf.is_interpolation(node, key) and isinstance(node[key], DictConfig):
+            found += _missing_keys(node[key], f"{prefix}{key}.")
+    return found
+
+
+def _data_setting_problems(cfg: DictConfig) -> list[str]:
+    """Keys of ``data`` that a data module taking ``**source_settings`` would swallow: each
+    must be one of its parameters or be passed on to ``data.source`` by interpolation."""
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or not isinstance(data.get("source"), DictConfig):
+        return []
+    try:
+        params = inspect.signature(get_class(data.get("_target_", ""))).parameters
+    except Exception:  # an unknown target: Hydra's own error says so when it is built
+        return []
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return []  # unknown keys already fail as unexpected arguments
+    passed = json.dumps(OmegaConf.to_container(data.source, resolve=False))
+    unused = [
+        key for key in data
+        if key not in params and key != "_target_"
+        and not re.search(r"\$\{\.+" + re.escape(str(key)) + r"\}", passed)
+    ]  # fmt: skip
+    settings = sorted(k for k in data if k not in unused and k not in ("_target_", "source"))
+    return [
+        f"the data (`data`) cannot be built from the config: `data.{key}` is not one of its "
+        f"settings ({', '.join(settings)})."
+        for key in unused
+    ]
 
 
 def _data_problems(cfg: DictConfig) -> list[str]:
@@ -319,10 +363,12 @@ def building(what: str) -> Iterator[None]:
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` listing every problem found in ``cfg``."""
     problems = (
-        _range_problems(cfg)
+        _missing_problems(cfg)
+        + _range_problems(cfg)
         + _choice_problems(cfg)
         + _image_size_problems(cfg)
         + _data_problems(cfg)
+        + _data_setting_problems(cfg)
         + _model_problems(cfg)
         + _checkpoint_problems(cfg)
         + _evaluation_problems(cfg)

@@ -3,5 +3,9 @@
 from __future__ import annotations
 
 
+class ConfigError(ValueError):
+    """The composed config cannot be run; the message says what to change (exit status 2)."""
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite (``trainer.nan_policy=stop``)."""

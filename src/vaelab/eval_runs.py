@@ -125,7 +125,7 @@ def evaluate_run(
     log.info("%s: evaluation=%s of %s (step %d) on %s", run_dir, name,
              checkpoint.name, loaded.step, loaded.module.device)  # fmt: skip
     loaded.datamodule.setup("test")
-    values = evaluator(loaded.module, loaded.datamodule).values
+    evaluated = evaluator(loaded.module, loaded.datamodule)
     result = {
         "status": "completed",
         "evaluation": name,
@@ -133,9 +133,11 @@ def evaluate_run(
         "checkpoint_sha256": sha,
         "step": loaded.step,
         "settings": settings,
-        "metrics": values,
+        "metrics": evaluated.values,
         "elapsed_s": round(time.time() - start, 3),
     }
+    if evaluated.notes:
+        result["notes"] = evaluated.notes
     path = result_path(run_dir, name, loaded.step, final_step)
     write_json_atomic(path, result)
     if path.name == f"{name}.json" and final_step is not None:

@@ -40,6 +40,7 @@ class Evaluation:
 
     values: dict[str, float] = field(default_factory=dict)
     suite: SuiteResult | None = None
+    notes: list[str] = field(default_factory=list)  # what the values do not say themselves
 
 
 class Evaluator:
@@ -118,8 +119,21 @@ class Evaluator:
             log.info("%s has no ground-truth factors: disentanglement metrics skipped",
                      datamodule.source.name)  # fmt: skip
             return out
+        source, metrics = datamodule.source, self.metrics
+        if source.binned_factors:
+            out.notes.append(
+                f"factors {', '.join(source.binned_factors)} take real values: binned into "
+                f"equal-width classes for the metrics (data.factor_bins)"
+            )
+        if not source.is_grid and "fairness" in metrics:
+            out.notes.append(
+                "fairness skipped: it needs an image of every combination of the factors' classes"
+            )
+            metrics = tuple(m for m in metrics if m != "fairness")
+        for note in out.notes:
+            log.info("%s: %s", source.name, note)
         out.suite = run_suite(
-            datamodule.source, self._encoder(module), self.seed, self.metrics,
+            source, self._encoder(module), self.seed, metrics,
             images=datamodule.source_images, device=module.device, **self.suite,
         )  # fmt: skip
         out.values.update(out.suite.values)

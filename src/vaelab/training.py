@@ -220,6 +220,8 @@ def run(cfg: DictConfig) -> float | None:
             metrics={**fit_metrics, **_scalars(test_metrics), **evaluation.values},
             figures=[str(f) for f in figures],
         )
+        if evaluation.notes:
+            record["notes"] = evaluation.notes
     except ConfigError:
         record["status"] = "invalid"  # bad input: no run happened, the folder as it was
         if chief and earlier is not None:

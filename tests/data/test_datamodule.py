@@ -40,7 +40,8 @@ def make(**kwargs) -> ImageDataModule:
         channels=1,
         seed=3,
     )
-    dm = ImageDataModule(Numbered(), **{**defaults, **kwargs})
+    source = kwargs.pop("source", None) or Numbered()
+    dm = ImageDataModule(source, **{**defaults, **kwargs})
     dm.setup("fit")
     return dm
 
@@ -116,3 +117,38 @@ def test_wrong_channel_count_is_a_clear_error():
 def test_shuffled_batches_drop_last_only_when_asked():
     assert len(ShuffledBatches(10, 4, shuffle=True, drop_last=True)) == 2
     assert [len(b) for b in ShuffledBatches(10, 4, shuffle=False)] == [4, 4, 2]
+
+
+class StreamedNumbered(Numbered):
+    """``Numbered`` read batch by batch; counts the images it is asked for."""
+
+    streamed = True
+    read = prepared = 0
+
+    def prepare_streaming(self):
+        self.prepared += 1
+
+    def images(self, indices=None):
+        out = super().images(indices)
+        self.read += len(out)
+        return out
+
+
+@pytest.mark.parametrize("image_size", [8, 16])
+def test_a_streamed_source_larger_than_memory_gives_the_same_batches_read_batch_by_batch(
+    image_size,
+):
+    limit = 100 * image_size**2 / 2**30  # GiB: less than the 120 images take
+    loaded = make(image_size=image_size, max_memory_gb=1.0)
+    streamed = make(source=StreamedNumbered(), image_size=image_size, max_memory_gb=limit)
+    assert isinstance(loaded.images, torch.Tensor) and streamed.source.read == 0
+    assert streamed.source.prepared == 1
+    first = next(iter(streamed.train_dataloader()))
+    assert streamed.source.read == 8  # the batch, nothing more
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(loaded.split_indices[split], streamed.split_indices[split])
+        assert torch.equal(loaded.split_images(split), streamed.split_images(split))
+    assert torch.equal(first, next(iter(loaded.train_dataloader())))
+    assert first.shape == (8, 1, image_size, image_size) and first.dtype == torch.uint8
+    rows = np.array([5, 77, 3])
+    assert torch.equal(streamed.source_images(rows), loaded.source_images(rows))

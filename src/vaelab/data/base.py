@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 
 
 class DataError(ConfigError):
@@ -33,6 +33,9 @@ class ImageSource(ABC):
 
     name: str = "images"
     binary: bool = False
+    # images(indices) is cheap per batch (a memory map, or rendered on demand): a set larger
+    # than data.max_memory_gb is then read batch by batch rather than copied to a spill file
+    streamed: bool = False
     label_names: Sequence[str] = ()
 
     @property
@@ -56,6 +59,10 @@ class ImageSource(ABC):
     @abstractmethod
     def images(self, indices: np.ndarray | None = None) -> torch.Tensor:
         """uint8 images ``[len(indices), C, H, W]``; all of them when ``indices`` is None."""
+
+    def prepare_streaming(self) -> None:  # noqa: B027 - most sources read batches as they are
+        """Called once before a ``streamed`` source is read batch by batch: make those reads
+        cheap (e.g. write a cache of what each batch would otherwise compute)."""
 
     def labels(self, indices: np.ndarray | None = None) -> np.ndarray | None:
         """int64 labels ``[N, L]`` (columns named by ``label_names``), or None without any."""
@@ -109,6 +116,25 @@ class GroundTruthSource(ImageSource):
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` rows of factor classes drawn uniformly and independently, ``[n, K]``."""
         return np.stack([rng.integers(0, size, n) for size in self.factor_sizes], axis=1)
+
+    @property
+    def binned_factors(self) -> tuple[str, ...]:
+        """Factors of real values binned into classes (none, here)."""
+        return ()
+
+    @property
+    def is_grid(self) -> bool:
+        """Whether every combination of the factors' classes has an image (always, here)."""
+        return True
+
+    def share_factor(
+        self, factors: np.ndarray, fixed: np.ndarray, values: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Rows like ``factors`` ``[N, K]`` whose factor ``fixed[i]`` has class ``values[i]``
+        (the column set; ``rng`` is for sources whose rows do not form a grid)."""
+        out = np.array(factors, dtype=np.int64, copy=True)
+        out[np.arange(len(out)), fixed] = values
+        return out
 
     def images_of(self, classes: np.ndarray) -> torch.Tensor:
         """uint8 images for rows of factor classes ``[N, K] -> [N, C, H, W]``."""

@@ -3,6 +3,7 @@ by indexing. Images stay uint8 until the module turns each batch into floats (x 
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -13,10 +14,12 @@ from torch.utils.data import DataLoader
 
 from vaelab.data.base import DataError, ImageSource
 from vaelab.data.loader import IndexedImages, ResumableLoader, ShuffledBatches
-from vaelab.data.storage import allocate_uint8, is_device, place
+from vaelab.data.storage import StreamedImages, allocate_uint8, is_device, place
 from vaelab.data.transforms import FIT_MODES, fit_uint8
 
 __all__ = ["ImageDataModule"]
+
+log = logging.getLogger(__name__)
 
 LOAD_CHUNK_BYTES = 64 << 20  # source images read, resized and binarised this much at a time
 
@@ -28,7 +31,10 @@ class ImageDataModule(L.LightningDataModule):
     ``image_size``: the side images are brought to by ``fit`` (``resize`` or ``pad``).
     ``binarize``: threshold at mid-grey to 0 / 255 (then ``likelihood`` must be bernoulli).
     ``device``: ``cuda`` keeps the whole set on the GPU when there is room, else the CPU.
-    ``max_memory_gb``: a larger set is memory-mapped from an unnamed file in ``spill_dir``.
+    ``max_memory_gb``: a larger set is memory-mapped from an unnamed file in ``spill_dir``,
+    or read batch by batch when the source is ``streamed``.
+    ``source_settings``: the source's settings that a data yaml shows at its top level for
+    the command line (``data.path``, ``data.variant``), passed to the source by interpolation.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class ImageDataModule(L.LightningDataModule):
         spill_dir: str | Path | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        **source_settings: object,
     ) -> None:
         super().__init__()
         self.source = source
@@ -134,16 +141,26 @@ class ImageDataModule(L.LightningDataModule):
         c, h, w = self.source.image_shape
         shape = (len(chosen), c, self.image_size, self.image_size)
         same = (h, w) == (self.image_size, self.image_size) and not self.binarize
-        if whole and same and math.prod(shape) <= self.max_memory_gb * 2**30:
+        fits = math.prod(shape) <= self.max_memory_gb * 2**30
+        if whole and same and fits:
             return self.source.images(None)
+        if self.source.streamed and not fits:
+            log.info(
+                "The images of %s take %.1f GiB > data.max_memory_gb=%s: read batch by batch",
+                self.source.name, math.prod(shape) / 2**30, self.max_memory_gb,
+            )  # fmt: skip
+            self.source.prepare_streaming()
+            return StreamedImages(self.source, chosen, self._fit, shape[1:])
         out = allocate_uint8(shape, self.max_memory_gb, self.spill_dir)
         chunk = max(1, LOAD_CHUNK_BYTES // (c * h * w))
         for start in range(0, len(chosen), chunk):
             block = self.source.images(chosen[start : start + chunk])
-            out[start : start + len(block)] = fit_uint8(
-                block, self.image_size, self.fit, self.binarize
-            )
+            out[start : start + len(block)] = self._fit(block)
         return out
+
+    def _fit(self, images: torch.Tensor) -> torch.Tensor:
+        """Source images brought to ``image_size`` by ``fit`` (and binarised)."""
+        return fit_uint8(images, self.image_size, self.fit, self.binarize)
 
     def split_images(self, split: str, n: int | None = None) -> torch.Tensor:
         """uint8 images of one split on the CPU: all, or ``n`` spread evenly (for figures)."""
@@ -159,7 +176,7 @@ class ImageDataModule(L.LightningDataModule):
         indices = np.asarray(indices, dtype=np.int64)
         if self.images is not None and len(self.images) == len(self.source):
             return self.images[torch.from_numpy(indices).to(self.images.device)]
-        return fit_uint8(self.source.images(indices), self.image_size, self.fit, self.binarize)
+        return self._fit(self.source.images(indices))
 
     def split_labels(self, split: str) -> np.ndarray | None:
         """The source's labels ``[n, L]`` of one split's images (None when it has none)."""

@@ -4,6 +4,7 @@ bounded memory."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -34,6 +35,7 @@ def missing_error(
 
 
 DOWNLOAD_AGAIN = "Delete it and download it again."
+CACHE_REMEDY = "Delete it and it is made again from the data files on the next run."
 
 
 def corrupt_error(path: Path, problem: str, remedy: str = DOWNLOAD_AGAIN) -> DataError:
@@ -127,3 +129,39 @@ def read_rows(array, indices: np.ndarray, block: int = 1024) -> np.ndarray:
         chunk = np.asarray(array[lo:hi])
         out[order[a:b]] = chunk[sorted_idx[a:b] - lo]
     return out
+
+
+def write_cache(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]) -> None:
+    """A uint8 ``.npy`` of ``shape`` filled by ``fill(array)`` in a temporary file of the same
+    folder, moved into place only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared data folder needs it readable
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        fill(array)
+        array.flush()
+        del array
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_cache(path: Path, shape: tuple[int, ...], remedy: str = CACHE_REMEDY) -> np.ndarray:
+    """The cache memory-mapped read-only, after checking its dtype and shape."""
+    array = read_npy(path, mmap_mode="r", remedy=remedy)
+    if array.shape != shape or array.dtype != np.uint8:
+        problem = f"it holds {array.dtype} {array.shape}, expected uint8 {shape}"
+        raise corrupt_error(path, problem, remedy)
+    return array
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read 4 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()

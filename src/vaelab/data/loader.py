@@ -27,7 +27,9 @@ class IndexedImages(Dataset):
         self.images, self.rows = images, np.asarray(rows, dtype=np.int64)
         if torch_gather is None:
             torch_gather = images.device.type != "cpu"
-        self._array = None if torch_gather else images.numpy()
+        self._array = None
+        if not torch_gather:  # a StreamedImages reads its rows itself
+            self._array = images.numpy() if isinstance(images, torch.Tensor) else images
         self._device_rows = (
             torch.as_tensor(self.rows, device=images.device) if torch_gather else None
         )
@@ -37,7 +39,8 @@ class IndexedImages(Dataset):
 
     def __getitem__(self, indices: list[int] | np.ndarray) -> torch.Tensor:
         if self._array is not None:
-            return torch.from_numpy(self._array[self.rows[np.asarray(indices)]])
+            batch = self._array[self.rows[np.asarray(indices)]]
+            return batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)
         positions = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
         return self.images[self._device_rows[positions]]
 

@@ -1,5 +1,6 @@
 """Where a data set's uint8 images live: host memory, a memory-mapped file when they do not
-fit ``max_memory_gb``, or GPU memory when ``device`` asks for it and there is room."""
+fit ``max_memory_gb``, GPU memory when ``device`` asks for it and there is room, or nowhere:
+read from a ``streamed`` source batch by batch (``StreamedImages``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import logging
 import math
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
+
+Fit = Callable[[torch.Tensor], torch.Tensor]
 
 GPU_HEADROOM_BYTES = 2 << 30  # left free on the GPU for the model and its activations
 
@@ -53,6 +57,10 @@ def place(images: torch.Tensor, device: str) -> torch.Tensor:
     target = torch.device(device)
     if target.type == "cpu":
         return images
+    if isinstance(images, StreamedImages):
+        log.warning("data.device=%s but the images are read batch by batch: they stay on the "
+                    "CPU and each batch is moved", device)  # fmt: skip
+        return images
     if not torch.cuda.is_available():
         log.warning("data.device=%s but CUDA is not available: images stay in CPU memory", device)
         return images
@@ -68,3 +76,25 @@ def place(images: torch.Tensor, device: str) -> torch.Tensor:
         )
         return images
     return images.to(target)
+
+
+class StreamedImages:
+    """``images[rows] = fit(source.images(chosen[rows]))``: a source's images read when a
+    batch asks for them (its memory map, or rendered) instead of copied in whole; indexes
+    like a uint8 CPU tensor ``[len(chosen), C, S, S]``."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, source, chosen: np.ndarray, fit: Fit, shape: tuple[int, ...]) -> None:
+        self.source, self.chosen, self.fit = source, np.asarray(chosen, dtype=np.int64), fit
+        self.shape = (len(self.chosen), *shape)
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def __getitem__(self, rows: torch.Tensor | np.ndarray) -> torch.Tensor:
+        rows = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
+        return self.fit(self.source.images(self.chosen[rows]))

@@ -36,13 +36,12 @@ def draw_beta_vae_points(
     source: GroundTruthSource, num_points: int, rng: np.random.Generator, batch_size: int = 64
 ) -> BetaVAEDraw:
     """For each point a factor k and two batches of factor rows that agree on factor k."""
-    k = len(source.factor_sizes)
-    labels = rng.integers(0, k, num_points)
-    f1 = source.sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, k)
-    f2 = source.sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, k)
-    rows = np.arange(num_points)
-    f2[rows, :, labels] = f1[rows, :, labels]
-    both = np.concatenate([f1, f2]).reshape(-1, k)
+    labels = rng.integers(0, len(source.factor_sizes), num_points)
+    fixed = np.repeat(labels, batch_size)
+    f1 = source.sample_factors(num_points * batch_size, rng)
+    f2 = source.sample_factors(num_points * batch_size, rng)
+    f2 = source.share_factor(f2, fixed, f1[np.arange(len(f1)), fixed], rng)
+    both = np.concatenate([f1, f2])
     return BetaVAEDraw(source.index_of(both).reshape(2, num_points, batch_size), labels)
 
 

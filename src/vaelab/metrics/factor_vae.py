@@ -43,12 +43,12 @@ def draw_votes(
     source: GroundTruthSource, num_points: int, rng: np.random.Generator, batch_size: int = 64
 ) -> VoteDraw:
     """For each vote a factor k and a batch of factor rows sharing the class of factor k."""
-    k = len(source.factor_sizes)
-    labels = rng.integers(0, k, num_points)
-    factors = source.sample_factors(num_points * batch_size, rng).reshape(num_points, -1, k)
-    rows = np.arange(num_points)
-    factors[rows, :, labels] = factors[rows, 0, labels][:, None]
-    indices = source.index_of(factors.reshape(-1, k)).reshape(num_points, batch_size)
+    labels = rng.integers(0, len(source.factor_sizes), num_points)
+    fixed = np.repeat(labels, batch_size)
+    factors = source.sample_factors(num_points * batch_size, rng)
+    first = factors[np.arange(0, len(factors), batch_size), labels]  # each batch's first row
+    factors = source.share_factor(factors, fixed, np.repeat(first, batch_size), rng)
+    indices = source.index_of(factors).reshape(num_points, batch_size)
     return VoteDraw(indices, labels)
 
 

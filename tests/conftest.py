@@ -153,6 +153,7 @@ PROGRAM_TESTS = (
     "tests/test_reliability.py",
     "tests/test_reproduce.py",
     "tests/test_reused_folders.py",
+    "tests/test_slurm.py",
     "tests/test_sweep.py",
     "tests/test_tutorial.py",
     "tests/test_untrusted_files.py",

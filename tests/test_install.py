@@ -51,6 +51,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy = shutil.ignore_patterns("__pycache__")
     shutil.copytree(ROOT / "conf", source / "conf", ignore=copy)
     shutil.copytree(ROOT / "src" / "vaelab", source / "src" / "vaelab", ignore=copy)
+    shutil.copytree(ROOT / "src" / "hydra_plugins", source / "src" / "hydra_plugins", ignore=copy)
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip"]

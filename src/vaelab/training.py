@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -49,6 +50,9 @@ warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*
 # needs (kill-and-resume equality is tested): Lightning's advice to save the state before
 # them does not apply.
 warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
+# A single-process SLURM batch job needs no srun, yet Lightning advises it wherever srun is
+# installed (several tasks without srun fail with Lightning's own error anyway).
+warnings.filterwarnings("ignore", message=".*The `srun` command is available on your system.*")
 
 
 def build_module(cfg: DictConfig) -> VAEModule:
@@ -76,9 +80,13 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     trainer_cfg.pop("nan_policy", None)
     if trainer_cfg.pop("enable_model_summary", True):  # ours, in place of Lightning's default
         callbacks.append(ModelSummary())
+    plugins = [instantiate(p) for p in trainer_cfg.pop("plugins", None) or []]
+    if SLURMEnvironment.detect():  # vaelab.requeue handles the warning signal, not Lightning
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = instantiate(
-        trainer_cfg, callbacks=callbacks, logger=loggers or False, enable_model_summary=False
-    )
+        trainer_cfg, callbacks=callbacks, logger=loggers or False, enable_model_summary=False,
+        plugins=plugins or None,
+    )  # fmt: skip
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return trainer

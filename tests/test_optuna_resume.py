@@ -15,16 +15,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
-import yaml
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import OmegaConf
-from optuna.distributions import UniformDistribution
-from optuna.trial import TrialState, create_trial
 
-from hydra_plugins.vaelab_optuna._resumable import (
+from .conftest import ROOT, TINY
+from .killer import KillAfterCheckpoint
+
+optuna = pytest.importorskip("optuna", reason="the sweep extra (hydra-optuna-sweeper) is missing")
+
+import yaml  # noqa: E402 - after the skip, as the imports below need optuna
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.core.utils import JobReturn, JobStatus  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from optuna.distributions import UniformDistribution  # noqa: E402
+from optuna.trial import TrialState, create_trial  # noqa: E402
+
+from hydra_plugins.vaelab_optuna._resumable import (  # noqa: E402
     JOB,
     OWNER,
     ResumableOptunaSweeperImpl,
@@ -32,9 +37,6 @@ from hydra_plugins.vaelab_optuna._resumable import (
     owner_id,
     tally,
 )
-
-from .conftest import ROOT, TINY
-from .killer import KillAfterCheckpoint
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

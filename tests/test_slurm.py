@@ -99,7 +99,7 @@ def test_a_sweep_through_the_slurm_launcher_completes_and_logs_progress(slurm, t
 
 
 def test_optuna_trials_launched_in_parallel_on_slurm_share_one_study(slurm, tmp_path):
-    import optuna
+    optuna = pytest.importorskip("optuna", reason="the sweep extra is missing")
 
     sweep = tmp_path / "search"
     slurm_sweep(slurm, sweep, "sweep=optuna", "hydra.sweeper.n_trials=2",

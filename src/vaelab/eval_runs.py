@@ -18,7 +18,6 @@ isolated and listed at the end. (``vaelab.eval_args``: src/eval.py's command lin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -32,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import command
 from vaelab.config import ConfigError
+from vaelab.data.files import file_digest
 from vaelab.io import write_json_atomic
 from vaelab.runs import CONFIG, LAST, METRICS, load_run, run_config, run_record
 
@@ -49,11 +49,7 @@ def in_multirun() -> bool:
 
 
 def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(Path(path))
 
 
 def evaluation_config(run_cfg: DictConfig, evaluation: DictConfig, seed: int | None) -> DictConfig:

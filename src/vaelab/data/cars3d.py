@@ -15,7 +15,6 @@ unreadable, is an error that says to delete it.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import urllib.request
@@ -28,7 +27,14 @@ from PIL import Image
 from scipy.io.matlab import MatReadError
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.data.files import corrupt_error, missing_error, read_cache, staged_download, write_cache
+from vaelab.data.files import (
+    corrupt_error,
+    file_digest,
+    missing_error,
+    read_cache,
+    staged_download,
+    write_cache,
+)
 from vaelab.data.smallnorb import LANCZOS, SIDE
 
 NUM_OBJECTS = 183
@@ -177,13 +183,8 @@ class Cars3D(GroundTruthSource):
         archive = root / "nips2015-analogy-data.tar.gz"
         with urllib.request.urlopen(ARCHIVE_URL) as response, open(archive, "wb") as f:
             shutil.copyfileobj(response, f)
-        if self.verify:
-            digest = hashlib.md5(usedforsecurity=False)
-            with open(archive, "rb") as f:
-                while block := f.read(1 << 22):
-                    digest.update(block)
-            if digest.hexdigest() != ARCHIVE_MD5:
-                raise ValueError(f"{archive.name} does not have the published md5 {ARCHIVE_MD5}")
+        if self.verify and file_digest(archive, "md5") != ARCHIVE_MD5:
+            raise ValueError(f"{archive.name} does not have the published md5 {ARCHIVE_MD5}")
         (root / FOLDER).mkdir()
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:

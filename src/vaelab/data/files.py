@@ -158,9 +158,9 @@ def read_cache(path: Path, shape: tuple[int, ...], remedy: str = CACHE_REMEDY) -
     return array
 
 
-def sha256_of(path: Path) -> str:
-    """The sha256 of a file, read 4 MiB at a time."""
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest (``sha256``, ``md5``, ...) of a file, read 4 MiB at a time."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
             digest.update(block)

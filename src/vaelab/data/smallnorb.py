@@ -32,9 +32,9 @@ from PIL import Image
 from vaelab.data.factor_table import FactorTable, TableSource
 from vaelab.data.files import (
     corrupt_error,
+    file_digest,
     missing_error,
     read_cache,
-    sha256_of,
     staged_download,
     write_cache,
 )
@@ -184,7 +184,7 @@ class SmallNORB(TableSource):
 
     def _verify(self, path: Path) -> None:
         expected = SHA256.get(path.name)
-        if self.verify and expected is not None and sha256_of(path) != expected:
+        if self.verify and expected is not None and file_digest(path) != expected:
             raise corrupt_error(path, f"its sha256 is not the published {expected}")
 
     def fetch(self) -> None:
@@ -201,7 +201,7 @@ class SmallNORB(TableSource):
             target = root / FOLDER / f"{name}.gz"
             with urllib.request.urlopen(URL + target.name) as response, open(target, "wb") as f:
                 shutil.copyfileobj(response, f)
-            if self.verify and sha256_of(target) != SHA256[target.name]:
+            if self.verify and file_digest(target) != SHA256[target.name]:
                 raise ValueError(f"{target.name} does not have the published sha256")
 
     def load_table(self) -> FactorTable:

@@ -17,7 +17,14 @@ then ``gpu-<device>.json`` with every figure, copied to ``benchmarks/results/`` 
 that fails or runs out of time is recorded as such and the next one runs. ``run --tiny``
 runs the same pipeline in about a minute on a CPU (the tests do), where the GPU tests skip.
 
-    python benchmarks/gpu_check.py [gather|run] [--tiny] [--out DIR]
+``reproduce``: a piece of ``make reproduce`` in one command: the rows of
+conf/experiment/reproduce_dsprites.yaml for one seed, all at once on the GPU (one process
+each), each trained for ``--train-seconds`` (Lightning's ``max_time``; the steps reached are
+in its ``metrics.json``) and evaluated with the suite's metrics named in ``--metrics``; then
+``src/report.py`` sets them beside the published values. Jobs still running at
+``--deadline`` are stopped, so the report always comes back.
+
+    python benchmarks/gpu_check.py [gather|run|reproduce] [--tiny] [--out DIR]
 """
 
 from __future__ import annotations
@@ -231,18 +238,108 @@ def run(out: Path, tiny: bool) -> int:
     return 0 if all(v == "passed" for v in summary.values()) else 1
 
 
+REPRODUCE_ROWS = ("beta_vae_b1", "beta_vae_b4", "beta_vae_b16", "factor_vae_g10",
+                  "factor_vae_g40", "beta_tcvae_b1", "beta_tcvae_b6")  # fmt: skip
+
+
+# ``reproduce --tiny``: seconds on this CPU, the data rendered per image (no 3 GiB cache)
+TINY_REPRODUCE = [
+    "trainer=cpu", "size=small", "data.subset=2048", "evaluation.iwae_k=10",
+    "evaluation.iwae_images=8", "evaluation.suite.num_train=200", "evaluation.suite.num_test=100",
+    "evaluation.suite.num_variance_estimate=200", "evaluation.suite.batch_size=8",
+    "figures.include=[]",
+]  # fmt: skip
+
+
+def reproduce(out: Path, seed: int, rows: list[str], train_seconds: int, deadline: float,
+              metrics: str, extra: list[str], tiny: bool = False) -> int:  # fmt: skip
+    """Train ``rows`` of ``make reproduce`` at once (one process each), report them. The jobs
+    run in ``out/work``; what comes back is ``out/reproduce-seed<seed>.tar.gz`` (the job
+    folders and logs without checkpoints) and ``out/report.md``: the device returns only a
+    few files, two folders down at most."""
+    import shutil
+    import tarfile
+
+    import torch
+
+    start = time.monotonic()
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    # the dSprites cache (3 GiB) stays out of $OUT
+    data_dir = Path(os.environ.get("VAELAB_DATA_DIR") or ROOT / "data")
+    env = {**os.environ, "VAELAB_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // len(rows)))}  # fmt: skip
+    sys.path.insert(0, str(ROOT / "src"))
+    from vaelab.data.dsprites import ProceduralDSprites
+
+    cache = ProceduralDSprites(data_dir)
+    if not tiny and cache.cache_path is not None and not cache.cache_path.exists():
+        cache.write_cache()  # once, before the jobs start, rather than once per job
+    print(f"[reproduce] dSprites cache ready after {time.monotonic() - start:.0f} s", flush=True)
+    gpu = ["data.device=cuda"] if torch.cuda.is_available() and not tiny else []
+    extra = [*(TINY_REPRODUCE if tiny else []), *extra]
+    minutes, secs = divmod(train_seconds, 60)
+    max_time = f"00:{minutes // 60:02d}:{minutes % 60:02d}:{secs:02d}"  # DD:HH:MM:SS
+    jobs = {}
+    for row in rows:
+        folder = work / "reproduce" / "dsprites" / f"{row}_seed={seed}"  # the sweep's layout
+        cmd = [sys.executable, "src/train.py", "experiment=reproduce_dsprites",
+               f"reproduce={row}", f"seed={seed}", f"hydra.run.dir='{folder}'",
+               f"+trainer.max_time='{max_time}'",
+               f"evaluation.disentanglement={metrics}", *gpu, *extra]  # fmt: skip
+        log = open(work / f"{row}_seed={seed}.log", "w")  # noqa: SIM115 - closed when it ends
+        jobs[row] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT), log)  # fmt: skip
+    print(f"[reproduce] {len(jobs)} jobs started: {' '.join(rows)}", flush=True)
+    codes: dict[str, int | None] = {}
+    while len(codes) < len(jobs) and time.monotonic() - start < deadline:
+        for row, (proc, log) in jobs.items():
+            if row not in codes and proc.poll() is not None:
+                codes[row] = proc.returncode
+                log.close()
+                print(f"[reproduce] {row}: exit {proc.returncode} after "
+                      f"{time.monotonic() - start:.0f} s", flush=True)  # fmt: skip
+        time.sleep(2)
+    for row, (proc, log) in jobs.items():
+        if row not in codes:
+            proc.kill()
+            codes[row] = None
+            log.close()
+            print(f"[reproduce] {row}: stopped at the deadline ({deadline:.0f} s)", flush=True)
+    sweep = work / "reproduce" / "dsprites"
+    subprocess.run([sys.executable, "src/report.py", str(sweep)], cwd=ROOT, env=env)
+    for ckpt in work.rglob("*.ckpt"):  # 9 MB each: the figures and metrics come back
+        ckpt.unlink()
+    with tarfile.open(out / f"reproduce-seed{seed}.tar.gz", "w:gz") as tar:
+        tar.add(work, arcname=f"reproduce-seed{seed}")
+    if (sweep / "report.md").is_file():
+        shutil.copy(sweep / "report.md", out / "report.md")
+    shutil.rmtree(work)
+    print(f"[reproduce] done after {time.monotonic() - start:.0f} s: {codes}", flush=True)
+    return 0 if all(code == 0 for code in codes.values()) else 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=("gather", "run"), default=None,
+    parser.add_argument("mode", nargs="?", choices=("gather", "run", "reproduce"), default=None,
                         help="default: run where a CUDA GPU is, else gather")  # fmt: skip
-    parser.add_argument("--tiny", action="store_true", help="run: the ~1 min version (CPU too)")
+    parser.add_argument("--tiny", action="store_true", help="run, reproduce: a quick CPU version")
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
         help="run: folder for logs and JSON (default $OUT, else outputs/gpu-check)",
     )
-    args = parser.parse_args()
+    parser.add_argument("--seed", type=int, default=0, help="reproduce: the seed of every row")
+    parser.add_argument("--rows", default=",".join(REPRODUCE_ROWS), help="reproduce: the rows")
+    parser.add_argument("--train-seconds", type=int, default=330, help="reproduce: per job")
+    parser.add_argument("--deadline", type=float, default=540, help="reproduce: seconds in all")
+    parser.add_argument(
+        "--metrics",
+        default="[mig,dci,sap,modularity,irs,unsupervised,beta_vae,factor_vae]",
+        help="reproduce: evaluation.disentanglement",
+    )
+    args, extra = parser.parse_known_args()
     mode = args.mode
     if mode is None:
         import torch
@@ -252,6 +349,11 @@ def main() -> None:
         gather()
         return
     out = args.out or Path(os.environ.get("OUT") or ROOT / "outputs" / "gpu-check")
+    if mode == "reproduce":  # further arguments: Hydra overrides of every job
+        sys.exit(reproduce(out, args.seed, args.rows.split(","), args.train_seconds,
+                           args.deadline, args.metrics, extra, args.tiny))  # fmt: skip
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     sys.exit(run(out, args.tiny))
 
 

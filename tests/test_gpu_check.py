@@ -4,8 +4,10 @@ pipeline in the ``--tiny`` version on this CPU (where the GPU tests skip)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from .conftest import ROOT
@@ -56,3 +58,39 @@ def test_counts_read_the_summary_or_for_a_run_cut_short_its_result_lines(tmp_pat
     )
     assert gpu_check.test_counts(log) == {"passed": 2, "failed": 1, "unfinished": 1}
     assert gpu_check.test_counts(tmp_path / "missing.log") == {}
+
+
+def reproduce(out: Path, *args: str, data: Path) -> subprocess.CompletedProcess:
+    rows = ["--rows", "beta_vae_b4,factor_vae_g10", "--metrics", "[mig,factor_vae]"]
+    cmd = [sys.executable, "benchmarks/gpu_check.py", "reproduce", "--tiny", "--out", str(out)]
+    cmd += [*rows, *args]
+    env = {**os.environ, "VAELAB_DATA_DIR": str(data)}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+
+
+def test_a_reproduce_piece_trains_its_rows_at_once_and_brings_back_two_files(tmp_path: Path):
+    result = reproduce(tmp_path / "out", "--train-seconds", "5", data=tmp_path / "data")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"reproduce-seed0.tar.gz", "report.md"}
+    report = (out / "report.md").read_text()
+    assert "[0.63 ± 0.10]" in report and "[0.82]" in report  # beside the published values
+    with tarfile.open(out / "reproduce-seed0.tar.gz") as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "back", filter="data")
+    assert not [n for n in names if n.endswith(".ckpt")]
+    sweep = tmp_path / "back" / "reproduce-seed0" / "reproduce" / "dsprites"
+    for row in ("beta_vae_b4", "factor_vae_g10"):
+        record = json.loads((sweep / f"{row}_seed=0" / "metrics.json").read_text())
+        assert record["status"] == "completed" and record["step"] > 0
+        assert 0 <= record["metrics"]["disent/mig"] <= 1
+        overrides = (sweep / f"{row}_seed=0" / ".hydra" / "overrides.yaml").read_text()
+        assert "+trainer.max_time='00:00:00:05'" in overrides
+        assert (tmp_path / "back" / "reproduce-seed0" / f"{row}_seed=0.log").is_file()
+
+
+def test_jobs_still_running_at_the_deadline_are_stopped_and_the_piece_fails(tmp_path: Path):
+    result = reproduce(tmp_path / "out", "--deadline", "1", data=tmp_path / "data")
+    assert result.returncode == 1
+    assert result.stdout.count("stopped at the deadline (1 s)") == 2
+    assert (tmp_path / "out" / "reproduce-seed0.tar.gz").is_file()

@@ -45,3 +45,23 @@ def kill_at(step: int) -> list[str]:
     """The Hydra overrides that kill a run right after its checkpoint of ``step``."""
     return ["+hydra.callbacks.killer._target_=tests.killer.KillAfterCheckpoint",
             f"+hydra.callbacks.killer.step={step}"]  # fmt: skip
+
+
+class KillStackAfterCheckpoint(Callback):
+    """The same for ``hydra/launcher=stacked``: the stack's process is killed right after the
+    stack's checkpoint of ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        import vaelab.stacked.training
+
+        build = vaelab.stacked.training.build_stack_trainer
+
+        def build_with_kill(cfg, stack_dir):
+            trainer = build(cfg, stack_dir)
+            trainer.callbacks.append(_Kill(self.step))
+            return trainer
+
+        vaelab.stacked.training.build_stack_trainer = build_with_kill

@@ -105,3 +105,17 @@ def test_the_suite_gives_the_cpu_values_on_the_gpu():
     scores = [k for k in cpu if "/time/" not in k]
     assert gpu["disent/encoded_images"] == cpu["disent/encoded_images"]
     np.testing.assert_allclose([gpu[k] for k in scores], [cpu[k] for k in scores], atol=0.02)
+
+
+@pytest.mark.parametrize("model", ["beta_vae", "factor_vae"])
+def test_a_stack_trains_on_the_gpu_as_its_members_alone(tmp_path: Path, model: str):
+    """Vectorized (auto on a GPU), both ways of the stacked test on the CPU, with SGD."""
+    from .test_stacked import assert_same_runs, sweep
+
+    grid = [f"model={model}", "seed=0,1", "trainer=gpu", "data.device=cuda"]
+    result = sweep(tmp_path / "stack", *grid, stacked=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "used: True" in result.stdout + result.stderr
+    result = sweep(tmp_path / "single", *grid, stacked=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_runs(tmp_path / "stack", tmp_path / "single", 2)

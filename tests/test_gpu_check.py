@@ -32,6 +32,7 @@ def test_the_tiny_run_goes_through_every_part_and_writes_the_figures(tmp_path: P
     assert {k: v["status"] for k, v in record["parts"].items()} == {
         "tests": "passed",
         "bench": "passed",
+        "stack": "passed",
         "metrics": "passed",
     }
     # every GPU test was collected and skipped here (-v names each): none ran, none failed
@@ -42,8 +43,11 @@ def test_the_tiny_run_goes_through_every_part_and_writes_the_figures(tmp_path: P
     assert row["vaelab_images_per_s"] > 0 and row["bare_images_per_s"] > 0
     suite = record["metric_suite"]
     assert suite["suite_s"] > 0 and 0 <= suite["scores"]["disent/mig"] <= 1
+    assert [r["models"] for r in record["stacks"]] == [1, 2]
+    assert all(r["stacked_images_per_s"] > 0 for r in record["stacks"])
     assert {p.name for p in out.iterdir()} == {
         "cpu-tiny.json", "tests.log", "bench.log", "bench.json", "metrics.log", "metrics.json",
+        "stack.log", "stack.json",
     }  # fmt: skip
 
 

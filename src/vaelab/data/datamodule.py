@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vaelab.data.base import DataError, ImageSource
 from vaelab.data.loader import IndexedImages, ResumableLoader, ShuffledBatches
@@ -120,11 +120,30 @@ class ImageDataModule(L.LightningDataModule):
         if self.images is not None:
             return
         self.check_available()
+        chosen, order = self._draw()
+        self.images = place(self._load(chosen, whole=len(chosen) == len(self.source)), self.device)
+        self._split(chosen, order)
+
+    def share_images(self, loaded: ImageDataModule) -> bool:
+        """Use the images ``loaded`` holds when this module would load the same ones (the
+        members of a stack: same data, other seeds), and draw only this module's own splits.
+        False, with nothing changed, when the images would differ (a seeded subset)."""
+        chosen, order = self._draw()
+        if loaded.images is None or not np.array_equal(chosen, loaded._chosen):
+            return False
+        self.images = loaded.images
+        self._split(chosen, order)
+        return True
+
+    def _draw(self) -> tuple[np.ndarray, np.ndarray]:
+        """The seeded draws: source indices used (sorted) and their order for the splits."""
         n, used = len(self.source), self.subset_size()
         rng = np.random.default_rng(self.seed)
         chosen = np.arange(n) if used == n else np.sort(rng.choice(n, used, replace=False))
-        self.images = place(self._load(chosen, whole=used == n), self.device)
-        order = rng.permutation(used)
+        return chosen, rng.permutation(used)
+
+    def _split(self, chosen: np.ndarray, order: np.ndarray) -> None:
+        self._chosen = chosen
         sizes = self.split_sizes()
         n_val, n_test = sizes["val"], sizes["test"]
         positions = {
@@ -187,9 +206,12 @@ class ImageDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        """Training batches are sharded over DDP ranks (``ShuffledBatches``); every rank
-        evaluates all of val / test, so those values are the same as on one device."""
+    def split_batches(
+        self, split: str, batch_size: int, shuffle: bool
+    ) -> tuple[IndexedImages, ShuffledBatches]:
+        """One split's images and its batches of positions (seeded by ``seed``). Training
+        batches are sharded over DDP ranks; every rank evaluates all of val / test, so those
+        values are the same as on one device."""
         assert self.images is not None, "call setup() first"
         rows = self._positions[split]
         rank, world_size = self._shard() if shuffle else (0, 1)
@@ -207,10 +229,20 @@ class ImageDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world_size,
         )
+        return IndexedImages(self.images, rows), batches
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        images, batches = self.split_batches(split, batch_size, shuffle)
+        return self.loader(images, batches, shuffle)
+
+    def loader(self, images: Dataset, batches: Sampler, shuffle: bool) -> DataLoader:
+        """A loader of whole batches (``batches`` yields the indices of each): resumable
+        mid-epoch for training."""
+        assert self.images is not None, "call setup() first"
         on_cpu = self.images.device.type == "cpu"
         loader_class = ResumableLoader if shuffle else DataLoader
         return loader_class(
-            IndexedImages(self.images, rows),
+            images,
             sampler=batches,
             batch_size=None,
             num_workers=self.num_workers if on_cpu else 0,  # workers cannot share GPU memory

@@ -1,0 +1,35 @@
+"""The Hydra plugin class of ``hydra/launcher=stacked``: ``StackedLauncher``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+class StackedLauncher(Launcher):
+    """Trains a sweep's compatible jobs together, ``max_stack`` models a process at most
+    (``vaelab.stacked``); each job gets the folder a single run writes."""
+
+    def __init__(self, max_stack: int = 16, vectorize: bool | str = "auto") -> None:
+        if vectorize not in ("auto", True, False):
+            raise ValueError(f"hydra.launcher.vectorize: auto, true or false, not {vectorize!r}")
+        self.max_stack, self.vectorize = int(max_stack), vectorize
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        from vaelab.stacked.launch import launch_stacks
+
+        return launch_stacks(self, job_overrides, initial_job_idx)

@@ -1,0 +1,190 @@
+"""``hydra/launcher=stacked``: a stack's members are the models their configs train alone
+(losses and weights, every objective), their folders are what single runs write, and a
+killed stack resumes to the uninterrupted result."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import ROOT, TINY, read_metrics
+
+# SGD, as the DDP test: Adam's first steps are about lr · sign(gradient), which turns the
+# float rounding of a grouped convolution (the stack) against K plain ones into lr-sized
+# weight differences; SGD keeps a difference the size of the rounding. And SGD, unlike
+# Adam, would show a loss averaged over the members instead of summed (a 1/K gradient).
+SAME = [
+    *[o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check"))],
+    "trainer.max_steps=24", "trainer.val_check_interval=12",
+    "optimizer._target_=torch.optim.SGD", "optimizer.lr=1e-5", "~callbacks.progress",
+]  # fmt: skip
+RTOL = 5e-5
+
+
+def sweep(folder: Path, *overrides: str, stacked: bool,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    launcher = ["hydra/launcher=stacked"] if stacked else []
+    cmd = [sys.executable, "src/train.py", "-m", *launcher, *SAME, *overrides,
+           f"hydra.sweep.dir={folder}"]  # fmt: skip
+    env = {**os.environ, "VAELAB_DATA_DIR": str(folder.parent / "data"), **(env or {})}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def jobs(folder: Path) -> list[Path]:
+    return sorted(p.parent for p in folder.glob("*/metrics.json"))
+
+
+def train_log(job: Path) -> list[dict[str, float]]:
+    rows = csv.DictReader((job / "csv" / "metrics.csv").open())
+    return [{k: float(v) for k, v in r.items() if k.startswith("train/") and v}
+            for r in rows if r.get("train/loss")]  # fmt: skip
+
+
+def weights(job: Path) -> dict[str, torch.Tensor]:
+    return torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def assert_same_runs(stack: Path, single: Path, count: int) -> None:
+    pairs = list(zip(jobs(stack), jobs(single), strict=True))
+    assert len(pairs) == count
+    for a, b in pairs:
+        assert a.name == b.name
+        log_a, log_b = train_log(a), train_log(b)
+        assert len(log_a) == len(log_b) == 24
+        for row_a, row_b in zip(log_a, log_b, strict=True):
+            row_b.pop("train/images_per_sec", None)  # the speed: the stack's is its own
+            assert row_a == pytest.approx(row_b, rel=RTOL, abs=1e-5), a.name
+        ma, mb = read_metrics(a), read_metrics(b)
+        assert ma["status"] == mb["status"] == "completed" and ma["step"] == mb["step"] == 24
+        assert ma["config_hash"] == mb["config_hash"]  # the same config, run either way
+        for key in ("val/elbo", "test/elbo", "test/loss"):
+            if key in mb["metrics"]:
+                assert ma["metrics"][key] == pytest.approx(mb["metrics"][key], rel=RTOL)
+        wa, wb = weights(a), weights(b)
+        assert set(wa) == set(wb)
+        for k in wb:
+            assert torch.allclose(wa[k], wb[k], atol=5e-5), (a.name, k)
+        assert (a / ".hydra" / "overrides.yaml").read_text() == (
+            b / ".hydra" / "overrides.yaml"
+        ).read_text()
+
+
+@pytest.mark.parametrize("vectorize", ["auto", "true"])  # on a CPU: conv nets looped, vmapped
+def test_a_stack_of_four_equals_the_four_single_runs(tmp_path: Path, vectorize: str):
+    grid = ["beta=1,4", "seed=0,1", f"hydra.launcher.vectorize={vectorize}"]
+    result = sweep(tmp_path / "stack", *grid, stacked=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Launching 4 jobs as 1 stack(s)" in result.stdout + result.stderr
+    result = sweep(tmp_path / "single", *grid[:2], stacked=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_runs(tmp_path / "stack", tmp_path / "single", 4)
+    # the members did differ: different seeds and β give different models
+    first, last = jobs(tmp_path / "stack")[0], jobs(tmp_path / "stack")[-1]
+    assert not torch.allclose(weights(first)["encoder.fc_mu.weight"],
+                              weights(last)["encoder.fc_mu.weight"])  # fmt: skip
+    assert train_log(first)[-1]["train/loss"] < train_log(first)[0]["train/loss"] - 50
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        ["model=factor_vae", "model.gamma=10,40", "seed=0,1"],  # its discriminators stacked too
+        ["model=beta_tcvae", "beta=1,6"],
+        ["model=dip_vae", "model.variant=ii", "model.lambda_od=1,10"],
+        ["model=annealed_vae", "model.c_max=5,25"],
+        ["model=ae", "seed=0,1"],
+    ],
+    ids=["factor_vae", "beta_tcvae", "dip_vae", "annealed_vae", "ae"],
+)
+def test_every_objective_trains_stacked_as_alone(tmp_path: Path, grid: list[str]):
+    result = sweep(tmp_path / "stack", *grid, stacked=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = sweep(tmp_path / "single", *grid, stacked=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    count = 4 if grid[0] == "model=factor_vae" else 2
+    assert_same_runs(tmp_path / "stack", tmp_path / "single", count)
+
+
+LONG = [
+    "trainer.max_steps=75",  # killed at 40 (mid-epoch 2); resumed across epoch 3 and 2 validations
+    "trainer.val_check_interval=25",
+    "callbacks.model_checkpoint.every_n_train_steps=5",
+    "trainer.deterministic=true",
+]
+COMPARED = ("train/loss", "train/recon", "train/kl", "val/elbo", "val/loss", "test/elbo")
+
+
+@pytest.mark.parametrize("model", ["beta_vae", "factor_vae"])
+def test_a_killed_stack_resumes_to_the_uninterrupted_result(tmp_path: Path, model: str):
+    grid = [f"model={model}", "seed=0,1", *LONG]
+    env = {"PYTHONPATH": str(ROOT)}  # for tests.killer
+    whole = tmp_path / "whole"
+    assert sweep(whole, *grid, stacked=True).returncode == 0
+    killed = tmp_path / "killed"
+    kill = ["+hydra.callbacks.killer._target_=tests.killer.KillStackAfterCheckpoint",
+            "+hydra.callbacks.killer.step=40"]  # fmt: skip
+    result = sweep(killed, *grid, *kill, stacked=True, env=env)
+    assert result.returncode == -9, result.stderr[-3000:]
+    assert [read_metrics(j)["status"] for j in jobs(killed)] == ["running", "running"]
+    (stack_ckpt,) = killed.glob(".stacks/*/checkpoints/last.ckpt")
+    assert torch.load(stack_ckpt, weights_only=True)["global_step"] == 40
+    result = sweep(killed, *grid, stacked=True)  # the same command again
+    assert result.returncode == 0, result.stderr[-3000:]
+    for a, b in zip(jobs(killed), jobs(whole), strict=True):
+        resumed, uninterrupted = read_metrics(a), read_metrics(b)
+        assert resumed["resumed_from"] == str(stack_ckpt)
+        assert resumed["start_step"] == 40 and resumed["step"] == 75
+        assert {k: resumed["metrics"][k] for k in COMPARED} == {
+            k: uninterrupted["metrics"][k] for k in COMPARED
+        }
+        assert all(torch.equal(weights(a)[k], w) for k, w in weights(b).items())
+    # and once more: every job completed, so each is skipped
+    result = sweep(killed, *grid, stacked=True)
+    assert result.returncode == 0
+    assert result.stdout.count("completed run of this config: skipped") == 2
+
+
+def test_stacks_split_by_max_stack_and_by_shared_settings_and_feed_report_and_eval(
+    tmp_path: Path,
+):
+    folder = tmp_path / "sweep"
+    grid = ["seed=0,1,2", "arch.latent_dim=4,6", "hydra.launcher.max_stack=2",
+            "trainer.max_steps=6"]  # fmt: skip
+    result = sweep(folder, *grid, stacked=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert "Launching 6 jobs as 4 stack(s) of at most 2" in out  # 3 + 3, in stacks of 2 and 1
+    assert "train in separate stacks: they differ in arch.latent_dim (4 vs 6)" in out
+    assert len(list(folder.glob(".stacks/*/checkpoints/last.ckpt"))) == 4
+    assert all(read_metrics(j)["stack"]["members"] in (1, 2) for j in jobs(folder))
+    report = subprocess.run([sys.executable, "src/report.py", str(folder)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (folder / "results.csv").read_text().count("\n") == 7  # a header and 6 jobs
+    job = jobs(folder)[0]
+    evaluated = subprocess.run(
+        [sys.executable, "src/eval.py", f"run={job}", "evaluation=fast",
+         "evaluation.disentanglement=[mig]", "evaluation.iwae_k=2", "evaluation.iwae_images=4",
+         "evaluation.suite.num_train=100", "evaluation.suite.num_test=50"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "VAELAB_DATA_DIR": str(tmp_path / "data")},
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert 0 <= read_metrics(job)["metrics"]["disent/mig"] <= 1  # the member's checkpoint read
+
+
+def test_a_job_a_stack_cannot_train_exactly_is_refused_in_one_line(tmp_path: Path):
+    result = sweep(tmp_path / "sweep", "seed=0,1", "trainer.gradient_clip_val=1.0", stacked=True)
+    assert result.returncode == 1
+    assert "2 of 2 jobs failed" in result.stderr
+    for job in jobs(tmp_path / "sweep"):
+        record = read_metrics(job)
+        assert record["status"] == "failed"
+        assert "cannot train in a stack: it sets gradient clipping" in record["error"]
+        assert "drop hydra/launcher=stacked" in record["error"]

@@ -49,7 +49,7 @@ def stacked_seconds(arch: str, batch: int, k: int, args, out: Path) -> float:
     members = [member(arch, batch, seed, args.images, out) for seed in range(k)]
     cfg = members[0][0]
     cfg.trainer.max_steps = args.warmup + args.steps
-    module = StackedVAEModule([m[2] for m in members], list(range(k)), log_every_n_steps=50,
+    module = StackedVAEModule([m[2] for m in members], list(range(k)),
                               vectorize=VECTORIZE[args.vectorize])  # fmt: skip
     trainer = build_stack_trainer(cfg, out / "stack")
     clock = Clock(args.warmup, args.steps)

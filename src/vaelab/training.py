@@ -75,24 +75,31 @@ def build_module(cfg: DictConfig) -> VAEModule:
 def build_trainer(cfg: DictConfig) -> L.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    # nan_policy is the module's (see build_module); every other key is a Trainer argument.
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_cfg.pop("nan_policy", None)
-    if trainer_cfg.pop("enable_model_summary", True):  # ours, in place of Lightning's default
+    if cfg.trainer.get("enable_model_summary", True):  # ours, in place of Lightning's default
         callbacks.append(ModelSummary())
-    plugins = [instantiate(p) for p in trainer_cfg.pop("plugins", None) or []]
-    if SLURMEnvironment.detect():  # vaelab.requeue handles the warning signal, not Lightning
-        plugins.append(SLURMEnvironment(auto_requeue=False))
-    trainer = instantiate(
-        trainer_cfg, callbacks=callbacks, logger=loggers or False, enable_model_summary=False,
-        plugins=plugins or None,
-    )  # fmt: skip
+    trainer = trainer_from(cfg, callbacks, loggers)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return trainer
 
 
-def _speed(trainer: L.Trainer) -> TrainingSpeed | None:
+def trainer_from(cfg: DictConfig, callbacks: list, loggers: list, **settings: Any) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` (``settings`` override its keys) with these callbacks
+    and loggers; its plugins built, and SLURM's environment without Lightning's requeue."""
+    # nan_policy is the module's (see build_module); every other key is a Trainer argument.
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in ("nan_policy", "enable_model_summary"):
+        trainer_cfg.pop(key, None)
+    plugins = [instantiate(p) for p in trainer_cfg.pop("plugins", None) or []]
+    if SLURMEnvironment.detect():  # vaelab.requeue handles the warning signal, not Lightning
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return instantiate(
+        {**trainer_cfg, **settings}, callbacks=callbacks, logger=loggers or False,
+        enable_model_summary=False, plugins=plugins or None,
+    )  # fmt: skip
+
+
+def speed_of(trainer: L.Trainer) -> TrainingSpeed | None:
     return next((c for c in trainer.callbacks if isinstance(c, TrainingSpeed)), None)
 
 
@@ -218,7 +225,7 @@ def run(cfg: DictConfig) -> float | None:
             module, datamodule, out_dir, trainer.loggers, cfg.figures, trainer.global_step,
             evaluation.suite,
         )  # fmt: skip
-        speed = _speed(trainer)
+        speed = speed_of(trainer)
         record.update(
             status="completed",
             step=trainer.global_step,

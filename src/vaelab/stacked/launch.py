@@ -65,12 +65,12 @@ def launch_stacks(launcher: Any, job_overrides: Sequence[Sequence[str]],
     stacks = group(keys, launcher.max_stack)
     log.info("Launching %d jobs as %d stack(s) of at most %d", len(jobs), len(stacks),
              launcher.max_stack)  # fmt: skip
-    firsts = {keys[s[0]]: s[0] for s in stacks}
-    for first in list(firsts.values())[1:]:
+    firsts = list({keys[s[0]]: s[0] for s in stacks}.values())  # the first job of each key
+    for other in firsts[1:]:
         log.info("jobs #%d and #%d train in separate stacks: they differ in %s",
-                 initial_job_idx + next(iter(firsts.values())), initial_job_idx + first,
-                 difference(jobs[next(iter(firsts.values()))].raw, jobs[first].raw))  # fmt: skip
-    returns: list[JobReturn] = []
+                 initial_job_idx + firsts[0], initial_job_idx + other,
+                 difference(jobs[firsts[0]].raw, jobs[other].raw))  # fmt: skip
+    returns: list[JobReturn] = [None] * len(jobs)  # type: ignore[list-item]  # in job order
     for number, members in enumerate(stacks, start=1):
         stack_jobs = [jobs[i] for i in members]
         stack_dir = sweep_dir / STACKS / stack_name(stack_jobs)
@@ -80,10 +80,9 @@ def launch_stacks(launcher: Any, job_overrides: Sequence[Sequence[str]],
                  " ".join(j.out_dir.name for j in stack_jobs))  # fmt: skip
         values = run_stack(stack_jobs, stack_dir, launcher.vectorize)
         for i, value in zip(members, values, strict=True):
-            returns.append(_job_return(job_overrides[i], jobs[i], configs[i], value))
+            returns[i] = _job_return(job_overrides[i], jobs[i], configs[i], value)
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    order = {id(r.cfg): n for n, r in enumerate(returns)}
-    return sorted(returns, key=lambda r: order[id(r.cfg)])
+    return returns
 
 
 def _log_to(sweep_config: DictConfig, stack_dir: Path) -> None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from vaelab.errors import NonFiniteLossError
-from vaelab.module import VAEModule
+from vaelab.module import VAEModule, logs_written_this_step
 from vaelab.objectives import VAEOutput
 from vaelab.stacked.nets import StackedNet
 
@@ -33,8 +33,9 @@ from vaelab.stacked.nets import StackedNet
 class StackedVAEModule(L.LightningModule):
     """``members``: the K VAEModules, built as their single runs build them."""
 
-    def __init__(self, members: list[VAEModule], seeds: list[int], log_every_n_steps: int,
-                 vectorize: bool | str = "auto") -> None:  # fmt: skip
+    def __init__(
+        self, members: list[VAEModule], seeds: list[int], vectorize: bool | str = "auto"
+    ) -> None:
         super().__init__()
         self.vectorize = vectorize
         first = members[0]
@@ -46,13 +47,13 @@ class StackedVAEModule(L.LightningModule):
         self.has_auxiliary = first.has_auxiliary
         self.automatic_optimization = not self.has_auxiliary
         self.optimizer_factory = first.optimizer_factory
-        self.log_every_n_steps = log_every_n_steps
         self.seeds = list(seeds)
         self.rng_states: list[dict[str, torch.Tensor]] | None = None  # set as fit starts
         self.failed: dict[int, str] = {}  # member -> why it stopped
         self.member_logs: list[dict[str, float]] = [{} for _ in members]  # latest values
         self.member_loggers: list[list[Any]] = [[] for _ in members]  # each job's own loggers
-        self._sums: list[dict[str, list[float]]] = [{} for _ in members]
+        # val / test: per member, name -> (Σ value · batch size, Σ batch size), as tensors
+        self._sums: list[dict[str, tuple[torch.Tensor, int]]] = [{} for _ in members]
 
     @property
     def size(self) -> int:
@@ -179,9 +180,10 @@ class StackedVAEModule(L.LightningModule):
         if self.has_auxiliary:
             for k, logs in self._manual_steps(total, out, active).items():
                 parts[k].update(logs)
-        if (step + 1) % self.log_every_n_steps == 0:  # Lightning logs after steps t+1 = n·every
-            self._keep_train_logs(parts, active, step)
-        self.log("train/loss", total.detach() / len(active), prog_bar=True, batch_size=x.shape[1])
+        if logs_written_this_step(self.trainer):  # the steps a single run logs (each log costs)
+            self._keep_train_logs(parts, active)
+            self.log("train/loss", total.detach() / len(active), prog_bar=True,
+                     batch_size=x.shape[1])  # fmt: skip
         return total
 
     def _manual_steps(
@@ -203,8 +205,7 @@ class StackedVAEModule(L.LightningModule):
         aux_opt.optimizer.step()
         return logs
 
-    def _keep_train_logs(self, parts: list[dict[str, torch.Tensor]], active: list[int],
-                         step: int) -> None:  # fmt: skip
+    def _keep_train_logs(self, parts: list[dict[str, torch.Tensor]], active: list[int]) -> None:
         for k in active:
             values = {n: v.detach().float().cpu() for n, v in parts[k].items()}
             kl_dims = values.pop("kl_per_dim")
@@ -236,12 +237,12 @@ class StackedVAEModule(L.LightningModule):
             sums = self._sums[k]
             for name, value in logs.items():  # the epoch value: the mean weighted by batch size
                 total, count = sums.get(name, (0.0, 0))
-                sums[name] = (total + float(value) * x.shape[1], count + x.shape[1])
+                sums[name] = (total + value.detach() * x.shape[1], count + x.shape[1])
 
     def _epoch_end(self) -> None:
         for k, sums in enumerate(self._sums):
             if k not in self.failed:
-                self._record(k, {n: total / count for n, (total, count) in sums.items()})
+                self._record(k, {n: float(t) / c for n, (t, c) in sums.items()})
             sums.clear()
 
     def validation_step(self, x: torch.Tensor, batch_idx: int) -> None:

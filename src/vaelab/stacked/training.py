@@ -31,7 +31,13 @@ from vaelab.module import VAEModule
 from vaelab.run_folder import METRICS, completed_run, mark_failed, write_hydra_files
 from vaelab.stacked.data import StackedData
 from vaelab.stacked.module import StackedVAEModule
-from vaelab.training import build_evaluator, build_module, check_figure_settings
+from vaelab.training import (
+    build_evaluator,
+    build_module,
+    check_figure_settings,
+    speed_of,
+    trainer_from,
+)
 from vaelab.viz import save_run_figures
 
 log = logging.getLogger(__name__)
@@ -125,10 +131,6 @@ def _build(job: MemberJob, stack: str) -> None:
 
 def build_stack_trainer(cfg: DictConfig, stack_dir: Path) -> L.Trainer:
     """The trainer of the first member's config, checkpointing into the stack's folder."""
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in ("nan_policy", "enable_model_summary", "default_root_dir"):
-        trainer_cfg.pop(key, None)
-    plugins = [instantiate(p) for p in trainer_cfg.pop("plugins", None) or []]
     every = OmegaConf.select(cfg, "callbacks.model_checkpoint.every_n_train_steps", default=1000)
     callbacks: list[Any] = [
         ModelCheckpoint(dirpath=stack_dir / "checkpoints", filename="step{step:07d}",
@@ -139,10 +141,7 @@ def build_stack_trainer(cfg: DictConfig, stack_dir: Path) -> L.Trainer:
     for name in ("progress", "requeue"):
         if OmegaConf.select(cfg, f"callbacks.{name}") is not None:
             callbacks.append(instantiate(cfg.callbacks[name]))
-    return instantiate(
-        trainer_cfg, default_root_dir=str(stack_dir), callbacks=callbacks, logger=False,
-        enable_model_summary=False, plugins=plugins or None,
-    )  # fmt: skip
+    return trainer_from(cfg, callbacks, [], default_root_dir=str(stack_dir))
 
 
 def run_stack(jobs: list[MemberJob], stack_dir: Path,
@@ -175,8 +174,7 @@ def run_stack(jobs: list[MemberJob], stack_dir: Path,
         for job in members:
             _fail(job, error)
         return values
-    for i, job in zip(live, members, strict=True):
-        k = members.index(job)
+    for k, (i, job) in enumerate(zip(live, members, strict=True)):
         try:
             values[i] = _finish(job, k, stacked, trainer, started)
         except Exception as error:
@@ -191,7 +189,6 @@ def _train(members: list[MemberJob], stack_dir: Path,
     first = members[0].cfg
     stacked = StackedVAEModule(
         [m.module for m in members], [int(m.cfg.seed) for m in members],
-        log_every_n_steps=int(first.trainer.get("log_every_n_steps", 50) or 50),
         vectorize=vectorize,
     )  # fmt: skip
     stacked.member_loggers = [m.loggers for m in members]
@@ -226,7 +223,7 @@ def _finish(job: MemberJob, k: int, stacked: StackedVAEModule, trainer: L.Traine
                                evaluation.suite)  # fmt: skip
     save_member_checkpoint(module, job.out_dir / "checkpoints" / "last.ckpt", step,
                            trainer.current_epoch, k, stacked.size)  # fmt: skip
-    speed = next((c for c in trainer.callbacks if isinstance(c, TrainingSpeed)), None)
+    speed = speed_of(trainer)
     per_member = speed.images_per_sec if speed else None  # the stack's steps × one batch
     job.record.update(
         status="completed", step=step, start_step=speed.start_step if speed else None,

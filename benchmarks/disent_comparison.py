@@ -55,9 +55,9 @@ METRICS = ("mig", "dci", "sap", "factor_vae")
 # (vaelab value key, disent value key) per metric
 VALUES = {
     "mig": [("mig", "mig.discrete_score")],
-    "dci": [("dci_d", "dci.disentanglement"), ("dci_c", "dci.completeness"),
-            ("dci_i_train", "dci.informativeness_train"),
-            ("dci_i_test", "dci.informativeness_test")],
+    "dci": [("dci[gbt]/d", "dci.disentanglement"), ("dci[gbt]/c", "dci.completeness"),
+            ("dci[gbt]/i_train", "dci.informativeness_train"),
+            ("dci[gbt]/i_test", "dci.informativeness_test")],
     "sap": [("sap", "sap.score")],
     "factor_vae": [("factor_vae_train", "factor_vae.train_accuracy"),
                    ("factor_vae_eval", "factor_vae.eval_accuracy"),

@@ -106,7 +106,7 @@ def fmt(values: dict[str, float], key: str, digits: int = 1) -> str:
 def change(one: dict[str, float], eight: dict[str, float]) -> str:
     """A sentence saying how β = 8 differs from β = 1 in this run's numbers."""
     parts = [("the KL", "test/kl", 1, " nats"), ("the reconstruction loss", "test/recon", 1, "")]
-    parts += [("MIG", "disent/mig", 3, ""), ("DCI disentanglement", "disent/dci_d", 3, "")]
+    parts += [("MIG", "disent/mig", 3, ""), ("DCI disentanglement", "disent/dci[gbt]/d", 3, "")]
     said = [
         f"{name} {'goes' if key.startswith('disent') else 'moves'} from {fmt(one, key, n)}{unit}"
         f" to {fmt(eight, key, n)}{unit}"
@@ -129,7 +129,7 @@ def page(
     b1, b8 = work / "dsprites_beta1", work / "dsprites_beta8"
     m = {name: metrics(work / name) for name in ("ae", "vae", "dsprites_beta1", "dsprites_beta8")}
     columns = [("test/recon", 1), ("test/kl", 1), ("test/active_units", 0)]
-    columns += [("disent/mig", 3), ("disent/dci_d", 3)]
+    columns += [("disent/mig", 3), ("disent/dci[gbt]/d", 3)]
     rows = "\n".join(
         f"| β = {beta} | " + " | ".join(fmt(m[k], key, n) for key, n in columns) + " |"
         for beta, k in (("1", "dsprites_beta1"), ("8", "dsprites_beta8"))

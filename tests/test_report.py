@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from vaelab.report import write_report
+from vaelab.report import renamed, write_report
 
 
 def job(sweep: Path, name: str, overrides: list[str], record: dict) -> None:
@@ -26,6 +26,40 @@ def test_report_gives_mean_and_std_over_seeds_and_lists_failures(tmp_path: Path)
     assert {f.name for f in files} >= {"results.csv", "report.md", "metrics_vs_beta.png"}
     rows = {line.split(" | ")[1]: line for line in markdown.splitlines() if "beta_vae" in line}
     assert "| 2 | – | 0.200 ± 0.100 |" in rows["1"]  # two seeds: mean 0.2, population std 0.1
-    assert "| 1 | – | 0.500 ± 0.000 |" in rows["4"]  # the failed seed is not averaged in
+    assert "| 1 | – | 0.500 |" in rows["4"]  # the failed seed is not averaged in; one value: no std
     assert "- `3_b4_s1`: failed NaN at 7" in markdown
     assert (tmp_path / "report.md").read_text().endswith(markdown)
+
+
+def test_old_dci_keys_are_read_under_the_new_names(tmp_path: Path):
+    """A metrics.json written before DCI named its predictor (``disent/dci_d``) and one
+    written after (``disent/dci[gbt]/d``) are averaged in one column; the forest's DCI and
+    InfoMEC get their own columns."""
+    done = {"status": "completed", "model": "beta_vae"}
+    old = {"disent/dci_d": 0.2, "disent/dci_c": 0.4, "disent/dci_i_test": 0.9}
+    new = {"disent/dci[gbt]/d": 0.4, "disent/dci[gbt]/c": 0.6, "disent/dci[rf]/d": 0.7,
+           "disent/infomec[iqr]/m": 0.5}  # fmt: skip
+    job(tmp_path, "0_b1_s0", ["beta=1", "seed=0"], {**done, "metrics": old})
+    job(tmp_path, "1_b1_s1", ["beta=1", "seed=1"], {**done, "metrics": new})
+    assert renamed(old) == {
+        "disent/dci[gbt]/d": 0.2, "disent/dci[gbt]/c": 0.4, "disent/dci[gbt]/i_test": 0.9,
+    }  # fmt: skip
+    assert renamed({"disent/dci_d": 0.1, "disent/dci[gbt]/d": 0.3}) == {"disent/dci[gbt]/d": 0.3}
+    markdown, _ = write_report(tmp_path)
+    header = next(line for line in markdown.splitlines() if line.startswith("| model"))
+    assert "disent/dci_d" not in header
+    row = next(line for line in markdown.splitlines() if "beta_vae" in line)
+    cells = dict(zip(*(map(str.strip, r.split("|")) for r in (header, row)), strict=True))
+    assert cells["disent/dci[gbt]/d"] == "0.300 ± 0.100"  # 0.2 (old key) and 0.4 (new)
+    assert cells["disent/dci[rf]/d"] == "0.700"  # one job holds it: no std
+    assert cells["disent/infomec[iqr]/m"] == "0.500"
+
+
+def test_by_model_the_table_has_one_model_column(tmp_path: Path):
+    for model, mig in (("qlae", 0.2), ("beta_vae", 0.1)):
+        record = {"status": "completed", "model": model, "metrics": {"disent/mig": mig}}
+        job(tmp_path, f"{model}_seed=0", [f"model={model}", "seed=0"], record)
+    markdown, _ = write_report(tmp_path, by="model")
+    lines = markdown.splitlines()
+    assert "| model | jobs | steps | disent/mig |" in lines
+    assert "| qlae | 1 | – | 0.200 |" in markdown and "| beta_vae | 1 | – | 0.100 |" in markdown

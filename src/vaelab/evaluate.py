@@ -130,11 +130,17 @@ class Evaluator:
                 "fairness skipped: it needs an image of every combination of the factors' classes"
             )
             metrics = tuple(m for m in metrics if m != "fairness")
+        suite = dict(self.suite)
+        if suite.get("infomec_discrete_latents") is None:  # null or unset: by the model
+            quantized = getattr(module, "codebook", lambda: None)() is not None
+            suite["infomec_discrete_latents"] = quantized
+        if suite["infomec_discrete_latents"] and "infomec" in metrics:
+            out.notes.append("InfoMEC read each latent's values as classes (quantized latents)")
         for note in out.notes:
             log.info("%s: %s", source.name, note)
         out.suite = run_suite(
             source, self._encoder(module), self.seed, metrics,
-            images=datamodule.source_images, device=module.device, **self.suite,
+            images=datamodule.source_images, device=module.device, **suite,
         )  # fmt: skip
         out.values.update(out.suite.values)
         return out

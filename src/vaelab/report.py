@@ -8,6 +8,9 @@ each disentanglement metric coloured by β (the trade-off). Failed jobs are list
 Jobs of ``experiment=reproduce_dsprites`` are grouped by their ``reproduce`` row, and the
 values their config names as published (``reproduce.published``) stand beside the measured
 ones, with the sources under the table.
+
+Keys of earlier metrics.json files are read under today's names (``RENAMED``, e.g.
+``disent/dci_d`` -> ``disent/dci[gbt]/d``), so old and new sweeps share a table.
 """
 
 from __future__ import annotations
@@ -30,11 +33,32 @@ import yaml
 KEY_METRICS = (
     "test/elbo", "test/recon", "test/kl", "test/nll_iw", "test/active_units", "test/psnr",
     "test/ssim", "test/fid", "test/kid",
-    "disent/mig", "disent/dci_d", "disent/dci_c", "disent/sap", "disent/modularity",
+    "disent/mig", "disent/dci[gbt]/d", "disent/dci[gbt]/c", "disent/sap", "disent/modularity",
     "disent/beta_vae_eval", "disent/factor_vae_eval", "disent/irs", "disent/gaussian_tc",
     "disent/mutual_info", "disent/sample_efficiency_lr", "disent/fairness", "disent/udr",
+    "disent/dci[rf]/d", "disent/dci[rf]/c",
+    "disent/infomec[range]/m", "disent/infomec[range]/e", "disent/infomec[range]/c",
+    "disent/infomec[iqr]/m", "disent/infomec[iqr]/e", "disent/infomec[iqr]/c",
+    "disent/dci_es[rf]/e", "disent/dci_es[rf]/s",
 )  # fmt: skip
 DISENTANGLEMENT = tuple(k for k in KEY_METRICS if k.startswith("disent/"))
+# Keys of earlier versions -> today's: DCI names its predictor (gradient-boosted trees).
+RENAMED = {
+    "disent/dci_d": "disent/dci[gbt]/d",
+    "disent/dci_c": "disent/dci[gbt]/c",
+    "disent/dci_i_train": "disent/dci[gbt]/i_train",
+    "disent/dci_i_test": "disent/dci[gbt]/i_test",
+}
+
+
+def renamed(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with the keys of earlier versions under today's names (``RENAMED``); a key
+    present under both names keeps today's value."""
+    out = {RENAMED.get(k, k): v for k, v in metrics.items() if k not in RENAMED}
+    for old, new in RENAMED.items():
+        if old in metrics:
+            out.setdefault(new, metrics[old])
+    return out
 
 
 def _value(text: str) -> Any:
@@ -73,7 +97,7 @@ def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
         rows.append({
             "job": job.name, "status": status, "error": record.get("error", ""),
             "model": overrides.get("model", record.get("model", "beta_vae")),
-            "step": record.get("step"), **overrides, **record.get("metrics", {}),
+            "step": record.get("step"), **overrides, **renamed(record.get("metrics", {})),
         })  # fmt: skip
         published = _published(job / ".hydra" / "config.yaml")
         if published:
@@ -114,14 +138,18 @@ def summarize(rows: list[dict[str, Any]], by: str = "beta") -> list[dict[str, An
         for key in KEY_METRICS:
             values = [m[key] for m in members if isinstance(m.get(key), int | float)]
             if values:
-                entry[key] = (float(np.mean(values)), float(np.std(values)))
+                entry[key] = (float(np.mean(values)), float(np.std(values)), len(values))
         table.append(entry)
     return table
 
 
 def _cell(entry: dict[str, Any], key: str) -> str:
-    """``mean ± std`` over seeds, and ``[published value ± std]`` where one is given."""
-    text = f"{entry[key][0]:.3f} ± {entry[key][1]:.3f}" if key in entry else "–"
+    """``mean ± std`` over seeds (the value alone from one job), and ``[published value ±
+    std]`` where one is given."""
+    text = "–"
+    if key in entry:
+        mean, std, count = entry[key]
+        text = f"{mean:.3f} ± {std:.3f}" if count > 1 else f"{mean:.3f}"
     paper = entry["published"].get(key)
     if paper:
         spread = f" ± {paper['std']:.2f}" if "std" in paper else ""
@@ -131,10 +159,11 @@ def _cell(entry: dict[str, Any], key: str) -> str:
 
 def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]) -> str:
     keys = [k for k in KEY_METRICS if any(k in e for e in table)]
-    head = ["model", by, "jobs", "steps", *keys]
+    grouped = [] if by == "model" else [by]  # by model: one column for it
+    head = ["model", *grouped, "jobs", "steps", *keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in table:
-        cells = [str(e["model"]), str(e[by]), str(e["jobs"]), e["steps"]]
+        cells = [str(e["model"]), *(str(e[g]) for g in grouped), str(e["jobs"]), e["steps"]]
         cells += [_cell(e, k) for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     sources = {
@@ -170,7 +199,9 @@ def _plot_against(table: list[dict[str, Any]], by: str, path: Path) -> Path | No
 
     for ax, key in zip(axes.flat, keys, strict=False):
         for model in sorted({e["model"] for e in table}):
-            points = [(position(e[by]), *e[key]) for e in table if e["model"] == model and key in e]
+            points = [
+                (position(e[by]), *e[key][:2]) for e in table if e["model"] == model and key in e
+            ]
             if points:
                 x, mean, std = (np.array(v, dtype=float) for v in zip(*points, strict=True))
                 ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=model,

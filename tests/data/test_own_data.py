@@ -77,9 +77,9 @@ def test_rows_missing_from_the_grid_still_score_perfect_codes_high_and_noise_low
     perfect = run_suite(table, identity_encoder, 0, metrics, **SMALL).values
     noise = run_suite(table, noise_encoder(), 0, metrics, **SMALL).values
     assert perfect["disent/factor_vae_eval"] == 1.0 and perfect["disent/beta_vae_eval"] == 1.0
-    assert perfect["disent/dci_d"] > 0.9 and perfect["disent/mig"] > 0.5
+    assert perfect["disent/dci[gbt]/d"] > 0.9 and perfect["disent/mig"] > 0.5
     assert noise["disent/factor_vae_eval"] < 0.6 and noise["disent/mig"] < 0.05
-    assert noise["disent/dci_d"] < 0.2
+    assert noise["disent/dci[gbt]/d"] < 0.2
     with pytest.raises(ValueError, match="no image has the factor classes"):
         run_suite(table, identity_encoder, 0, ["fairness"], **SMALL)
 

@@ -37,5 +37,5 @@ def test_hist_agrees_with_sklearn_reference(seed):
 
 def test_unknown_estimator():
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="unknown DCI estimator"):
-        dci_from_codes(*model_like_codes(50, rng), *model_like_codes(20, rng), estimator="rf")
+    with pytest.raises(ValueError, match=r"unknown DCI estimator 'xgb'; choose from \['hist', "):
+        dci_from_codes(*model_like_codes(50, rng), *model_like_codes(20, rng), estimator="xgb")

@@ -37,8 +37,8 @@ def identity_scores():
 def test_identity_codes_are_perfectly_disentangled(identity_scores):
     s = identity_scores
     assert s["disent/mig"] > 0.9
-    assert s["disent/dci_d"] > 0.95 and s["disent/dci_c"] > 0.95
-    assert s["disent/dci_i_test"] == pytest.approx(1.0)
+    assert s["disent/dci[gbt]/d"] > 0.95 and s["disent/dci[gbt]/c"] > 0.95
+    assert s["disent/dci[gbt]/i_test"] == pytest.approx(1.0)
     assert s["disent/beta_vae_train"] == 1.0 and s["disent/beta_vae_eval"] == 1.0
     assert s["disent/factor_vae_train"] == 1.0 and s["disent/factor_vae_eval"] == 1.0
     assert s["disent/factor_vae_active_dims"] == 3
@@ -53,9 +53,9 @@ def test_rotated_codes_score_lower(identity_scores):
         ToySource(), mixing_encoder(), seed=0, metrics=("mig", "dci", "modularity"), **SMALL
     )
     assert s["disent/mig"] < identity_scores["disent/mig"] - 0.4
-    assert s["disent/dci_d"] < identity_scores["disent/dci_d"] - 0.3
+    assert s["disent/dci[gbt]/d"] < identity_scores["disent/dci[gbt]/d"] - 0.3
     assert s["disent/modularity"] < identity_scores["disent/modularity"] - 0.05
-    assert s["disent/dci_i_test"] > 0.9  # the information is all still there
+    assert s["disent/dci[gbt]/i_test"] > 0.9  # the information is all still there
 
 
 def test_noise_codes_score_at_chance():

@@ -106,7 +106,10 @@ def test_the_suite_writes_every_key_the_matrices_and_one_line_per_metric(caplog)
     elapsed = time.perf_counter() - start
     values = result.values
     want = {
-        "mig", "sap", "dci_d", "dci_c", "dci_i_train", "dci_i_test", "modularity",
+        "mig", "sap", "dci[gbt]/d", "dci[gbt]/c", "dci[gbt]/i_train", "dci[gbt]/i_test",
+        "dci[rf]/d", "dci[rf]/c", "dci[rf]/i_train", "dci[rf]/i_test", "modularity",
+        "infomec[range]/m", "infomec[range]/e", "infomec[range]/c", "infomec[range]/active_dims",
+        "dci_es[rf]/e", "dci_es[rf]/s",
         "explicitness_train", "explicitness_test", "beta_vae_train", "beta_vae_eval",
         "factor_vae_train", "factor_vae_eval", "factor_vae_active_dims", "encoded_images",
         "irs", "irs_active_dims", "gaussian_tc", "gaussian_wasserstein",
@@ -119,8 +122,13 @@ def test_the_suite_writes_every_key_the_matrices_and_one_line_per_metric(caplog)
     }
     assert all(0 <= values[k] <= elapsed for k in values if "/time/" in k)
     # a perfect code: every score at its best, and three active latents
-    for key in ("dci_d", "dci_c", "modularity", "beta_vae_eval", "factor_vae_eval", "irs"):
+    for key in ("dci[gbt]/d", "dci[gbt]/c", "modularity", "beta_vae_eval", "factor_vae_eval",
+                "irs", "infomec[range]/e", "dci_es[rf]/s"):  # fmt: skip
         assert values[f"disent/{key}"] == pytest.approx(1.0, abs=0.002), key
+    for key in ("infomec[range]/m", "infomec[range]/c", "dci[rf]/i_test"):
+        assert values[f"disent/{key}"] > 0.95, key  # MI by k-nearest neighbours: a little below
+    assert values["disent/infomec[range]/active_dims"] == 3.0
+    assert values["disent/dci_es[rf]/e"] > 0.8  # probes of depth 1 and 2 cannot be perfect
     assert values["disent/mig"] > 0.95  # MI estimated from 200 codes: a little below 1
     assert values["disent/factor_vae_active_dims"] == 3.0
     assert values["disent/encoded_images"] == len(source)  # most images: the whole set once
@@ -139,7 +147,11 @@ def test_the_suite_writes_every_key_the_matrices_and_one_line_per_metric(caplog)
     assert [s.split()[0] for s in said] == list(METRICS)
     assert re.fullmatch(rf"mig +\d+\.\d s  mig {values['disent/mig']:.3f}", said[0])
     dci = said[METRICS.index("dci")]
-    assert re.search(r"  dci_d 1\.000, dci_c 1\.000, dci_i_train 1\.000, dci_i_test 1\.000$", dci)
+    assert re.search(
+        r"  dci\[gbt\]/d 1\.000, dci\[gbt\]/c 1\.000, dci\[gbt\]/i_train 1\.000, "
+        r"dci\[gbt\]/i_test 1\.000$",
+        dci,
+    )
     line = said[METRICS.index("factor_vae")]
     assert "factor_vae_eval 1.000" in line and "factor_vae_active_dims 3.000" in line
 
@@ -147,7 +159,7 @@ def test_the_suite_writes_every_key_the_matrices_and_one_line_per_metric(caplog)
 def test_settings_reach_the_metrics():
     source, encode = ToySource(), mixing_encoder()
     base = scores(evaluate_disentanglement(source, encode, 0, ["mig", "dci"], **SMALL))
-    for setting, metric in (("num_bins", "mig"), ("dci_estimator", "dci_d")):
+    for setting, metric in (("num_bins", "mig"), ("dci_estimator", "dci[gbt]/d")):
         value = 5 if setting == "num_bins" else "sklearn"
         changed = evaluate_disentanglement(source, encode, 0, ["mig", "dci"], **SMALL,
                                            **{setting: value})  # fmt: skip
@@ -156,6 +168,28 @@ def test_settings_reach_the_metrics():
         source, identity_encoder, 0, ["factor_vae"], **SMALL, prune_threshold=10.0
     )
     assert pruned["disent/factor_vae_active_dims"] == 0.0
+
+
+def test_the_new_measures_settings_reach_them_and_name_their_variant():
+    """The pruning rule is in InfoMEC's keys; DCI-ES's depth grid and tree count change E;
+    the boosted-tree and forest DCIs are computed in one evaluation under their own keys."""
+    source, encode = ToySource(), mixing_encoder()
+    both = scores(evaluate_disentanglement(source, encode, 0, ["dci", "dci_rf"], **SMALL))
+    assert {k.split("/")[1] for k in both} == {"dci[gbt]", "dci[rf]", "encoded_images"}
+    assert both["disent/dci[gbt]/d"] != both["disent/dci[rf]/d"]
+    iqr = evaluate_disentanglement(source, encode, 0, ["infomec"], **SMALL, infomec_pruning="iqr")
+    assert "disent/infomec[iqr]/m" in iqr and "disent/infomec[range]/m" not in iqr
+    # latents as classes: plug-in mutual information instead of the k-nearest-neighbour one
+    both = [
+        evaluate_disentanglement(source, identity_encoder, 0, ["infomec"], **SMALL, **setting)
+        for setting in ({}, {"infomec_discrete_latents": True})
+    ]
+    assert both[0]["disent/infomec[range]/m"] != both[1]["disent/infomec[range]/m"]
+    few = {**SMALL, "dci_es_trees": 10}
+    base = evaluate_disentanglement(source, encode, 0, ["dci_es"], **few)["disent/dci_es[rf]/e"]
+    for setting in ({"dci_es_depths": (1, 2)}, {"dci_es_trees": 3}, {"dci_es_refit": True}):
+        changed = evaluate_disentanglement(source, encode, 0, ["dci_es"], **{**few, **setting})
+        assert changed["disent/dci_es[rf]/e"] != base, setting
 
 
 def test_score_suite_reads_only_the_table():

@@ -28,7 +28,15 @@ def test_suite_runs_on_dsprites():
     )  # fmt: skip
     values = {k: v for k, v in scores.items() if "/time/" not in k}
     assert all(np.isfinite(v) for v in values.values())
-    for key in ("mig", "dci_d", "dci_c", "sap", "modularity", "beta_vae_eval", "factor_vae_eval"):
+    for key in (
+        "mig",
+        "dci[gbt]/d",
+        "dci[gbt]/c",
+        "sap",
+        "modularity",
+        "beta_vae_eval",
+        "factor_vae_eval",
+    ):
         assert 0.0 <= values[f"disent/{key}"] <= 1.0, key
     assert values["disent/mig"] > 0.25  # positions are captured, each by one latent
     assert values["disent/factor_vae_eval"] > 0.35  # chance is 0.2

@@ -84,3 +84,15 @@ def test_two_latents_the_bins_given_float32_codes_and_a_singular_covariance():
     twins = np.c_[codes[:, :1], codes[:, :1], codes[:, 1:]]
     cov = np.cov(twins, rowvar=False)
     assert np.isfinite(gaussian_wasserstein_dependency(cov))
+
+
+def test_a_constant_latent_adds_nothing_to_the_total_correlation():
+    """A quantized model's unused latent is constant: the scores are those of the others."""
+    rng = np.random.default_rng(3)
+    varying = rng.multivariate_normal([0, 0], [[1.0, 0.6], [0.6, 1.0]], size=2000)
+    with_constant = np.column_stack([varying[:, 0], np.full(2000, 0.25), varying[:, 1]])
+    alone, together = unsupervised_from_codes(varying), unsupervised_from_codes(with_constant)
+    assert together["gaussian_tc"] == pytest.approx(alone["gaussian_tc"], rel=1e-12)
+    assert together["gaussian_tc"] > 0.2  # ½ log(1 / (1 − 0.6²)) ≈ 0.22
+    assert together["gaussian_wasserstein"] == pytest.approx(alone["gaussian_wasserstein"])
+    assert gaussian_total_correlation(np.zeros((3, 3))) == 0.0

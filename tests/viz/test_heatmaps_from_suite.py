@@ -13,8 +13,8 @@ def test_heat_maps_read_the_suite_matrices_and_its_scores():
                       num_test=200)  # fmt: skip
     matrices = FactorMatrices.from_suite(suite)
     assert matrices.importance is suite.importance and matrices.mutual_info is suite.mutual_info
-    assert matrices.disentanglement == pytest.approx(suite.values["disent/dci_d"])
-    assert matrices.completeness == pytest.approx(suite.values["disent/dci_c"])
+    assert matrices.disentanglement == pytest.approx(suite.values["disent/dci[gbt]/d"])
+    assert matrices.completeness == pytest.approx(suite.values["disent/dci[gbt]/c"])
     assert matrices.mig == pytest.approx(suite.values["disent/mig"])
 
 

@@ -3,16 +3,21 @@
 The suite works in three steps, so that every distinct image is encoded once:
 
 1. draw: each metric draws the image indices it will read, from its own random stream
-   spawned from ``seed`` (so its value does not depend on which others run). MIG, SAP, DCI,
-   modularity/explicitness, IRS and the unsupervised scores share one draw of ``num_train``
-   training and ``num_test`` test codes (IRS and the unsupervised scores read the training
-   codes, as disentanglement_lib's draw ``num_train`` points); BetaVAE, FactorVAE, the
+   spawned from ``seed`` (so its value does not depend on which others run). MIG, SAP, DCI
+   (both variants), modularity/explicitness, IRS, the unsupervised scores, InfoMEC and DCI-ES
+   share one draw of ``num_train`` training and ``num_test`` test codes (IRS, the
+   unsupervised scores and InfoMEC read the training codes only); BetaVAE, FactorVAE, the
    downstream tasks and fairness draw their own;
 2. encode: the distinct indices of all draws go through the encoder once (``CodeTable``);
 3. score: every metric reads its codes from the table.
 
 The draws and the scores are the ones of the metric functions called on their own
 (``beta_vae_score`` etc.), so the values are the same on both paths for the same seed.
+
+Measures that differ between papers under one name carry their variant in the key:
+``disent/dci[gbt]/d`` (boosted trees, disentanglement_lib) and ``disent/dci[rf]/d`` (Tripod's
+forest), ``disent/infomec[range]/m`` or ``[iqr]`` (the pruning rule), ``disent/dci_es[rf]/e``.
+``vaelab.report.RENAMED`` reads the keys of earlier versions (``disent/dci_d``) under these.
 """
 
 from __future__ import annotations
@@ -28,7 +33,14 @@ import torch
 from vaelab.data.base import GroundTruthSource
 from vaelab.metrics.beta_vae import BetaVAEDraw, beta_vae_from_draws, draw_beta_vae_points
 from vaelab.metrics.codes import Codes, Images, encode_table
-from vaelab.metrics.dci import Estimator, completeness, disentanglement, importance_matrix
+from vaelab.metrics.dci import (
+    VARIANTS,
+    Estimator,
+    completeness,
+    disentanglement,
+    importance_matrix,
+)
+from vaelab.metrics.dci_es import DEPTHS, NUM_TREES, dci_es_from_codes
 from vaelab.metrics.downstream import SIZES, DownstreamDraw, downstream_from_draw, draw_downstream
 from vaelab.metrics.factor_vae import FactorVAEDraw, draw_factor_vae, factor_vae_from_draws
 from vaelab.metrics.fairness import (
@@ -37,6 +49,7 @@ from vaelab.metrics.fairness import (
     draw_fairness,
     fairness_from_draw,
 )
+from vaelab.metrics.infomec import Pruning, infomec_from_codes
 from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.mig import mig_from_mi
 from vaelab.metrics.modularity import explicitness_from_codes, modularity_from_mi
@@ -55,9 +68,11 @@ log = logging.getLogger(__name__)
 # New metrics go at the end: each metric's stream is its place in this order.
 METRICS = (
     "mig", "dci", "sap", "modularity", "beta_vae", "factor_vae", "irs", "unsupervised",
-    "downstream", "fairness",
+    "downstream", "fairness", "infomec", "dci_es", "dci_rf",
 )  # fmt: skip
-CODE_METRICS = ("mig", "dci", "sap", "modularity", "irs", "unsupervised")
+CODE_METRICS = (
+    "mig", "dci", "sap", "modularity", "irs", "unsupervised", "infomec", "dci_es", "dci_rf",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,11 +85,16 @@ class SuiteConfig:
     num_variance_estimate: int = 10_000  # FactorVAE global variances
     prune_threshold: float = 0.05  # FactorVAE: minimum std of an active latent
     num_bins: int = NUM_BINS  # bins of MIG, modularity, IRS's factors, the MI score
-    dci_estimator: Estimator = "hist"
+    dci_estimator: Estimator = "hist"  # boosted trees of "dci" (keys dci[gbt]) and fairness
     encode_batch: int | None = None  # images per forward pass (None: by device, TABLE_BATCH)
     downstream_sizes: tuple[int, ...] = SIZES  # training points of the downstream tasks
     downstream_estimator: Estimator = "hist"  # their gradient-boosted trees
     fairness_per_class: int = NUM_PER_CLASS  # fairness: rows per (target, sensitive) pair
+    infomec_pruning: Pruning = "range"  # inactive latents: range / 20 (QLAE) or iqr / 10 (Tripod)
+    infomec_discrete_latents: bool = False  # quantized latents: values are classes (QLAE)
+    dci_es_depths: tuple[int, ...] = DEPTHS  # DCI-ES probes' maximum depths (capacities)
+    dci_es_trees: int = NUM_TREES  # trees per DCI-ES probe forest
+    dci_es_refit: bool = False  # one forest per depth (the reference) instead of cut trees
 
 
 def make_config(**overrides: object) -> SuiteConfig:
@@ -221,16 +241,35 @@ def _code_metric(
         return {"irs": irs["irs"], "irs_active_dims": irs["active_dims"]}
     if name == "unsupervised":
         return unsupervised_from_codes(train, cfg.num_bins)
-    if name == "dci":
-        result.importance, acc_train, acc_test = importance_matrix(
-            train, y_train, test, y_test, cfg.dci_estimator
-        )
+    if name in ("dci", "dci_rf"):
+        estimator = cfg.dci_estimator if name == "dci" else "rf"
+        importance, acc_train, acc_test = importance_matrix(train, y_train, test, y_test, estimator)
+        if name == "dci":
+            result.importance = importance
+        key = f"dci[{VARIANTS[estimator]}]"
         return {
-            "dci_d": disentanglement(result.importance),
-            "dci_c": completeness(result.importance),
-            "dci_i_train": acc_train,
-            "dci_i_test": acc_test,
+            f"{key}/d": disentanglement(importance),
+            f"{key}/c": completeness(importance),
+            f"{key}/i_train": acc_train,
+            f"{key}/i_test": acc_test,
         }
+    if name == "infomec":
+        info = infomec_from_codes(
+            train, y_train, cfg.infomec_pruning, discrete_latents=cfg.infomec_discrete_latents
+        )
+        key = f"infomec[{cfg.infomec_pruning}]"
+        return {
+            f"{key}/m": info["infom"],
+            f"{key}/e": info["infoe"],
+            f"{key}/c": info["infoc"],
+            f"{key}/active_dims": info["active_dims"],
+        }
+    if name == "dci_es":
+        es = dci_es_from_codes(
+            train, y_train, test, y_test, cfg.dci_es_depths, cfg.dci_es_trees,
+            refit=cfg.dci_es_refit,
+        )  # fmt: skip
+        return {"dci_es[rf]/e": es["explicitness"], "dci_es[rf]/s": es["size"]}
     explicit = explicitness_from_codes(train, y_train, test, y_test)
     return {
         "modularity": modularity_from_mi(result.mutual_info),

@@ -18,7 +18,11 @@ from vaelab.metrics.utils import NUM_BINS, discrete_mutual_info, discretize
 
 
 def gaussian_total_correlation(cov: np.ndarray) -> float:
-    """½ (Σ_i log Σ_ii − log det Σ) of a covariance ``[D, D]``."""
+    """½ (Σ_i log Σ_ii − log det Σ) of a covariance ``[D, D]``, over the latents that vary:
+    a constant latent (a quantized model's unused one) is independent of all others and adds
+    0, where the formula would give log 0 − log 0."""
+    varying = np.diag(cov) > 0
+    cov = cov[varying][:, varying]
     return float(0.5 * (np.sum(np.log(np.diag(cov))) - np.linalg.slogdet(cov)[1]))
 
 

@@ -1,0 +1,122 @@
+"""DCI-ES explicitness and size (Eastwood et al. 2023): the area formula on curves worked by
+hand, the cut forests against forests grown to each depth, the known answers of perfect,
+rotated, noise and duplicated codes; and Tripod's random-forest DCI beside them."""
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+
+from tests.metrics.toy import (
+    ToySource,
+    duplicate_encoder,
+    identity_encoder,
+    mixing_encoder,
+    noise_encoder,
+)
+from vaelab.metrics.codes import sample_codes
+from vaelab.metrics.dci import dci_from_codes, forest_classifier
+from vaelab.metrics.dci_es import (
+    DEPTHS,
+    cut_forest_proba,
+    dci_es_from_codes,
+    explicitness,
+    loss_capacity_curves,
+    size,
+)
+
+FEW_TREES = 20
+
+
+def codes_of(encode, n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    return (*sample_codes(ToySource(), encode, n, rng), *sample_codes(ToySource(), encode, n, rng))
+
+
+def test_explicitness_by_hand():
+    """Capacities 1, 2, 4, baseline 0.5, Z = ½ · 3 · 0.5 = 0.75:
+    losses 0.5, 0.25, 0: area 0.375 + 0.25 -> E = 1 - 0.625 / 0.75 = 1/6;
+    0.5, 0.1, 0.3 is taken as 0.5, 0.1, 0.1 (best so far): area 0.3 + 0.2 -> E = 1/3;
+    perfect at once -> 1; never below the baseline -> -1."""
+    losses = np.array([[0.5, 0.25, 0.0], [0.5, 0.1, 0.3], [0.0, 0.0, 0.0], [0.5, 0.5, 0.6]])
+    got = explicitness(losses, [1, 2, 4], np.full(4, 0.5))
+    np.testing.assert_allclose(got, [1 / 6, 1 / 3, 1.0, -1.0])
+    # a loss falling linearly from the baseline to 0 over the grid scores 0
+    assert explicitness(np.array([[0.8, 0.4, 0.0]]), [0, 1, 2], np.array([0.8]))[0] == 0.0
+
+
+def test_size_is_factors_over_latents():
+    assert size(3, 3) == 1.0 and size(3, 4) == 0.75 and size(5, 10) == 0.5
+
+
+def test_a_cut_tree_is_the_tree_grown_to_that_depth():
+    """One tree on all rows and the one feature (no random choice of rows or features): cut at
+    each depth it predicts exactly what a tree fitted with that maximum depth predicts."""
+    rng = np.random.default_rng(0)
+    x, x_test = rng.normal(size=(2000, 1)), rng.normal(size=(500, 1))
+    y = (np.abs(x[:, 0]) * 6).astype(int) % 7
+    kw = {"n_estimators": 1, "bootstrap": False, "max_features": None, "random_state": 0}
+    full = RandomForestClassifier(**kw).fit(x, y)
+    depths = [1, 2, 3, 5, 8, 40]
+    for depth, proba in zip(depths, cut_forest_proba(full, x_test, depths), strict=True):
+        grown = RandomForestClassifier(**kw, max_depth=depth).fit(x, y)
+        np.testing.assert_allclose(proba, grown.predict_proba(x_test), atol=1e-12)
+
+
+def test_cut_forests_follow_the_curve_of_forests_grown_to_each_depth():
+    train, y, test, y_test = codes_of(mixing_encoder(), n=600)
+    depths = (1, 2, 3, 4, 8)
+    cut = loss_capacity_curves(train, y, test, y_test, depths, FEW_TREES)
+    grown = loss_capacity_curves(train, y, test, y_test, depths, FEW_TREES, refit=True)
+    assert np.abs(cut - grown).max() < 0.06
+    assert (cut[:, 0] > cut[:, -1] + 0.2).all()  # stumps cannot tell 4 to 6 classes apart
+
+
+def test_perfect_and_duplicated_codes():
+    """Perfect codes: a factor of n classes needs depth ~log2 n, then the loss is 0, so E is
+    high but under 1; a duplicated latent keeps E and lowers S to 3/4."""
+    perfect = dci_es_from_codes(*codes_of(identity_encoder), num_trees=FEW_TREES)
+    assert perfect["explicitness"] > 0.9 and perfect["size"] == 1.0
+    assert perfect["losses"].shape == (3, len(DEPTHS)) and perfect["losses"][:, -1].max() == 0
+    duplicated = dci_es_from_codes(*codes_of(duplicate_encoder), num_trees=FEW_TREES)
+    assert duplicated["explicitness"] > 0.9 and duplicated["size"] == 0.75
+
+
+def test_rotation_costs_axis_aligned_probes_capacity():
+    """Two factors of 16 classes: as latents, each is read by few splits; rotated by 45°, the
+    trees need a staircase of splits, so the loss falls later and E is lower."""
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 16, (3000, 2))
+    rotation = np.array([[1.0, 1.0], [1.0, -1.0]]) / np.sqrt(2)
+    e = {}
+    for name, codes in (("axis", factors * 1.0), ("rotated", factors @ rotation)):
+        es = dci_es_from_codes(codes[:2000], factors[:2000], codes[2000:], factors[2000:],
+                               num_trees=FEW_TREES)  # fmt: skip
+        e[name] = es["explicitness"]
+    assert e["axis"] > 0.85 and e["rotated"] < e["axis"] - 0.05  # measured 0.88 and 0.77
+
+
+def test_noise_codes_never_beat_the_baseline():
+    es = dci_es_from_codes(*codes_of(noise_encoder()), depths=(1, 4, 16), num_trees=FEW_TREES)
+    assert es["explicitness"] < -0.85
+
+
+def test_depths_must_increase():
+    with pytest.raises(ValueError, match="must increase"):
+        dci_es_from_codes(*codes_of(identity_encoder, n=50), depths=(4, 2))
+
+
+def test_tripod_forest_dci():
+    """Tripod's forest (100 trees, depth 10, entropy): a perfect code scores high D and C
+    (one random latent offered per split, so some importance strays), a rotated one low; a
+    duplicated latent lowers C more than D; noise codes are at chance on test codes."""
+    forest = forest_classifier()
+    assert (forest.n_estimators, forest.max_depth, forest.criterion) == (100, 10, "entropy")
+    perfect = dci_from_codes(*codes_of(identity_encoder), estimator="rf")
+    rotated = dci_from_codes(*codes_of(mixing_encoder()), estimator="rf")
+    assert perfect["disentanglement"] > 0.8 and perfect["completeness"] > 0.8
+    assert perfect["informativeness_test"] == 1.0
+    assert rotated["disentanglement"] < perfect["disentanglement"] - 0.3
+    duplicated = dci_from_codes(*codes_of(duplicate_encoder), estimator="rf")
+    assert duplicated["completeness"] < duplicated["disentanglement"] - 0.1
+    noise = dci_from_codes(*codes_of(noise_encoder()), estimator="rf")
+    assert noise["informativeness_test"] < 0.3  # chance ~0.2

@@ -1,4 +1,5 @@
-"""Evaluate trained runs without training: ``python src/eval.py run=<folder>``.
+"""Evaluate trained runs without training, ``python src/eval.py run=<folder>``, or score any
+model's codes, ``python src/eval.py represent=<module>:<function> data=dsprites``.
 
 The clone's entry point of ``vaelab-eval``; the program is ``vaelab.cli.eval``.
 """

@@ -142,13 +142,85 @@ def evaluate_run(
     return result
 
 
-def merge_into_metrics(run_dir: Path, name: str, result: dict[str, Any]) -> None:
-    """The new values into metrics.json (read again just before: nothing else is lost)."""
+def merge_into_metrics(
+    run_dir: Path,
+    name: str,
+    result: dict[str, Any],
+    keys: tuple[str, ...] = ("checkpoint", "checkpoint_sha256", "step", "settings"),
+) -> None:
+    """The new values into metrics.json (read again just before: nothing else is lost), and
+    the result's ``keys`` under ``evaluations.<name>``."""
     record = run_record(run_dir)
     record.setdefault("metrics", {}).update(result["metrics"])
-    details = {k: result[k] for k in ("checkpoint", "checkpoint_sha256", "step", "settings")}
+    details = {k: result[k] for k in keys}
     record.setdefault("evaluations", {})[name] = {**details, "file": f"{RESULTS}/{name}.json"}
     write_json_atomic(run_dir / METRICS, record)
+
+
+# A representation's record names the callable and the data instead of a checkpoint.
+REPRESENT_KEYS = ("represent", "represent_sha256", "data", "settings")
+
+
+def represent_settings(metrics: list[str], suite: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The settings of a representation's evaluation: those of ``Evaluator.settings()`` that
+    apply to codes alone (no likelihood, reconstructions or samples)."""
+    return {"disentanglement": list(metrics), "suite": dict(suite), "seed": seed}
+
+
+def write_evaluation(out_dir: Path, name: str, record: dict[str, Any]) -> Path:
+    """A representation's ``record`` as a run's: ``<out_dir>/evaluation/<name>.json`` and
+    merged into ``<out_dir>/metrics.json`` (``status``, ``represent``, ``metrics``,
+    ``evaluations.<name>``); both replaced atomically. Returns the first file."""
+    path = out_dir / RESULTS / f"{name}.json"
+    write_json_atomic(path, record)
+    if not (out_dir / METRICS).is_file():
+        write_json_atomic(
+            out_dir / METRICS, {"status": "completed", "represent": record["represent"]}
+        )
+    merge_into_metrics(out_dir, name, record, REPRESENT_KEYS)
+    log.info("%s written", path)
+    return path
+
+
+def evaluate_represent(
+    cfg: DictConfig, name: str, data: str, out_dir: str | Path
+) -> dict[str, Any]:
+    """``src/eval.py represent=<spec> data=<data>``: ``cfg.represent`` loaded
+    (vaelab.metrics.represent), scored on ``cfg.data`` with ``cfg.evaluation``'s metrics and
+    suite and ``cfg.seed`` (null: 0), written into ``out_dir`` (``write_evaluation``). A
+    TorchScript file is loaded onto ``cfg.device``; an imported callable gets its images on
+    its own device (a torch module's) or the CPU, unless ``cfg.device`` names one."""
+    from vaelab.metrics.represent import (
+        build_datamodule,
+        build_evaluator,
+        check_choice,
+        load_represent,
+        represent_record,
+        score_represent,
+    )
+    from vaelab.runs import pick_device
+
+    start = time.time()
+    seed = 0 if cfg.seed is None else int(cfg.seed)
+    evaluator = build_evaluator(cfg, name)
+    metrics, suite = list(evaluator.metrics), dict(evaluator.suite)
+    check_choice(metrics, suite)
+    device = pick_device(cfg.device)
+    represent, sha256 = load_represent(cfg.represent, device)
+    chosen = device if sha256 is not None or cfg.device != "auto" else None
+    datamodule = build_datamodule(cfg)
+    log.info("represent=%s: evaluation=%s on %s, seed %d", cfg.represent, name,
+             datamodule.source.name, seed)  # fmt: skip
+    values, notes = score_represent(
+        represent, datamodule.source, metrics, suite, seed, name=str(cfg.represent),
+        images=datamodule.source_images, device=chosen,
+    )  # fmt: skip
+    record = represent_record(
+        str(cfg.represent), sha256, name, data, represent_settings(metrics, suite, seed),
+        values, notes, time.time() - start,
+    )  # fmt: skip
+    write_evaluation(Path(out_dir), name, record)
+    return record
 
 
 def sweep_jobs(sweep_dir: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:

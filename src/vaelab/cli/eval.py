@@ -1,6 +1,7 @@
 """``vaelab-eval`` (``python src/eval.py``): evaluate trained runs without training,
 ``run=<folder> evaluation=full`` or ``sweep=<folder>`` (add ``-m`` and a launcher to spread a
-sweep's jobs); ``sweep=<folder> evaluation=udr`` compares the sweep's models (vaelab.eval_udr).
+sweep's jobs); ``sweep=<folder> evaluation=udr`` compares the sweep's models (vaelab.eval_udr);
+``represent=<module>:<function> data=<name>`` scores any model's codes (vaelab.eval_runs).
 
 Exit status 2 means bad input (no such folder, no checkpoint or config, a config this version
 cannot build, missing data), said in one paragraph; 1 means some evaluations failed.
@@ -18,8 +19,14 @@ from omegaconf import DictConfig
 from vaelab import eval_runs, eval_udr
 from vaelab.cli import command, config_path, with_user_configs
 from vaelab.config import EXIT_BAD_INPUT, ConfigError, call_hydra_main
-from vaelab.eval_args import expand_sweep, register_resolvers, target_problem
-from vaelab.eval_runs import evaluate_run, evaluate_sweep, in_multirun, record_failure
+from vaelab.eval_args import expand_sweep, register_resolvers, target_problem, with_default_data
+from vaelab.eval_runs import (
+    evaluate_represent,
+    evaluate_run,
+    evaluate_sweep,
+    in_multirun,
+    record_failure,
+)
 from vaelab.eval_udr import UDREvaluation, evaluate_sweep_udr
 
 failed = 0  # evaluations that failed in sweep=<folder> mode
@@ -34,6 +41,10 @@ def task(cfg: DictConfig) -> float | None:
     keys = ("ckpt_path", "force", "device", "seed", "allow_unsafe_checkpoints")
     options = {key: cfg[key] for key in keys}
     try:
+        if cfg.represent is not None:
+            runtime = HydraConfig.get().runtime
+            evaluate_represent(cfg, name, runtime.choices["data"], runtime.output_dir)
+            return None
         if sweep_level(cfg.evaluation):
             failed += _evaluate_sweep_level(cfg, name)
             return None
@@ -96,7 +107,7 @@ def main() -> None:
         )
         sys.exit(EXIT_BAD_INPUT)
     try:
-        sys.argv[1:] = with_user_configs(expand_sweep(sys.argv[1:]))
+        sys.argv[1:] = with_user_configs(with_default_data(expand_sweep(sys.argv[1:])))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

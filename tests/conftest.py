@@ -165,6 +165,9 @@ PROGRAM_TESTS = (
     "tests/data/test_smallnorb_cars3d.py::test_trains_through_the_cli",
     "tests/data/test_own_data.py::test_own_images_and_factors_train_and_are_evaluated",
     "tests/data/test_own_data.py::test_bad_own_data_exits_2_with_one_paragraph_before_training",
+    "tests/objectives/test_qlae.py::test_a_tiny_run_trains_writes_metrics_and_figures_and_resumes",
+    "tests/objectives/test_tripod.py::test_a_tiny_run_trains_writes_metrics_and_figures_and_resumes",
+    "tests/objectives/test_ada_gvae.py::test_ada_gvae_trains_through_the_cli",
 )
 
 

@@ -53,3 +53,11 @@ def test_a_run_shorter_than_one_validation_interval_returns_its_metric(cli):
     assert result.returncode == 0, result.stderr[-3000:]
     value = read_metrics(run_dir)["metrics"]["val/elbo"]
     assert f"val/elbo = {value}" in result.stdout + result.stderr
+
+
+def test_without_the_progress_callback_no_bar_counts_epochs(cli):
+    """``~callbacks.progress`` leaves no bar: Lightning's own would print "Epoch 0/-2"."""
+    _, result = cli("~callbacks.progress", process=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Epoch" not in result.stdout + result.stderr
+    assert "/-2" not in result.stdout + result.stderr

@@ -195,3 +195,45 @@ def test_a_stop_names_the_parts_that_went_bad_and_skips_are_shown():
     model = module(PoisonedBetaVAE(poison_calls=[1, 4]), nan_policy="skip")
     trainer = fit(model, images())
     assert trainer.progress_bar_metrics["train/skipped_batches"] == 2.0
+
+
+class ChosenModule(VAEModule):
+    """A VAEModule subclass for ``model.module`` (as Ada-GVAE's will be)."""
+
+
+def test_model_module_chooses_the_lightning_module_class_built_with_the_same_arguments():
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF
+    from vaelab.config import ConfigError
+    from vaelab.training import build_module
+
+    overrides = ["model=vae", "arch=mlp", "size=small"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        default = compose("train", overrides=overrides)
+        chosen = compose(
+            "train", overrides=[*overrides, "+model.module=tests.test_module.ChosenModule"]
+        )
+        wrong = compose("train", overrides=[*overrides, "+model.module=torch.nn.Linear"])
+        missing = compose("train", overrides=[*overrides, "+model.module=tests.nowhere.Module"])
+    assert type(build_module(default)) is VAEModule
+    built = build_module(chosen)
+    assert type(built) is ChosenModule and built.latent_dim == default.arch.latent_dim
+    for cfg in (wrong, missing):
+        with pytest.raises(ConfigError, match=r"model\.module"):
+            build_module(cfg)
+
+
+def test_a_quantized_model_trains_its_codebook_and_encodes_to_codebook_values():
+    from vaelab.objectives import QLAE
+
+    model = module(QLAE(latent_dim=3, num_values=4), variational=False, decay_only_weights=True)
+    before = model.objective.quantizer.codebook.detach().clone()
+    out = model(torch.rand(8, 1, 4, 4))
+    assert out.decode is not None and out.logvar is None
+    torch.testing.assert_close(out.z, model.objective.quantizer.nearest(out.mu))
+    fit(model, images(), max_steps=4)
+    assert not torch.equal(model.objective.quantizer.codebook.detach(), before)  # trained
+    codes, _ = model.encode(torch.rand(8, 1, 4, 4))
+    values = model.codebook()
+    assert all(set(codes[:, j].tolist()) <= set(values[j].tolist()) for j in range(3))

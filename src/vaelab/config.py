@@ -25,6 +25,34 @@ from vaelab.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
 
+
+def twice_factors(source_target: str, fallback: int) -> int:
+    """2 × the number of factors of the data source class ``source_target`` (its class-level
+    ``factor_sizes``), the latent count of QLAE and Tripod; ``fallback`` for data without a
+    fixed set of factors (or a class that cannot be imported)."""
+    try:
+        sizes = getattr(get_class(str(source_target)), "factor_sizes", None)
+    except Exception:
+        return fallback
+    return 2 * len(sizes) if isinstance(sizes, tuple | list) else fallback
+
+
+def source_name(source_target: str) -> str:
+    """The class name of a data source target, the key of a model's per-data-set presets."""
+    return str(source_target).rsplit(".", 1)[-1]
+
+
+def register_resolvers() -> None:
+    """``${vaelab_twice_factors:<source target>,<fallback>}`` and
+    ``${vaelab_source_name:<source target>}``, used by conf/model/qlae.yaml and tripod.yaml."""
+    for name, function in (("vaelab_twice_factors", twice_factors),
+                           ("vaelab_source_name", source_name)):  # fmt: skip
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)
+
+
+register_resolvers()
+
 # Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file.
 PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
@@ -126,6 +154,14 @@ RANGE_CHECKS: list[tuple[str, str, float, bool, str]] = [
     ("model.c_steps", "int", 1, True, "the capacity rises over at least 1 step"),
     ("model.lambda_od", "number", 0, True, "λ_od weighs the DIP penalty; use 0 or more"),
     ("model.lambda_d", "number", 0, True, "λ_d weighs the DIP penalty; use 0 or more"),
+    ("model.latent_dim", "int", 1, True, "the latent count must be a whole number of at least 1"),
+    ("model.num_values", "int", 2, True, "each latent needs at least 2 values"),
+    ("model.quantization_weight", "number", 0, True, "a loss weight; use 0 or more"),
+    ("model.commitment_weight", "number", 0, True, "a loss weight; use 0 or more"),
+    ("model.lambda_mi", "number", 0, True, "λ_MI weighs the multi-information; use 0 or more"),
+    ("model.lambda_hessian", "number", 0, True, "λ_H weighs the Hessian penalty; use 0 or more"),
+    ("model.epsilon", "number", 0, False, "the finite-difference step must be above 0"),
+    ("model.num_perturbations", "int", 2, True, "a variance needs at least 2 perturbations"),
     ("beta_schedule.steps", "int", 1, True, "a warm-up lasts at least 1 step"),
     ("beta_schedule.cycles", "int", 1, True, "a cyclical schedule has at least 1 cycle"),
     (
@@ -145,6 +181,7 @@ RANGE_CHECKS: list[tuple[str, str, float, bool, str]] = [
 UPPER_CHECKS: list[tuple[str, float, str]] = [
     ("seed", 2**32 - 1, "numpy's generators take seeds below 2**32"),
     ("arch.latent_dim", 65_536, "a latent this large would not fit in memory"),
+    ("model.latent_dim", 65_536, "a latent this large would not fit in memory"),
     ("data.batch_size", 2**20, "a batch this large would not fit in memory"),
 ]
 
@@ -280,9 +317,9 @@ def _model_problems(cfg: DictConfig) -> list[str]:
             f"model=vae is the β = 1 VAE but beta={beta} was given; for another β use "
             f"model=beta_vae beta={beta}."
         ]
-    if name == "ae" and beta != 0:
+    if name in ("ae", "qlae", "tripod") and beta != 0:
         return [
-            f"model=ae has no KL term, so beta={beta} would do nothing; drop the beta override."
+            f"model={name} has no KL term, so beta={beta} would do nothing; drop the beta override."
         ]
     if name == "annealed_vae":
         return _annealed_problems(cfg, beta)

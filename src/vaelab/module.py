@@ -1,5 +1,10 @@
 """The LightningModule: encoder -> z = mu + exp(0.5 logvar) * eps -> decoder, trained on an
-objective whose β follows a schedule. Batches arrive as uint8 and become x = images / 255."""
+objective whose β follows a schedule. Batches arrive as uint8 and become x = images / 255.
+
+An objective with a quantizer (QLAE, Tripod) replaces the sampling step: the encoder output
+becomes (z_c, straight-through quantized z), ``encode`` gives the quantized code, ``sample``
+draws each latent uniformly from its codebook, and the codebooks are trained with the networks.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from torch import nn
 
 from vaelab.errors import NonFiniteLossError
 from vaelab.objectives import Objective, VAEOutput
+from vaelab.objectives.quantize import sample_codes
 
 Parts = dict[str, torch.Tensor]
 
@@ -37,6 +43,21 @@ def reparameterize(
     shape = (n * world_size, *mu.shape[1:])
     eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps[rank * n : (rank + 1) * n]
+
+
+def weight_decay_groups(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], undecayed: Iterable[nn.Parameter] = ()
+) -> list[dict]:
+    """Two parameter groups: ``weights`` (every parameter not named ``*bias``, decayed with
+    the optimizer's weight_decay) and ``rest`` (biases and ``undecayed``, e.g. codebooks, with
+    weight_decay 0), as QLAE's reference labels its parameters for AdamW."""
+    weights, rest = [], list(undecayed)
+    for name, parameter in named_parameters:
+        (rest if name.endswith("bias") else weights).append(parameter)
+    return [
+        {"params": weights, "name": "weights"},
+        {"params": rest, "weight_decay": 0.0, "name": "rest"},
+    ]
 
 
 def gather_codes(out: VAEOutput) -> VAEOutput:
@@ -70,7 +91,14 @@ class VAEModule(L.LightningModule):
         optimizer: OptimizerFactory,
         latent_dim: int,
         nan_policy: str = "stop",
+        decay_only_weights: bool = False,
+        clip_value: float | None = None,
+        clip_only_weights: bool = False,
     ) -> None:
+        """``decay_only_weights``: the optimizer gets ``weight_decay_groups`` (weight decay on
+        weights, not on biases or the objective's codebooks). ``clip_value``: each gradient
+        element clipped to [−clip_value, clip_value] before the step (of the ``weights`` group
+        only with ``clip_only_weights``), besides any ``trainer.gradient_clip_val``."""
         super().__init__()
         if nan_policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
@@ -78,14 +106,33 @@ class VAEModule(L.LightningModule):
         self.objective, self.beta_schedule = objective, beta_schedule
         self.optimizer_factory, self.latent_dim = optimizer, latent_dim
         self.nan_policy, self.skipped_batches, self._skips_in_a_row = nan_policy, 0, 0
+        if clip_value is not None and clip_value <= 0:
+            raise ValueError(f"clip_value must be > 0, got {clip_value}")
+        if clip_only_weights and not decay_only_weights:
+            raise ValueError("clip_only_weights needs decay_only_weights (the weights group)")
+        self.decay_only_weights = decay_only_weights
+        self.clip_value, self.clip_only_weights = clip_value, clip_only_weights
         # An objective with a network of its own (FactorVAE) takes a second optimizer step.
         self.has_auxiliary = objective.has_auxiliary_network
         self.automatic_optimization = not self.has_auxiliary
 
     # ---- the model -------------------------------------------------------------------
+    @property
+    def quantizer(self) -> nn.Module | None:
+        """The objective's quantizer (QLAE, Tripod), or None."""
+        return self.objective.quantizer
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """q(z|x) parameters ``(mu, logvar)``; logvar is None for the deterministic AE."""
-        return self.encoder(x)
+        """q(z|x) parameters ``(mu, logvar)``; logvar is None for the deterministic AE. For a
+        quantized latent: ``(quantized code, None)``, the representation its paper scores."""
+        if self.quantizer is None:
+            return self.encoder(x)
+        pre_z, _ = self.encoder(x)
+        return self.quantizer.codes(pre_z), None
+
+    def codebook(self) -> torch.Tensor | None:
+        """The values ``[D, K]`` each quantized latent takes (sorted); None when continuous."""
+        return None if self.quantizer is None else self.quantizer.values()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder logits of p(x|z)."""
@@ -97,9 +144,12 @@ class VAEModule(L.LightningModule):
         generator: torch.Generator | None = None,
         shard: tuple[int, int] = (0, 1),
     ) -> VAEOutput:
-        mu, logvar = self.encode(x)
-        z = mu if logvar is None else reparameterize(mu, logvar, generator, shard)
-        return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decode(z))
+        mu, logvar = self.encoder(x)
+        if self.quantizer is not None:
+            mu, z = self.quantizer(mu)  # continuous z_c, straight-through quantized z
+        else:
+            z = mu if logvar is None else reparameterize(mu, logvar, generator, shard)
+        return VAEOutput(mu=mu, logvar=logvar, z=z, logits=self.decode(z), decode=self.decode)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,8 +159,12 @@ class VAEModule(L.LightningModule):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode n draws of z ~ N(0, I) to mean images in [0, 1]."""
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        """Decode n draws of z ~ N(0, I) to mean images in [0, 1]; for a quantized latent,
+        of z_j drawn uniformly from latent j's codebook (as both papers sample)."""
+        if self.quantizer is not None:
+            z = sample_codes(self.quantizer.values().to(self.device), n, generator)
+        else:
+            z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
         return self.objective.likelihood.mean(self.decode(z))
 
     @torch.no_grad()
@@ -220,7 +274,33 @@ class VAEModule(L.LightningModule):
         self._evaluate(x, "test", batch_idx)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
-        """The configured optimizer over encoder and decoder (+ the objective's own, if any)."""
-        vae = self.optimizer_factory([*self.encoder.parameters(), *self.decoder.parameters()])
+        """The configured optimizer over encoder, decoder and the objective's model parameters
+        (codebooks), in ``weight_decay_groups`` if asked (+ the objective's own, if any)."""
+        networks = [
+            *self.encoder.named_parameters(prefix="encoder"),
+            *self.decoder.named_parameters(prefix="decoder"),
+        ]
+        own = self.objective.model_parameters()
+        if self.decay_only_weights:
+            vae = self.optimizer_factory(weight_decay_groups(networks, own))
+        else:
+            vae = self.optimizer_factory([*(p for _, p in networks), *own])
         auxiliary = self.objective.auxiliary_optimizer()
         return vae if auxiliary is None else [vae, auxiliary]
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Elementwise clipping at ``clip_value`` (the model's, optax.clip's), then Lightning's
+        own if ``trainer.gradient_clip_val`` is set. Grads are unscaled here under AMP."""
+        if self.clip_value is not None:
+            for group in optimizer.param_groups:
+                if not self.clip_only_weights or group.get("name") == "weights":
+                    nn.utils.clip_grad_value_(group["params"], self.clip_value)
+        if gradient_clip_val:
+            super().configure_gradient_clipping(
+                optimizer, gradient_clip_val, gradient_clip_algorithm
+            )

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -120,4 +122,26 @@ def mark_failed(out_dir: Path, message: str) -> bool:
         return False
     write_json_atomic(Path(out_dir) / METRICS, {**(record or {}), "status": "failed",
                                                 "error": message})  # fmt: skip
+    return True
+
+
+def owner() -> dict[str, Any]:
+    """Who trains a run: this process and host, kept in a running run's ``metrics.json``."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def running_elsewhere(record: dict[str, Any]) -> bool:
+    """Whether a ``running`` record belongs to another live process on this host (another
+    launch into the same sweep folder): then it is unfinished, not failed."""
+    pid = record.get("pid")
+    if record.get("status") != "running" or record.get("host") != socket.gethostname():
+        return False
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
     return True

@@ -82,14 +82,14 @@ class LoadedRun:
         limits: tuple[float, float] = (-2.5, 2.5),
     ) -> torch.Tensor:
         """``[N, len(dims), steps, C, H, W]``: for each image, z = mu(x) with dimension
-        ``dims[r]`` set to ``steps`` values in ``limits`` (default: every dimension)."""
+        ``dims[r]`` set to ``steps`` values in ``limits`` (default: every dimension); a
+        quantized model's dimensions step through their codebook values instead."""
         from vaelab.viz.traversal import traversal_values, traverse
 
         mu, _ = self.encode(images)
         dims = list(range(mu.shape[1])) if dims is None else list(dims)
-        return traverse(
-            self.module, mu, np.asarray(dims), traversal_values(mu, steps, "fixed", limits)
-        )
+        values = traversal_values(mu, steps, "fixed", limits, codebook=self.module.codebook())
+        return traverse(self.module, mu, np.asarray(dims), values)
 
     def interpolate(
         self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10, method: str = "linear"

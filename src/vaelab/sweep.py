@@ -8,6 +8,7 @@ entry point exits non-zero when that list is not empty (Hydra swallows callback 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 
 from vaelab.cli import command
 from vaelab.report import collect_jobs
+from vaelab.run_folder import METRICS, running_elsewhere
 
 failed_jobs: list[str] = []  # filled at the end of a multirun, read by src/train.py
 REFUSED = ".refused"  # <sweep>/.refused/<job>.txt: jobs refused because their folder holds a result
@@ -33,6 +35,14 @@ def refused_jobs(sweep_dir: Path) -> dict[str, str]:
     return {p.stem: p.read_text() for p in sorted((sweep_dir / REFUSED).glob("*.txt"))}
 
 
+def _elsewhere(sweep_dir: Path, row: dict[str, Any]) -> bool:
+    try:
+        record = json.loads((sweep_dir / row["job"] / METRICS).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and running_elsewhere(record)
+
+
 class SweepSummary(Callback):
     """Prints one line per job at the end of a multirun; raises when any job failed."""
 
@@ -45,8 +55,13 @@ class SweepSummary(Callback):
         refused = refused_jobs(sweep_dir)
         rows = [r for r in collect_jobs(sweep_dir) if r["job"] not in refused]
         rows += [{"job": job, "status": "refused", "error": why} for job, why in refused.items()]
+        elsewhere = [r for r in rows if r["status"] == "running" and _elsewhere(sweep_dir, r)]
+        for row in elsewhere:  # another launch into this folder trains it now
+            rows.remove(row)
         failed = [r for r in rows if r["status"] != "completed"]
         print(f"sweep {sweep_dir}: {len(rows) - len(failed)} of {len(rows)} jobs completed")
+        for row in elsewhere:
+            print(f"  still running in another process: {row['job']}")
         for row in failed:
             print(f"  FAILED {row['job']}: {row['status']} {row['error']}".rstrip())
         failed_jobs[:] = [r["job"] for r in failed]

@@ -7,6 +7,7 @@ the value of ``cfg.optimized_metric`` for Hydra sweepers.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 import warnings
@@ -16,7 +17,8 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -32,7 +34,7 @@ from vaelab.evaluate import Evaluator
 from vaelab.io import write_json_atomic
 from vaelab.loggers import finish_loggers
 from vaelab.module import VAEModule
-from vaelab.run_folder import METRICS, completed_run, config_hash, write_hydra_files
+from vaelab.run_folder import METRICS, completed_run, config_hash, owner, write_hydra_files
 from vaelab.viz import save_run_figures
 from vaelab.viz.settings import FigureSettings
 
@@ -55,17 +57,50 @@ warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimiz
 warnings.filterwarnings("ignore", message=".*The `srun` command is available on your system.*")
 
 
+DEFAULT_MODULE = "vaelab.module.VAEModule"
+
+
+def module_class(cfg: DictConfig) -> type[VAEModule]:
+    """``model.module``: the dotted path of the LightningModule class (default VAEModule);
+    it is built with VAEModule's arguments."""
+    path = cfg.model.get("module") or DEFAULT_MODULE
+    try:
+        found = get_class(path)
+    except Exception as error:
+        raise ConfigError(f"`model.module`={path!r} names no importable class: {error}") from None
+    if not (isinstance(found, type) and issubclass(found, VAEModule)):
+        raise ConfigError(f"`model.module`={path!r} is not a subclass of {DEFAULT_MODULE}.")
+    return found
+
+
+def optimization_settings(cfg: DictConfig) -> dict[str, Any]:
+    """VAEModule's weight-decay groups and value clipping from ``model.optimization``.
+    ``clip_value`` is given in the paper's units (a loss averaged over pixels) and scaled by
+    the C·H·W pixels that vaelab's reconstruction sums over (the same clip relative to the
+    gradients, since the whole loss is that many times the paper's)."""
+    given = dict(cfg.model.get("optimization") or {})
+    if given.get("clip_value") is not None:
+        given["clip_value"] = float(given["clip_value"]) * math.prod(cfg.arch.image_shape)
+    return given
+
+
 def build_module(cfg: DictConfig) -> VAEModule:
-    """Networks, objective, β schedule and optimizer from their config groups."""
+    """Networks, objective, β schedule and optimizer from their config groups.
+
+    ``model.latent_dim`` (QLAE, Tripod: twice the data's factors) replaces ``arch.latent_dim``
+    when the model sets it."""
     objective = instantiate(cfg.model.objective)
-    module = VAEModule(
-        encoder=instantiate(cfg.arch.encoder, variational=objective.variational),
-        decoder=instantiate(cfg.arch.decoder),
+    latent_dim = cfg.model.get("latent_dim") or cfg.arch.latent_dim
+    sized = {"latent_dim": latent_dim} if cfg.model.get("latent_dim") else {}
+    module = module_class(cfg)(
+        encoder=instantiate(cfg.arch.encoder, variational=objective.variational, **sized),
+        decoder=instantiate(cfg.arch.decoder, **sized),
         objective=objective,
         beta_schedule=instantiate(cfg.beta_schedule),
         optimizer=instantiate(cfg.optimizer),
-        latent_dim=cfg.arch.latent_dim,
+        latent_dim=latent_dim,
         nan_policy=cfg.trainer.get("nan_policy", "stop"),
+        **optimization_settings(cfg),
     )
     if not cfg.get("compile", False):  # the summary's FLOPs: one image (compiled: no extra shape)
         module.example_input_array = torch.zeros(1, *cfg.arch.image_shape)
@@ -93,6 +128,11 @@ def trainer_from(cfg: DictConfig, callbacks: list, loggers: list, **settings: An
     plugins = [instantiate(p) for p in trainer_cfg.pop("plugins", None) or []]
     if SLURMEnvironment.detect():  # vaelab.requeue handles the warning signal, not Lightning
         plugins.append(SLURMEnvironment(auto_requeue=False))
+    if "enable_progress_bar" not in trainer_cfg and not any(
+        isinstance(c, ProgressBar) for c in callbacks
+    ):  # `~callbacks.progress` means no bar: Lightning's own would count epochs up to
+        # max_epochs - 1, "Epoch 0/-2" in a run set by max_steps
+        settings.setdefault("enable_progress_bar", False)
     return instantiate(
         {**trainer_cfg, **settings}, callbacks=callbacks, logger=loggers or False,
         enable_model_summary=False, plugins=plugins or None,
@@ -184,7 +224,7 @@ def run(cfg: DictConfig) -> float | None:
         return previous["metrics"].get(cfg.optimized_metric)
     started = time.time()
     record: dict[str, Any] = {
-        "status": "running", "model": cfg.model.name, "config_hash": fingerprint,
+        "status": "running", "model": cfg.model.name, "config_hash": fingerprint, **owner(),
     }  # fmt: skip
     trainer: L.Trainer | None = None
     chief = rank_zero_only.rank == 0  # DDP ranks > 0 write nothing

@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vaelab.data.base import DataError, ImageSource
-from vaelab.data.loader import IndexedImages, ResumableLoader, ShuffledBatches
+from vaelab.data.loader import IndexedImages, KeyedBatches, ResumableLoader, ShuffledBatches
+from vaelab.data.pairs import PairedImages, check_pair_k
 from vaelab.data.storage import StreamedImages, allocate_uint8, is_device, place
 from vaelab.data.transforms import FIT_MODES, fit_uint8
 
@@ -33,6 +34,9 @@ class ImageDataModule(L.LightningDataModule):
     ``device``: ``cuda`` keeps the whole set on the GPU when there is room, else the CPU.
     ``max_memory_gb``: a larger set is memory-mapped from an unnamed file in ``spill_dir``,
     or read batch by batch when the source is ``streamed``.
+    ``pairs``: training batches are pairs ``[B, 2, C, H, W]``, the second image sharing all
+    but a few factors with the first (``vaelab.data.pairs``; Ada-GVAE sets it); ``pair_k``:
+    how many factors change (-1: random per pair). Validation and test stay single images.
     ``source_settings``: the source's settings that a data yaml shows at its top level for
     the command line (``data.path``, ``data.variant``), passed to the source by interpolation.
     """
@@ -55,6 +59,8 @@ class ImageDataModule(L.LightningDataModule):
         spill_dir: str | Path | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        pairs: bool = False,
+        pair_k: int = -1,
         **source_settings: object,
     ) -> None:
         super().__init__()
@@ -65,6 +71,7 @@ class ImageDataModule(L.LightningDataModule):
         self.binarize, self.fit, self.device = binarize, fit, device
         self.max_memory_gb, self.spill_dir = max_memory_gb, spill_dir
         self.seed, self.num_workers = seed, num_workers
+        self.pairs, self.pair_k = pairs, pair_k
         self.images: torch.Tensor | None = None
         self.split_indices: dict[str, np.ndarray] = {}
 
@@ -99,6 +106,8 @@ class ImageDataModule(L.LightningDataModule):
             raise DataError(f"data.device must be cpu, cuda or cuda:<index>, got {self.device!r}.")
         if self.fit not in FIT_MODES:
             raise DataError(f"data.fit must be one of {', '.join(FIT_MODES)}, got {self.fit!r}.")
+        if self.pairs:
+            check_pair_k(self.pair_k, self.source)
         train = self.split_sizes()["train"]
         if train < self.batch_size:
             raise DataError(
@@ -207,11 +216,15 @@ class ImageDataModule(L.LightningDataModule):
         return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
 
     def split_batches(
-        self, split: str, batch_size: int, shuffle: bool
+        self,
+        split: str,
+        batch_size: int,
+        shuffle: bool,
+        batches_class: type[ShuffledBatches] = ShuffledBatches,
     ) -> tuple[IndexedImages, ShuffledBatches]:
         """One split's images and its batches of positions (seeded by ``seed``). Training
         batches are sharded over DDP ranks; every rank evaluates all of val / test, so those
-        values are the same as on one device."""
+        values are the same as on one device. ``batches_class``: ``KeyedBatches`` for pairs."""
         assert self.images is not None, "call setup() first"
         rows = self._positions[split]
         rank, world_size = self._shard() if shuffle else (0, 1)
@@ -220,7 +233,7 @@ class ImageDataModule(L.LightningDataModule):
                 f"data.batch_size={batch_size} is the global batch and must be a multiple of "
                 f"the {world_size} training processes."
             )
-        batches = ShuffledBatches(
+        batches = batches_class(
             len(rows),
             batch_size,
             shuffle,
@@ -253,7 +266,22 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self.pairs:
+            return self._pair_loader()
         return self._loader("train", self.batch_size, shuffle=True)
+
+    def _pair_loader(self) -> DataLoader:
+        """Training pairs ``[B, 2, C, H, W]`` (``vaelab.data.pairs``), resumable as ever."""
+        images, batches = self.split_batches("train", self.batch_size, True, KeyedBatches)
+        paired = PairedImages(
+            images,
+            self.split_indices["train"],
+            self.source,  # type: ignore[arg-type] - check_available made sure it has factors
+            self.source_images,
+            self.pair_k,
+            self.seed,
+        )
+        return self.loader(paired, batches, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)

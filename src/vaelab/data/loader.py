@@ -7,6 +7,7 @@ each array of indices to ``IndexedImages.__getitem__``, which gathers the batch 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -96,6 +97,11 @@ class ShuffledBatches(Sampler[np.ndarray]):
         return full + (rest > 0 and not self.drop_last)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        for _, positions in self.numbered():
+            yield positions
+
+    def numbered(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(i, positions)`` of each batch of the pass: ``i`` its place in the epoch."""
         order = (
             np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
             if self.shuffle
@@ -105,7 +111,29 @@ class ShuffledBatches(Sampler[np.ndarray]):
         share = self.batch_size // self.world_size
         for i in range(start, len(self)):
             first = i * self.batch_size + self.rank * share
-            yield order[first : first + share]
+            yield i, order[first : first + share]
+
+
+class BatchKey(NamedTuple):
+    """Where a batch is in the training stream: ``epoch``, its place ``batch`` in the epoch,
+    and the ``offset`` of this rank's slice in the global batch of ``batch_size``. Draws made
+    for a batch from ``(seed, epoch, batch)`` are then the same on resume and on any number
+    of DDP ranks (each takes its slice of one draw for the global batch)."""
+
+    epoch: int
+    batch: int
+    offset: int
+    batch_size: int
+
+
+class KeyedBatches(ShuffledBatches):
+    """``ShuffledBatches`` that hand out ``(BatchKey, positions)``: for datasets that draw
+    random numbers per batch (``vaelab.data.pairs``)."""
+
+    def __iter__(self) -> Iterator[tuple[BatchKey, np.ndarray]]:  # type: ignore[override]
+        offset = self.rank * (self.batch_size // self.world_size)
+        for i, positions in self.numbered():
+            yield BatchKey(self.epoch, i, offset, self.batch_size), positions
 
 
 class ResumableLoader(DataLoader):

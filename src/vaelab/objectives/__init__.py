@@ -9,9 +9,12 @@ from vaelab.objectives.dip_vae import DIPVAE
 from vaelab.objectives.factor_vae import FactorVAE
 from vaelab.objectives.kl import kl_normal
 from vaelab.objectives.likelihoods import Bernoulli, Gaussian, make_likelihood
+from vaelab.objectives.qlae import QLAE
+from vaelab.objectives.tripod import Tripod
 
 __all__ = [
     "DIPVAE",
+    "QLAE",
     "AnnealedVAE",
     "Autoencoder",
     "Bernoulli",
@@ -20,6 +23,7 @@ __all__ = [
     "FactorVAE",
     "Gaussian",
     "Objective",
+    "Tripod",
     "VAEOutput",
     "kl_normal",
     "make_likelihood",

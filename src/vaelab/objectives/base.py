@@ -8,6 +8,7 @@ the KL term by overriding ``regularizer`` and logs the parts it computes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,12 +22,17 @@ Parts = dict[str, torch.Tensor]
 
 @dataclass
 class VAEOutput:
-    """What one forward pass produces: posterior parameters, the sample, decoder logits."""
+    """What one forward pass produces: posterior parameters, the sample, decoder logits.
+
+    With a quantizer (QLAE, Tripod) ``mu`` is the continuous code z_c and ``z`` the
+    straight-through quantized code the decoder saw; ``decode`` is the decoder, for objectives
+    that probe it at other codes (Tripod's Hessian penalty)."""
 
     mu: torch.Tensor
     logvar: torch.Tensor | None  # None for a deterministic autoencoder
     z: torch.Tensor
     logits: torch.Tensor
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class Objective(nn.Module):
@@ -46,6 +52,14 @@ class Objective(nn.Module):
     def __init__(self, likelihood: str = "bernoulli") -> None:
         super().__init__()
         self.likelihood = make_likelihood(likelihood)
+        # A quantized latent (vaelab.objectives.quantize), set by QLAE and Tripod: VAEModule
+        # encodes through it, samples its codebooks and trains its parameters.
+        self.quantizer: nn.Module | None = None
+
+    def model_parameters(self) -> list[nn.Parameter]:
+        """The objective's parameters trained by the main optimizer (a quantizer's codebooks);
+        an auxiliary network's are not among them."""
+        return [] if self.quantizer is None else list(self.quantizer.parameters())
 
     def setup(self, dataset_size: int) -> None:
         """Told the number of training images before training (β-TCVAE's estimators use it)."""

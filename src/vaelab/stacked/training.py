@@ -28,7 +28,7 @@ from vaelab.data import ImageDataModule
 from vaelab.evaluate import Evaluator
 from vaelab.io import write_json_atomic
 from vaelab.module import VAEModule
-from vaelab.run_folder import METRICS, completed_run, mark_failed, write_hydra_files
+from vaelab.run_folder import METRICS, completed_run, mark_failed, owner, write_hydra_files
 from vaelab.stacked.data import StackedData
 from vaelab.stacked.module import StackedVAEModule
 from vaelab.training import (
@@ -64,7 +64,7 @@ def stack_problems(cfg: DictConfig) -> list[str]:
     """What a config sets that a stack cannot train exactly as a single run does."""
     problems = []
     if cfg.trainer.get("gradient_clip_val"):
-        problems.append("gradient clipping (trainer.gradient_clip_val): its norm couples members")
+        problems.append("gradient clipping (trainer.gradient_clip_val): a norm couples members")
     if cfg.trainer.get("nan_policy", "stop") != "stop":
         problems.append("trainer.nan_policy=skip (a stack marks a diverged member failed)")
     if cfg.get("compile", False):
@@ -73,6 +73,14 @@ def stack_problems(cfg: DictConfig) -> list[str]:
         problems.append("several devices (trainer.devices / num_nodes)")
     if int(cfg.trainer.get("accumulate_grad_batches", 1) or 1) != 1:
         problems.append("trainer.accumulate_grad_batches")
+    module = cfg.model.get("module") or "vaelab.module.VAEModule"
+    if module != "vaelab.module.VAEModule" or cfg.data.get("pairs", False):
+        problems.append(f"model={cfg.model.name} (its own training step, {module})")
+    if cfg.model.get("optimization"):
+        problems.append(
+            f"model={cfg.model.name} (a quantized latent and its own optimizer settings, "
+            "model.optimization, which a stack does not apply)"
+        )
     return problems
 
 
@@ -120,7 +128,7 @@ def _build(job: MemberJob, stack: str) -> None:
     _activate(job)
     write_hydra_files(job.raw, job.out_dir)
     job.record = {"status": "running", "model": cfg.model.name,
-                  "config_hash": job.fingerprint, "stack": stack}  # fmt: skip
+                  "config_hash": job.fingerprint, "stack": stack, **owner()}  # fmt: skip
     write_json_atomic(job.out_dir / METRICS, job.record)
     job.loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     for logger in job.loggers:

@@ -112,7 +112,14 @@ def _traversal(module, datamodule, mu, logvar, s: FigureSettings, path) -> dict[
     scores, score_name = dim_scores(mu, logvar)
     dims = order_dims(scores, t.max_dims)
     values = traversal_values(
-        mu, t.steps, t.range, tuple(t.limits), t.quantile, t.spread, module.objective.variational
+        mu,
+        t.steps,
+        t.range,
+        tuple(t.limits),
+        t.quantile,
+        t.spread,
+        module.objective.variational,
+        codebook=module.codebook() if hasattr(module, "codebook") else None,
     )
     base, _ = encode_means(module, datamodule.split_images(s.split, n=t.n_base))
     images = traverse(module, base, dims, values)

@@ -40,6 +40,8 @@ def reconstructions(module, images: torch.Tensor) -> torch.Tensor:
 
 
 def sample_title(module) -> str:
+    if getattr(module, "codebook", lambda: None)() is not None:
+        return "samples: decodes of z_j uniform over latent j's codebook"
     kind = "z ~ N(0, I)" if module.objective.variational else "z ~ N(0, I) (an AE has no prior)"
     return f"samples: decodes of {kind}"
 

@@ -4,7 +4,8 @@ steps) and as an animated GIF whose frame t shows every dimension at step t.
 
 Ranges: ``fixed`` = linspace(lo, hi); ``quantiles`` = Φ⁻¹ of linspace(q, 1 - q) of N(0, 1);
 ``fitted`` = mean_j ± k · std_j of the codes of a batch, per dimension; ``auto`` = fixed for
-a variational model, fitted for an AE (whose codes follow no prior).
+a variational model, fitted for an AE (whose codes follow no prior). A quantized latent
+(QLAE, Tripod) steps through its codebook instead: column k shows each dimension's k-th value.
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ def traversal_values(
     quantile: float = 0.05,
     spread: float = 2.0,
     variational: bool = True,
+    codebook: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The values ``[D, steps]`` each dimension takes; ``mu [N, D]`` are codes of a batch."""
+    """The values ``[D, steps]`` each dimension takes; ``mu [N, D]`` are codes of a batch.
+    With a ``codebook [D, K]`` (a quantized latent), its sorted values: K steps, whatever the
+    range and ``steps`` asked."""
+    if codebook is not None:
+        return codebook.detach().float().cpu().sort(-1).values
     d = mu.shape[1]
     if kind == "auto":
         kind = "fixed" if variational else "fitted"

@@ -8,7 +8,7 @@ ARGS   ?=
 
 SWEEP  ?=
 
-.PHONY: install train test test-fast tutorial report reproduce bench gpu-check mutants lint format clean
+.PHONY: install train test test-fast tutorial report reproduce compare bench gpu-check mutants lint format clean
 
 install: $(STAMP)
 
@@ -45,6 +45,14 @@ REPRODUCE_DIR ?= outputs/reproduce/dsprites
 reproduce: $(STAMP)
 	$(PY) src/train.py -m experiment=reproduce_dsprites $(ARGS); status=$$?; \
 	$(PY) src/report.py $(REPRODUCE_DIR) && exit $$status
+
+# 2018 vs 2024 on one network: β-VAE, β-TCVAE, FactorVAE, Ada-GVAE, QLAE and Tripod
+# (conf/experiment/compare_2024.yaml; 300k steps each, for a GPU: ARGS="trainer.max_steps=..."
+# for a shorter run). Reported by model, whatever the jobs' status; the exit status is the sweep's.
+COMPARE_DIR ?= outputs/compare_2024
+compare: $(STAMP)
+	$(PY) src/train.py -m experiment=compare_2024 $(ARGS); status=$$?; \
+	$(PY) src/report.py $(COMPARE_DIR) --by model && exit $$status
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py $(ARGS)

@@ -23,7 +23,8 @@ conf/experiment/reproduce_dsprites.yaml for one seed, all at once on the GPU (on
 each), each trained for ``--train-seconds`` (Lightning's ``max_time``; the steps reached are
 in its ``metrics.json``) and evaluated with the suite's metrics named in ``--metrics``; then
 ``src/report.py`` sets them beside the published values. Jobs still running at
-``--deadline`` are stopped, so the report always comes back.
+``--deadline`` are stopped, so the report always comes back. ``reproduce --experiment
+compare_2024`` does the same for the six methods of conf/experiment/compare_2024.yaml.
 
     python benchmarks/gpu_check.py [gather|run|reproduce] [--tiny] [--out DIR]
 """
@@ -249,6 +250,13 @@ def run(out: Path, tiny: bool) -> int:
 
 REPRODUCE_ROWS = ("beta_vae_b1", "beta_vae_b4", "beta_vae_b16", "factor_vae_g10",
                   "factor_vae_g40", "beta_tcvae_b1", "beta_tcvae_b6")  # fmt: skip
+REPRODUCE_METRICS = "[mig,dci,sap,modularity,irs,unsupervised,beta_vae,factor_vae]"
+COMPARE_ROWS = ("beta_vae", "beta_tcvae", "factor_vae", "ada_gvae", "qlae", "tripod")
+# experiment -> (the key its rows set, the default rows, its sweep folder under paths.log_dir)
+EXPERIMENTS = {
+    "reproduce_dsprites": ("reproduce", REPRODUCE_ROWS, "reproduce/dsprites"),
+    "compare_2024": ("model", COMPARE_ROWS, "compare_2024"),
+}
 
 
 # ``reproduce --tiny``: seconds on this CPU, the data rendered per image (no 3 GiB cache)
@@ -260,17 +268,21 @@ TINY_REPRODUCE = [
 ]  # fmt: skip
 
 
-def reproduce(out: Path, seed: int, rows: list[str], train_seconds: int, deadline: float,
-              metrics: str, extra: list[str], tiny: bool = False) -> int:  # fmt: skip
-    """Train ``rows`` of ``make reproduce`` at once (one process each), report them. The jobs
-    run in ``out/work``; what comes back is ``out/reproduce-seed<seed>.tar.gz`` (the job
-    folders and logs without checkpoints) and ``out/report.md``: the device returns only a
-    few files, two folders down at most."""
+def reproduce(out: Path, seed: int, rows: list[str] | None, train_seconds: int, deadline: float,
+              metrics: str | None, extra: list[str], tiny: bool = False,
+              experiment: str = "reproduce_dsprites") -> int:  # fmt: skip
+    """Train ``rows`` of ``experiment`` (make reproduce's by default; None: all its rows) at
+    once (one process each), report them. The jobs run in ``out/work``; what comes back is
+    ``out/<experiment>-seed<seed>.tar.gz`` (the job folders and logs without checkpoints) and
+    ``out/report.md``: the device returns only a few files, two folders down at most."""
     import shutil
     import tarfile
 
     import torch
 
+    key, all_rows, layout = EXPERIMENTS[experiment]
+    rows = list(rows or all_rows)
+    name = "reproduce" if experiment == "reproduce_dsprites" else experiment
     start = time.monotonic()
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -290,12 +302,12 @@ def reproduce(out: Path, seed: int, rows: list[str], train_seconds: int, deadlin
     minutes, secs = divmod(train_seconds, 60)
     max_time = f"00:{minutes // 60:02d}:{minutes % 60:02d}:{secs:02d}"  # DD:HH:MM:SS
     jobs = {}
+    chosen = [f"evaluation.disentanglement={metrics}"] if metrics else []
     for row in rows:
-        folder = work / "reproduce" / "dsprites" / f"{row}_seed={seed}"  # the sweep's layout
-        cmd = [sys.executable, "src/train.py", "experiment=reproduce_dsprites",
-               f"reproduce={row}", f"seed={seed}", f"hydra.run.dir='{folder}'",
-               f"+trainer.max_time='{max_time}'",
-               f"evaluation.disentanglement={metrics}", *gpu, *extra]  # fmt: skip
+        folder = work / layout / f"{row}_seed={seed}"  # the sweep's layout
+        cmd = [sys.executable, "src/train.py", f"experiment={experiment}",
+               f"{key}={row}", f"seed={seed}", f"hydra.run.dir='{folder}'",
+               f"+trainer.max_time='{max_time}'", *chosen, *gpu, *extra]  # fmt: skip
         log = open(work / f"{row}_seed={seed}.log", "w")  # noqa: SIM115 - closed when it ends
         jobs[row] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                       stderr=subprocess.STDOUT), log)  # fmt: skip
@@ -315,12 +327,13 @@ def reproduce(out: Path, seed: int, rows: list[str], train_seconds: int, deadlin
             codes[row] = None
             log.close()
             print(f"[reproduce] {row}: stopped at the deadline ({deadline:.0f} s)", flush=True)
-    sweep = work / "reproduce" / "dsprites"
-    subprocess.run([sys.executable, "src/report.py", str(sweep)], cwd=ROOT, env=env)
+    sweep = work / layout
+    by = [] if experiment == "reproduce_dsprites" else ["--by", key]
+    subprocess.run([sys.executable, "src/report.py", str(sweep), *by], cwd=ROOT, env=env)
     for ckpt in work.rglob("*.ckpt"):  # 9 MB each: the figures and metrics come back
         ckpt.unlink()
-    with tarfile.open(out / f"reproduce-seed{seed}.tar.gz", "w:gz") as tar:
-        tar.add(work, arcname=f"reproduce-seed{seed}")
+    with tarfile.open(out / f"{name}-seed{seed}.tar.gz", "w:gz") as tar:
+        tar.add(work, arcname=f"{name}-seed{seed}")
     if (sweep / "report.md").is_file():
         shutil.copy(sweep / "report.md", out / "report.md")
     shutil.rmtree(work)
@@ -340,13 +353,16 @@ def main() -> None:
         help="run: folder for logs and JSON (default $OUT, else outputs/gpu-check)",
     )
     parser.add_argument("--seed", type=int, default=0, help="reproduce: the seed of every row")
-    parser.add_argument("--rows", default=",".join(REPRODUCE_ROWS), help="reproduce: the rows")
+    parser.add_argument("--experiment", default="reproduce_dsprites", choices=EXPERIMENTS,
+                        help="reproduce: make reproduce's rows or compare_2024's")  # fmt: skip
+    parser.add_argument("--rows", default=None, help="reproduce: the rows (default: all)")
     parser.add_argument("--train-seconds", type=int, default=330, help="reproduce: per job")
     parser.add_argument("--deadline", type=float, default=540, help="reproduce: seconds in all")
     parser.add_argument(
         "--metrics",
-        default="[mig,dci,sap,modularity,irs,unsupervised,beta_vae,factor_vae]",
-        help="reproduce: evaluation.disentanglement",
+        default=None,
+        help="reproduce: evaluation.disentanglement (default: reproduce_dsprites "
+        f"{REPRODUCE_METRICS}, compare_2024 the experiment's own)",
     )
     args, extra = parser.parse_known_args()
     mode = args.mode
@@ -359,8 +375,12 @@ def main() -> None:
         return
     out = args.out or Path(os.environ.get("OUT") or ROOT / "outputs" / "gpu-check")
     if mode == "reproduce":  # further arguments: Hydra overrides of every job
-        sys.exit(reproduce(out, args.seed, args.rows.split(","), args.train_seconds,
-                           args.deadline, args.metrics, extra, args.tiny))  # fmt: skip
+        metrics = args.metrics
+        if metrics is None and args.experiment == "reproduce_dsprites":
+            metrics = REPRODUCE_METRICS
+        rows = args.rows.split(",") if args.rows else None
+        sys.exit(reproduce(out, args.seed, rows, args.train_seconds, args.deadline, metrics,
+                           extra, args.tiny, args.experiment))  # fmt: skip
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     sys.exit(run(out, args.tiny))

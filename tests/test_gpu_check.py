@@ -98,3 +98,25 @@ def test_jobs_still_running_at_the_deadline_are_stopped_and_the_piece_fails(tmp_
     assert result.returncode == 1
     assert result.stdout.count("stopped at the deadline (1 s)") == 2
     assert (tmp_path / "out" / "reproduce-seed0.tar.gz").is_file()
+
+
+def test_the_2018_vs_2024_comparison_runs_as_a_piece_and_reports_by_model(tmp_path: Path):
+    """``reproduce --experiment compare_2024``: the GPU's run of the README's comparison."""
+    cmd = [sys.executable, "benchmarks/gpu_check.py", "reproduce", "--tiny", "--out",
+           str(tmp_path / "out"), "--experiment", "compare_2024", "--rows", "qlae,ada_gvae",
+           "--train-seconds", "5", "evaluation.suite.num_train=200",
+           "evaluation.suite.num_test=100"]  # fmt: skip
+    env = {**os.environ, "VAELAB_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"compare_2024-seed0.tar.gz", "report.md"}
+    with tarfile.open(out / "compare_2024-seed0.tar.gz") as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    sweep = tmp_path / "back" / "compare_2024-seed0" / "compare_2024"
+    for row in ("qlae", "ada_gvae"):
+        record = json.loads((sweep / f"{row}_seed=0" / "metrics.json").read_text())
+        assert record["status"] == "completed" and record["model"] == row
+        assert "disent/infomec[range]/m" in record["metrics"] and "disent/mig" in record["metrics"]
+    report = (out / "report.md").read_text()
+    assert "qlae" in report and "ada_gvae" in report

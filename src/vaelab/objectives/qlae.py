@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from vaelab.objectives.base import Objective, Parts, VAEOutput
-from vaelab.objectives.quantize import LearnedScalarCodebook, require_quantizing_forward
+from vaelab.objectives.base import VAEOutput
+from vaelab.objectives.quantize import LearnedScalarCodebook, QuantizedObjective
 
 
 def quantization_loss(z_c: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -35,10 +35,10 @@ def commitment_loss(z_c: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (z_c - q.detach()).square().mean()
 
 
-class QLAE(Objective):
+class QLAE(QuantizedObjective):
     """recon + P (w_q L_quant + w_c L_commit); a deterministic, quantized latent."""
 
-    variational = False
+    name = "qlae"
 
     def __init__(
         self,
@@ -54,29 +54,12 @@ class QLAE(Objective):
         self.quantizer = LearnedScalarCodebook(latent_dim, num_values)
         self.quantization_weight, self.commitment_weight = quantization_weight, commitment_weight
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        out: VAEOutput,
-        beta: float,
-        step: int = 0,
-        whole_batch: VAEOutput | None = None,
-    ) -> Parts:
-        """β has no effect; ``quantization`` and ``commitment`` are logged in the paper's
-        units (means over latents), the loss holds them times P."""
-        require_quantizing_forward(out, "qlae")
-        recon = self.likelihood.nll(x, out.logits).mean()
+    def penalty(
+        self, out: VAEOutput, whole_batch: VAEOutput | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """w_q L_quant + w_c L_commit; ``quantization`` and ``commitment`` logged in the paper's
+        units (means over latents)."""
         q = self.quantizer.nearest(out.mu)
         quantization, commitment = quantization_loss(out.mu, q), commitment_loss(out.mu, q)
-        pixels = x[0].numel()
-        penalty = pixels * (
-            self.quantization_weight * quantization + self.commitment_weight * commitment
-        )
-        return {
-            "loss": recon + penalty,
-            "recon": recon,
-            "kl": recon.new_zeros(()),
-            "kl_per_dim": out.mu.new_zeros(0),
-            "quantization": quantization.detach(),
-            "commitment": commitment.detach(),
-        }
+        weighted = self.quantization_weight * quantization + self.commitment_weight * commitment
+        return weighted, {"quantization": quantization, "commitment": commitment}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaelab.objectives.base import VAEOutput
+from vaelab.objectives.base import Objective, Parts, VAEOutput
 
 
 def straight_through(z_c: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -39,6 +39,41 @@ def require_quantizing_forward(out: VAEOutput, model: str) -> None:
             f"came without it (hydra/launcher=stacked cannot train quantized models: use "
             f"another launcher)"
         )
+
+
+class QuantizedObjective(Objective):
+    """A deterministic, quantized latent (QLAE, Tripod): loss = recon + P · penalty, P = C·H·W.
+
+    The papers average the reconstruction over pixels where vaelab sums it, so their whole
+    loss is multiplied by P; ``penalty`` returns the paper's weighted penalty (per pixel) and
+    its parts in the paper's units for the logs. β has no effect."""
+
+    variational = False
+    name = "quantized"  # the model's name, for require_quantizing_forward's message
+
+    def penalty(
+        self, out: VAEOutput, whole_batch: VAEOutput | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        out: VAEOutput,
+        beta: float,
+        step: int = 0,
+        whole_batch: VAEOutput | None = None,
+    ) -> Parts:
+        require_quantizing_forward(out, self.name)
+        recon = self.likelihood.nll(x, out.logits).mean()
+        penalty, logs = self.penalty(out, whole_batch)
+        return {
+            "loss": recon + x[0].numel() * penalty,
+            "recon": recon,
+            "kl": recon.new_zeros(()),
+            "kl_per_dim": out.mu.new_zeros(0),
+            **{k: v.detach() for k, v in logs.items()},
+        }
 
 
 def sample_codes(values: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:

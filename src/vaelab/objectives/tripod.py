@@ -34,8 +34,8 @@ from collections.abc import Callable
 
 import torch
 
-from vaelab.objectives.base import Objective, Parts, VAEOutput
-from vaelab.objectives.quantize import FixedGridQuantizer, require_quantizing_forward
+from vaelab.objectives.base import VAEOutput
+from vaelab.objectives.quantize import FixedGridQuantizer, QuantizedObjective
 
 STD_FLOOR = 1e-6  # added to the batch std of z_c, as the reference
 RATIO_FLOOR = 1e-10  # added to the denominator of the normalized Hessian penalty
@@ -92,10 +92,10 @@ def normalized_hessian_penalty(
     return rademacher / (gaussian + RATIO_FLOOR)
 
 
-class Tripod(Objective):
+class Tripod(QuantizedObjective):
     """recon + P (λ_MI MI + λ_H HP) on a fixed-grid quantized latent."""
 
-    variational = False
+    name = "tripod"
     uses_batch_statistics = True  # the KDE and σ are statistics of the (global) batch
 
     def __init__(
@@ -118,18 +118,11 @@ class Tripod(Objective):
         self.lambda_mi, self.lambda_hessian = lambda_mi, lambda_hessian
         self.epsilon, self.num_perturbations = epsilon, num_perturbations
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        out: VAEOutput,
-        beta: float,
-        step: int = 0,
-        whole_batch: VAEOutput | None = None,
-    ) -> Parts:
-        """β has no effect. In evaluation mode the perturbations are drawn from a generator
+    def penalty(
+        self, out: VAEOutput, whole_batch: VAEOutput | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """λ_MI MI + λ_H HP. In evaluation mode the perturbations are drawn from a generator
         seeded with 0, so validation neither depends on nor moves the training random state."""
-        require_quantizing_forward(out, "tripod")  # and the Hessian penalty needs out.decode
-        recon = self.likelihood.nll(x, out.logits).mean()
         codes = whole_batch or out
         std = codes.mu.std(0, unbiased=False) + STD_FLOOR
         mi = kde_multi_information(codes.z.float(), std.float()).mean()
@@ -138,13 +131,5 @@ class Tripod(Objective):
             out.decode, out.z, out.logits, std[None].to(out.z.dtype),
             self.epsilon, self.num_perturbations, generator,
         ).mean()  # fmt: skip
-        pixels = x[0].numel()
-        penalty = pixels * (self.lambda_mi * mi + self.lambda_hessian * hessian)
-        return {
-            "loss": recon + penalty,
-            "recon": recon,
-            "kl": recon.new_zeros(()),
-            "kl_per_dim": out.mu.new_zeros(0),
-            "multi_information": mi.detach(),
-            "hessian_penalty": hessian.detach(),
-        }
+        weighted = self.lambda_mi * mi + self.lambda_hessian * hessian
+        return weighted, {"multi_information": mi, "hessian_penalty": hessian}

@@ -99,8 +99,14 @@ def test_a_stack_of_four_equals_the_four_single_runs(tmp_path: Path, vectorize: 
         ["model=dip_vae", "model.variant=ii", "model.lambda_od=1,10"],
         ["model=annealed_vae", "model.c_max=5,25"],
         ["model=ae", "seed=0,1"],
+        # decay on weights only (SGD's here), elementwise clipping (at 0.1 · P = 0.1 per
+        # element, so it does clip), each member's own codebook
+        ["model=qlae", "model.commitment_weight=0.01,0.1", "model.optimization.clip_value=1e-4"],
+        # the Hessian probes from each member's stream, through its own decoder
+        ["model=tripod", "seed=0,1", "model.lambda_hessian=1.0"],
+        ["model=ada_gvae", "seed=0,1"],  # pairs, drawn and averaged per member
     ],
-    ids=["factor_vae", "beta_tcvae", "dip_vae", "annealed_vae", "ae"],
+    ids=["factor_vae", "beta_tcvae", "dip_vae", "annealed_vae", "ae", "qlae", "tripod", "ada_gvae"],
 )
 def test_every_objective_trains_stacked_as_alone(tmp_path: Path, grid: list[str]):
     result = sweep(tmp_path / "stack", *grid, stacked=True)
@@ -163,6 +169,10 @@ def test_stacks_split_by_max_stack_and_by_shared_settings_and_feed_report_and_ev
     assert "train in separate stacks: they differ in arch.latent_dim (4 vs 6)" in out
     assert len(list(folder.glob(".stacks/*/checkpoints/last.ckpt"))) == 4
     assert all(read_metrics(j)["stack"]["members"] in (1, 2) for j in jobs(folder))
+    for job in jobs(folder):  # each job's own log: its stack, its evaluation and its result
+        own = (job / "train.log").read_text()
+        assert "trained as member" in own and f"run folder {job}" in own
+        assert own.count("trained as member") == 1  # the other members' lines are not in it
     report = subprocess.run([sys.executable, "src/report.py", str(folder)], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert report.returncode == 0, report.stderr[-3000:]

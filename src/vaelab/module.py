@@ -60,6 +60,29 @@ def weight_decay_groups(
     ]
 
 
+def networks_optimizer(
+    module: L.LightningModule, own: Iterable[nn.Parameter], decay_only_weights: bool
+) -> torch.optim.Optimizer:
+    """``module.optimizer_factory`` over its encoder's and decoder's parameters and ``own``
+    (codebooks), in ``weight_decay_groups`` with ``decay_only_weights``."""
+    networks = [
+        *module.encoder.named_parameters(prefix="encoder"),
+        *module.decoder.named_parameters(prefix="decoder"),
+    ]
+    if decay_only_weights:
+        return module.optimizer_factory(weight_decay_groups(networks, own))
+    return module.optimizer_factory([*(p for _, p in networks), *own])
+
+
+def clip_values(optimizer: torch.optim.Optimizer, clip_value: float, only_weights: bool) -> None:
+    """Each gradient element clipped to [−clip_value, clip_value] (``optax.clip``), in every
+    parameter group or, with ``only_weights``, in the ``weights`` group of
+    ``weight_decay_groups``. Elementwise, so the same for each member of a stack."""
+    for group in optimizer.param_groups:
+        if not only_weights or group.get("name") == "weights":
+            nn.utils.clip_grad_value_(group["params"], clip_value)
+
+
 def gather_codes(out: VAEOutput) -> VAEOutput:
     """mu, logvar and z of every DDP rank's slice, in rank order: the global batch's codes,
     as one process has them. The gather keeps gradients (``torch.distributed.nn``): each rank
@@ -186,12 +209,19 @@ class VAEModule(L.LightningModule):
         if datamodule is not None and getattr(datamodule, "split_indices", None):
             self.objective.setup(dataset_size=len(datamodule.split_indices["train"]))
 
+    def training_parts(
+        self, x: torch.Tensor, beta: float, shard: tuple[int, int]
+    ) -> tuple[Parts, VAEOutput]:
+        """The objective's loss and parts on batch ``x`` (this rank's slice ``shard``), and the
+        forward pass they came from."""
+        out = self(x, shard=shard)
+        whole = gather_codes(out) if shard[1] > 1 and self.objective.uses_batch_statistics else None
+        return self.objective(x, out, beta, self.global_step, whole_batch=whole), out
+
     def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
         beta = self.beta_schedule(self.global_step)
         shard = (self.trainer.global_rank, self.trainer.world_size)
-        out = self(x, shard=shard)
-        whole = gather_codes(out) if shard[1] > 1 and self.objective.uses_batch_statistics else None
-        parts = self.objective(x, out, beta, self.global_step, whole_batch=whole)
+        parts, out = self.training_parts(x, beta, shard)
         loss = parts.pop("loss")
         shown = self._mean_over_ranks({"loss": loss, **parts}, shard[1])
         if not torch.isfinite(shown["loss"]):  # under DDP: on any rank, so all ranks agree
@@ -276,15 +306,8 @@ class VAEModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
         """The configured optimizer over encoder, decoder and the objective's model parameters
         (codebooks), in ``weight_decay_groups`` if asked (+ the objective's own, if any)."""
-        networks = [
-            *self.encoder.named_parameters(prefix="encoder"),
-            *self.decoder.named_parameters(prefix="decoder"),
-        ]
         own = self.objective.model_parameters()
-        if self.decay_only_weights:
-            vae = self.optimizer_factory(weight_decay_groups(networks, own))
-        else:
-            vae = self.optimizer_factory([*(p for _, p in networks), *own])
+        vae = networks_optimizer(self, own, self.decay_only_weights)
         auxiliary = self.objective.auxiliary_optimizer()
         return vae if auxiliary is None else [vae, auxiliary]
 
@@ -297,9 +320,7 @@ class VAEModule(L.LightningModule):
         """Elementwise clipping at ``clip_value`` (the model's, optax.clip's), then Lightning's
         own if ``trainer.gradient_clip_val`` is set. Grads are unscaled here under AMP."""
         if self.clip_value is not None:
-            for group in optimizer.param_groups:
-                if not self.clip_only_weights or group.get("name") == "weights":
-                    nn.utils.clip_grad_value_(group["params"], self.clip_value)
+            clip_values(optimizer, self.clip_value, self.clip_only_weights)
         if gradient_clip_val:
             super().configure_gradient_clipping(
                 optimizer, gradient_clip_val, gradient_clip_algorithm

@@ -13,9 +13,64 @@ from __future__ import annotations
 
 import torch
 
-from vaelab.module import VAEModule, logs_written_this_step, reparameterize
+from vaelab.module import VAEModule, reparameterize
 from vaelab.objectives.ada_gvae import AdaGVAE
 from vaelab.objectives.base import Parts, VAEOutput
+
+Posterior = tuple[torch.Tensor, torch.Tensor]  # (mu, logvar)
+
+
+def check_pairs(x: torch.Tensor) -> None:
+    if x.ndim < 3 or x.shape[1] != 2:
+        raise ValueError(f"AdaGVAEModule trains on pairs [B, 2, C, H, W], got {list(x.shape)}")
+
+
+def both_images(x: torch.Tensor) -> torch.Tensor:
+    """Pairs ``[B, 2, ...]`` as one batch ``[2B, ...]``: every first image, then every second."""
+    return torch.cat([x[:, 0], x[:, 1]])
+
+
+def pair_samples(
+    objective: AdaGVAE,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    generator: torch.Generator | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> tuple[Posterior, Posterior, torch.Tensor, torch.Tensor]:
+    """From the encodings ``[2B, D]`` of ``both_images``: each image's averaged posterior,
+    the shared mask ``[B, D]`` and the samples ``[2B, D]`` (z_1 drawn first, then z_2)."""
+    n = len(mu) // 2
+    first, second, shared = objective.aggregate(mu[:n], logvar[:n], mu[n:], logvar[n:])
+    z1 = reparameterize(*first, generator, shard)
+    z2 = reparameterize(*second, generator, shard)
+    return first, second, shared, torch.cat([z1, z2])
+
+
+def pair_outputs(
+    first: Posterior, second: Posterior, z: torch.Tensor, logits: torch.Tensor
+) -> tuple[VAEOutput, VAEOutput]:
+    """Each image's output (averaged posterior, sample, logits) from ``pair_samples``' results
+    and the decoder's logits ``[2B, ...]`` of z."""
+    n = len(z) // 2
+    out1 = VAEOutput(mu=first[0], logvar=first[1], z=z[:n], logits=logits[:n])
+    out2 = VAEOutput(mu=second[0], logvar=second[1], z=z[n:], logits=logits[n:])
+    return out1, out2
+
+
+def pair_parts(
+    objective: AdaGVAE,
+    x: torch.Tensor,
+    out1: VAEOutput,
+    out2: VAEOutput,
+    shared: torch.Tensor,
+    beta: float,
+    step: int,
+) -> Parts:
+    """The pair loss and its parts (the mean of the two images' β-VAE parts) and
+    ``shared_dims``, the mean number of averaged dimensions."""
+    parts = objective.pair_loss(x[:, 0], out1, x[:, 1], out2, beta, step)
+    parts["shared_dims"] = shared.float().sum(1).mean()
+    return parts
 
 
 class AdaGVAEModule(VAEModule):
@@ -37,34 +92,15 @@ class AdaGVAEModule(VAEModule):
     ) -> tuple[VAEOutput, VAEOutput, torch.Tensor]:
         """Both images' outputs (averaged posteriors, samples, logits) and the shared mask
         ``[B, D]`` for pairs ``x`` of ``[B, 2, C, H, W]``."""
-        if x.ndim < 3 or x.shape[1] != 2:
-            raise ValueError(f"AdaGVAEModule trains on pairs [B, 2, C, H, W], got {list(x.shape)}")
-        n = len(x)
-        mu, logvar = self.encode(torch.cat([x[:, 0], x[:, 1]]))
-        first, second, shared = self.objective.aggregate(mu[:n], logvar[:n], mu[n:], logvar[n:])
-        z1 = reparameterize(*first, generator, shard)
-        z2 = reparameterize(*second, generator, shard)
-        logits = self.decode(torch.cat([z1, z2]))
-        out1 = VAEOutput(mu=first[0], logvar=first[1], z=z1, logits=logits[:n])
-        out2 = VAEOutput(mu=second[0], logvar=second[1], z=z2, logits=logits[n:])
-        return out1, out2, shared
+        check_pairs(x)
+        mu, logvar = self.encode(both_images(x))
+        first, second, shared, z = pair_samples(self.objective, mu, logvar, generator, shard)
+        return *pair_outputs(first, second, z, self.decode(z)), shared
 
-    def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
-        beta = self.beta_schedule(self.global_step)
-        shard = (self.trainer.global_rank, self.trainer.world_size)
+    def training_parts(
+        self, x: torch.Tensor, beta: float, shard: tuple[int, int]
+    ) -> tuple[Parts, VAEOutput]:
+        """The pair loss and its parts (``pair_parts``) on pairs ``x``; VAEModule's
+        ``training_step`` logs them (``train/shared_dims`` among them)."""
         out1, out2, shared = self.pair_forward(x, shard=shard)
-        parts: Parts = self.objective.pair_loss(
-            x[:, 0], out1, x[:, 1], out2, beta, self.global_step
-        )
-        parts["shared_dims"] = shared.float().sum(1).mean()
-        loss = parts.pop("loss")
-        shown = self._mean_over_ranks({"loss": loss, **parts}, shard[1])
-        if not torch.isfinite(shown["loss"]):
-            return self._non_finite(loss, parts)
-        self._skips_in_a_row = 0
-        if logs_written_this_step(self.trainer):
-            self.log("train/loss", shown.pop("loss"), prog_bar=True, batch_size=len(x))
-            kl_dims = {f"train/kl_dim/{i}": v for i, v in enumerate(shown.pop("kl_per_dim"))}
-            logs = {f"train/{k}": v for k, v in shown.items()}
-            self.log_dict({**logs, **kl_dims, "train/beta": beta}, batch_size=len(x))
-        return loss
+        return pair_parts(self.objective, x, out1, out2, shared, beta, self.global_step), out1

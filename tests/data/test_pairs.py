@@ -142,6 +142,47 @@ def test_a_subset_reads_partners_from_the_whole_source():
         assert set((a != b).sum(1)) <= {1, 2}
 
 
+class Sparse(Numbered):
+    """Numbered's 4 x 5 x 6 classes without the combinations whose classes sum to a multiple
+    of 3 (80 of 120 have an image): not a grid. Image i has the i-th remaining combination;
+    ``index_of`` a missing one raises."""
+
+    name = "sparse"
+    combos = np.array([c for c in np.ndindex(4, 5, 6) if sum(c) % 3], dtype=np.int64)
+
+    @property
+    def is_grid(self) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return len(self.combos)
+
+    def factors_of(self, indices):
+        return self.combos[np.asarray(indices, dtype=np.int64)]
+
+    def index_of(self, classes):
+        where = {tuple(c): i for i, c in enumerate(self.combos.tolist())}
+        return np.array([where[tuple(c)] for c in np.asarray(classes).tolist()], dtype=np.int64)
+
+
+def test_pairs_of_a_non_grid_source_exist_share_all_but_n_factors_and_repeat_by_seed():
+    source = Sparse()
+    first, again = (
+        pairs_of(make(source=source, pairs=True)),
+        pairs_of(make(source=Sparse(), pairs=True)),
+    )
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
+    changed = []
+    for pair in first:
+        a = source.factors_of(index_in(pair[:, 0]))
+        b = source.factors_of(index_in(pair[:, 1]))  # an image of the source: it exists
+        assert (b.sum(1) % 3 != 0).all()
+        changed += (a != b).sum(1).tolist()
+    # a redraw finds an existing combination nearly always (n = 0: the first image twice)
+    assert set(changed) <= {0, 1, 2} and changed.count(0) <= len(changed) // 10
+    assert changed.count(1) > changed.count(2) > 0  # P(n = 1) = 3/4 with K = 3
+
+
 class OneFactor(Numbered):
     factor_names = ("a", "b")
     factor_sizes = (12, 1)

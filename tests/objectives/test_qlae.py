@@ -93,7 +93,7 @@ def test_the_loss_is_recon_plus_pixels_times_the_weighted_latent_losses_float64(
     logits = torch.tensor([[[[2.0, -1.0], [0.0, 3.0]]]], dtype=torch.float64).repeat(2, 1, 1, 1)
     z_c = torch.tensor([[0.4, 1.2], [-0.6, -5.0]], dtype=torch.float64)
     out = VAEOutput(mu=z_c, logvar=None, z=z_c, logits=logits)
-    with pytest.raises(ValueError, match="needs VAEModule's forward"):
+    with pytest.raises(ValueError, match="needs a forward pass that quantizes"):
         objective(x, out, beta=0.0)  # codes that were not quantized (the stacked launcher's)
     out.decode = lambda z: z  # as VAEModule.forward sets it
     parts = objective(x, out, beta=0.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -103,10 +104,10 @@ def test_the_hessian_penalty_estimates_off_diagonal_over_all_squared_entries():
     assert zero.abs().max() < 1e-9  # no interaction between latents: no penalty
 
 
-def test_the_loss_is_recon_plus_pixels_times_the_weighted_penalties():
-    objective = Tripod(latent_dim=2, lambda_mi=0.1, lambda_hessian=0.2, num_perturbations=2)
-    hessian = torch.tensor([[[0.0, 1.0], [1.0, 2.0]]]).repeat(4, 1, 1)
-    f = quadratic(hessian)
+def quadratic_case(objective: Tripod) -> tuple[torch.Tensor, torch.Tensor, VAEOutput]:
+    """Three codes of two latents, a decoder of four quadratic 'pixels': pre_z, x and the
+    output ``objective``'s quantizer makes of them."""
+    f = quadratic(torch.tensor([[[0.0, 1.0], [1.0, 2.0]]]).repeat(4, 1, 1))
 
     def decode(z: torch.Tensor) -> torch.Tensor:
         return f(z).view(-1, 1, 2, 2)
@@ -114,21 +115,55 @@ def test_the_loss_is_recon_plus_pixels_times_the_weighted_penalties():
     pre_z = torch.tensor([[0.3, -0.2], [1.0, 2.0], [-0.5, 0.1]], requires_grad=True)
     z_c, z = objective.quantizer(pre_z)
     x = torch.full((3, 1, 2, 2), 0.5)
-    out = VAEOutput(mu=z_c, logvar=None, z=z, logits=decode(z), decode=decode)
+    return pre_z, x, VAEOutput(mu=z_c, logvar=None, z=z, logits=decode(z), decode=decode)
+
+
+def test_the_loss_is_recon_plus_pixels_times_the_weighted_penalties():
+    objective = Tripod(latent_dim=2, lambda_mi=0.1, lambda_hessian=0.2, num_perturbations=2)
+    pre_z, x, out = quadratic_case(objective)
     objective.eval()
     state = torch.random.get_rng_state()
     parts = objective(x, out, beta=0.0)
     assert torch.equal(torch.random.get_rng_state(), state)  # evaluation draws its own
     assert torch.equal(objective(x, out, beta=0.0)["loss"], parts["loss"])
-    std = z_c.detach().std(0, unbiased=False) + 1e-6
-    mi = kde_multi_information(z.detach(), std).mean()
+    std = out.mu.detach().std(0, unbiased=False) + 1e-6
+    mi = kde_multi_information(out.z.detach(), std).mean()
     generator = torch.Generator().manual_seed(0)
-    hp = normalized_hessian_penalty(decode, z.detach(), out.logits.detach(), std, 0.1, 2, generator)
+    hp = normalized_hessian_penalty(
+        out.decode, out.z.detach(), out.logits.detach(), std, 0.1, 2, generator
+    )
     torch.testing.assert_close(parts["multi_information"], mi)
     torch.testing.assert_close(parts["hessian_penalty"], hp.mean())
     torch.testing.assert_close(parts["loss"], parts["recon"] + 4 * (0.1 * mi + 0.2 * hp.mean()))
     parts["loss"].backward()  # the penalties reach the encoder (through z and σ), as the reference
     assert pre_z.grad is not None and pre_z.grad.abs().sum() > 0
+    # each weight scales its own term (here the Hessian term is ~1e6 times the other)
+    for lambda_mi, lambda_hessian, term in ((0.1, 0.0, 0.1 * mi), (0.0, 0.2, 0.2 * hp.mean())):
+        alone = Tripod(latent_dim=2, lambda_mi=lambda_mi, lambda_hessian=lambda_hessian).eval()
+        loss = alone(x, out, beta=0.0)["loss"]
+        torch.testing.assert_close(loss, parts["recon"] + 4 * term)
+
+
+def test_in_training_the_probes_come_from_the_global_random_stream():
+    objective = Tripod(latent_dim=2, lambda_mi=0.0, lambda_hessian=1.0)
+    _, x, out = quadratic_case(objective)
+    torch.manual_seed(1)
+    first = objective(x, out, beta=0.0)["hessian_penalty"]
+    second = objective(x, out, beta=0.0)["hessian_penalty"]  # the stream moved on: new probes
+    torch.manual_seed(1)
+    again = objective(x, out, beta=0.0)["hessian_penalty"]
+    assert torch.equal(first, again) and not torch.equal(first, second)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"lambda_mi": -1e-4}, {"lambda_hessian": -0.01}, {"epsilon": 0.0}, {"num_perturbations": 1}],
+)
+def test_negative_weights_no_step_or_a_single_probe_are_refused(bad: dict):
+    with pytest.raises(ValueError, match=r"tripod needs lambda_mi, lambda_hessian >= 0, epsilon "
+                                         r"> 0 and num_perturbations >= 2"):  # fmt: skip
+        Tripod(latent_dim=2, **bad)
+    assert Tripod(latent_dim=2, lambda_mi=0.0, lambda_hessian=0.0).lambda_mi == 0.0  # allowed
 
 
 def test_the_papers_lambdas_per_data_set_and_twice_the_factors():

@@ -266,12 +266,13 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        if self.pairs:
-            return self._pair_loader()
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self.loader(*self.training_set(), shuffle=True)
 
-    def _pair_loader(self) -> DataLoader:
-        """Training pairs ``[B, 2, C, H, W]`` (``vaelab.data.pairs``), resumable as ever."""
+    def training_set(self) -> tuple[Dataset, ShuffledBatches]:
+        """The training images and their batches: single images, or with ``pairs`` the pairs
+        ``[B, 2, C, H, W]`` of ``vaelab.data.pairs`` (resumable as ever)."""
+        if not self.pairs:
+            return self.split_batches("train", self.batch_size, shuffle=True)
         images, batches = self.split_batches("train", self.batch_size, True, KeyedBatches)
         paired = PairedImages(
             images,
@@ -281,7 +282,7 @@ class ImageDataModule(L.LightningDataModule):
             self.pair_k,
             self.seed,
         )
-        return self.loader(paired, batches, shuffle=True)
+        return paired, batches
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)

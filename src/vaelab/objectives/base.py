@@ -48,6 +48,9 @@ class Objective(nn.Module):
     # The regularizer reads statistics of the whole batch (an estimate of q(z), Cov[mu]):
     # under DDP it is given the global batch, gathered with gradients (VAEModule).
     uses_batch_statistics: bool = False
+    # The loss draws random numbers from the global stream in training (Tripod's Hessian
+    # probes): a stack draws them from each member's own stream.
+    draws_in_training: bool = False
 
     def __init__(self, likelihood: str = "bernoulli") -> None:
         super().__init__()

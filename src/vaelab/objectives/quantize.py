@@ -31,13 +31,12 @@ def straight_through(z_c: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def require_quantizing_forward(out: VAEOutput, model: str) -> None:
-    """Refuse codes that did not come through ``VAEModule.forward`` (which quantizes them and
-    sets ``out.decode``): e.g. the stacked launcher's forward, which knows no quantizer."""
+    """Refuse codes that did not come through a quantizing forward (``VAEModule.forward`` or
+    the stack's, which quantize the latent and set ``out.decode``)."""
     if out.decode is None:
         raise ValueError(
-            f"model={model} needs VAEModule's forward, which quantizes the latent; these codes "
-            f"came without it (hydra/launcher=stacked cannot train quantized models: use "
-            f"another launcher)"
+            f"model={model} needs a forward pass that quantizes the latent (VAEModule.forward); "
+            f"these codes came without it"
         )
 
 

@@ -97,6 +97,7 @@ class Tripod(QuantizedObjective):
 
     name = "tripod"
     uses_batch_statistics = True  # the KDE and σ are statistics of the (global) batch
+    draws_in_training = True  # the Hessian probes' directions
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ member k's batch ``i`` of the epoch, exactly the batch its single run would see.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -12,19 +13,20 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vaelab.data import ImageDataModule
-from vaelab.data.loader import IndexedImages, ShuffledBatches
+from vaelab.data.loader import ShuffledBatches
 
 
 class StackedImages(Dataset):
-    """``dataset[(i_1, ..., i_K)] -> stack(images_k[i_k])``: one batch per member."""
+    """``dataset[(i_1, ..., i_K)] -> stack(images_k[i_k])``: one batch per member (of images,
+    or of pairs)."""
 
-    def __init__(self, members: Sequence[IndexedImages]) -> None:
+    def __init__(self, members: Sequence[Dataset]) -> None:
         self.members = list(members)
 
     def __len__(self) -> int:
         return len(self.members[0])
 
-    def __getitem__(self, indices: Sequence[np.ndarray]) -> torch.Tensor:
+    def __getitem__(self, indices: Sequence[Any]) -> torch.Tensor:
         return torch.stack([m[i] for m, i in zip(self.members, indices, strict=True)])
 
 
@@ -81,7 +83,9 @@ class StackedData(L.LightningDataModule):
         return self.members[0].loader(images, StackedBatches([p[1] for p in parts]), shuffle)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.members[0].batch_size, shuffle=True)
+        parts = [m.training_set() for m in self.members]  # single images, or pairs
+        images = StackedImages([p[0] for p in parts])
+        return self.members[0].loader(images, StackedBatches([p[1] for p in parts]), True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.members[0].eval_batch_size, shuffle=False)

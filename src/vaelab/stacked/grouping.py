@@ -16,7 +16,8 @@ MEMBER_KEYS = (
     "seed", "beta", "beta_schedule", "data.seed", "evaluation.seed", "figures.seed",
     "reproduce", "tags", "resume", "ckpt_path", "allow_unsafe_checkpoints", "paths",
 )  # fmt: skip
-WEIGHTS = ("gamma", "alpha", "lambda_od", "lambda_d", "c_max", "c_steps")
+WEIGHTS = ("gamma", "alpha", "lambda_od", "lambda_d", "c_max", "c_steps",
+           "quantization_weight", "commitment_weight", "lambda_mi", "lambda_hessian")  # fmt: skip
 MEMBER_KEYS += tuple(f"model.{w}" for w in WEIGHTS) + tuple(f"model.objective.{w}" for w in WEIGHTS)
 
 

@@ -9,6 +9,11 @@ The members' encoders and decoders become ``StackedNet``s; each member keeps its
 
 with eps_k drawn from member k's own random state (the global state its single run would
 have), so member k sees the batches, ε and permutations of the same config trained alone.
+A quantized latent (QLAE, Tripod) replaces the sampling by member k's quantizer, and
+Tripod's decoder probes run through member k's decoder; pairs (Ada-GVAE, ``x [K, B, 2, ...]``)
+are encoded as one batch of 2B per member, averaged and sampled per member
+(``vaelab.weak``). Weight decay and elementwise clipping (QLAE's AdamW) are elementwise, so
+one optimizer over the stacked weights is still K.
 The losses are summed, not averaged: each member's gradient is its own loss's, and one Adam
 over the stacked parameters is K independent Adams. A member whose loss becomes non-finite
 is marked failed and leaves the sum; the others train on.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -25,9 +31,11 @@ import torch
 from torch import nn
 
 from vaelab.errors import NonFiniteLossError
-from vaelab.module import VAEModule, logs_written_this_step
+from vaelab.module import VAEModule, clip_values, logs_written_this_step, networks_optimizer
 from vaelab.objectives import VAEOutput
+from vaelab.objectives.base import Parts
 from vaelab.stacked.nets import StackedNet
+from vaelab.weak import AdaGVAEModule, pair_outputs, pair_parts, pair_samples
 
 
 class StackedVAEModule(L.LightningModule):
@@ -44,6 +52,10 @@ class StackedVAEModule(L.LightningModule):
         self.decoder = StackedNet([m.decoder for m in members])
         self.objectives = nn.ModuleList([m.objective for m in members])
         self.variational = first.objective.variational
+        self.quantized = first.quantizer is not None
+        self.pairs = isinstance(first, AdaGVAEModule)  # training batches are pairs
+        self.decay_only_weights = first.decay_only_weights
+        self.clip_value, self.clip_only_weights = first.clip_value, first.clip_only_weights
         self.has_auxiliary = first.has_auxiliary
         self.automatic_optimization = not self.has_auxiliary
         self.optimizer_factory = first.optimizer_factory
@@ -108,14 +120,20 @@ class StackedVAEModule(L.LightningModule):
     # ---- the model -------------------------------------------------------------------------
     def outputs(self, x: torch.Tensor, eps: torch.Tensor | None) -> list[VAEOutput]:
         """Every member's forward pass on its ``x[k]`` with noise ``eps[k]`` (``[K, B, D]``;
-        None for a deterministic autoencoder, whose z is mu)."""
+        None for a deterministic autoencoder, whose z is mu, and a quantized one, whose z is
+        its quantizer's straight-through code of z_c = mu)."""
         mu, logvar = self.encoder(x)
-        z = mu if logvar is None or eps is None else mu + torch.exp(0.5 * logvar) * eps
+        if self.quantized:
+            coded = [o.quantizer(mu[k]) for k, o in enumerate(self.objectives)]
+            mu, z = torch.stack([c[0] for c in coded]), torch.stack([c[1] for c in coded])
+        else:
+            z = mu if logvar is None or eps is None else mu + torch.exp(0.5 * logvar) * eps
         logits = self.decoder(z)
         return [
-            VAEOutput(mu[k], None if logvar is None else logvar[k], z[k], logits[k])
+            VAEOutput(mu[k], None if logvar is None else logvar[k], z[k], logits[k],
+                      decode=partial(self.decoder.member_forward, k))
             for k in range(self.size)
-        ]
+        ]  # fmt: skip
 
     def _noise(self, x: torch.Tensor) -> torch.Tensor | None:
         """eps_k ~ N(0, I) ``[B, D]`` from each member's stream, as ``reparameterize`` draws it;
@@ -155,15 +173,44 @@ class StackedVAEModule(L.LightningModule):
             if data.split_indices:
                 objective.setup(dataset_size=len(data.split_indices["train"]))
 
+    def _member_parts(self, k: int, x: torch.Tensor, out: VAEOutput, step: int) -> Parts:
+        """Member k's loss and parts at its β; an objective that draws random numbers
+        (Tripod's perturbations) draws them from member k's stream."""
+        beta = self._members[k].beta_schedule(step)
+        objective = self.objectives[k]
+        if objective.draws_in_training:
+            with self.member_random(k):
+                parts = objective(x, out, beta, step)
+        else:
+            parts = objective(x, out, beta, step)
+        return {**parts, "beta": torch.tensor(beta)}
+
+    def _pair_parts(self, x: torch.Tensor, step: int) -> list[Parts]:
+        """Every member's pair loss (``AdaGVAEModule``'s step) for pairs ``x [K, B, 2, ...]``:
+        both images encoded as one batch of 2B, averaged and sampled from member k's stream,
+        decoded together."""
+        mu, logvar = self.encoder(torch.cat([x[:, :, 0], x[:, :, 1]], 1))  # [K, 2B, D]
+        drawn = []
+        for k, objective in enumerate(self.objectives):
+            with self.member_random(k):
+                drawn.append(pair_samples(objective, mu[k], logvar[k]))
+        logits = self.decoder(torch.stack([z for *_, z in drawn]))
+        parts = []
+        for k, (first, second, shared, z) in enumerate(drawn):
+            beta = self._members[k].beta_schedule(step)
+            out1, out2 = pair_outputs(first, second, z, logits[k])
+            p = pair_parts(self.objectives[k], x[k], out1, out2, shared, beta, step)
+            parts.append({**p, "beta": torch.tensor(beta)})
+        return parts
+
     def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
         step = self.global_step
-        out = self.outputs(x, self._noise(x))
-        parts, losses = [], []
-        for k, (member, objective) in enumerate(zip(self._members, self.objectives, strict=True)):
-            beta = member.beta_schedule(step)
-            p = objective(x[k], out[k], beta, step)
-            losses.append(p.pop("loss"))
-            parts.append({"loss": losses[-1], **p, "beta": torch.tensor(beta)})
+        if self.pairs:
+            out, parts = [], self._pair_parts(x, step)
+        else:
+            out = self.outputs(x, self._noise(x))
+            parts = [self._member_parts(k, x[k], out[k], step) for k in range(self.size)]
+        losses = [p["loss"] for p in parts]
         finite = torch.isfinite(torch.stack(losses)).tolist()  # one synchronisation a step
         for k, ok in enumerate(finite):
             if not ok and k not in self.failed:
@@ -262,8 +309,11 @@ class StackedVAEModule(L.LightningModule):
         self._epoch_end()
 
     def configure_optimizers(self) -> torch.optim.Optimizer | list[torch.optim.Optimizer]:
-        """The members' optimizer over the stacked weights (+ one over the discriminators)."""
-        vae = self.optimizer_factory([*self.encoder.parameters(), *self.decoder.parameters()])
+        """The members' optimizer over the stacked weights and each member's codebook, in
+        ``weight_decay_groups`` if the members use them (+ one over the discriminators)."""
+        own = [p for o in self.objectives for p in o.model_parameters()]
+        # the stacked weights' names end in "bias" as the nets' own: the same groups
+        vae = networks_optimizer(self, own, self.decay_only_weights)
         if not self.has_auxiliary:
             return vae
         first = self.objectives[0]
@@ -272,3 +322,13 @@ class StackedVAEModule(L.LightningModule):
             lr=first.lr, betas=first.betas,
         )  # fmt: skip
         return [vae, auxiliary]
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """The members' elementwise clipping (a norm would couple them: refused before)."""
+        if self.clip_value is not None:
+            clip_values(optimizer, self.clip_value, self.clip_only_weights)

@@ -60,6 +60,13 @@ class StackedNet(nn.Module):
             return torch.stack(outs)
         return tuple(None if o[0] is None else torch.stack(o) for o in zip(*outs, strict=True))
 
+    def member_forward(self, k: int, *inputs: torch.Tensor) -> Any:
+        """Net k alone on ``inputs`` (no model axis), with its slice of the stacked weights
+        (gradients reach them): Tripod's decoder probes."""
+        params, buffers = self._state()
+        member = ({n: p[k] for n, p in params.items()}, {n: b[k] for n, b in buffers.items()})
+        return functional_call(self._template[0], member, inputs)
+
     def _vmapped(self, *inputs: torch.Tensor) -> Any:
         template, absent = self._template[0], []
 

@@ -10,6 +10,8 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from vaelab.run_folder import METRICS, completed_run, mark_failed, owner, write_
 from vaelab.stacked.data import StackedData
 from vaelab.stacked.module import StackedVAEModule
 from vaelab.training import (
+    DEFAULT_MODULE,
     build_evaluator,
     build_module,
     check_figure_settings,
@@ -60,6 +63,9 @@ class MemberJob:
     loggers: list[Any] = field(default_factory=list)
 
 
+STACKABLE_MODULES = (DEFAULT_MODULE, "vaelab.weak.AdaGVAEModule")
+
+
 def stack_problems(cfg: DictConfig) -> list[str]:
     """What a config sets that a stack cannot train exactly as a single run does."""
     problems = []
@@ -73,14 +79,9 @@ def stack_problems(cfg: DictConfig) -> list[str]:
         problems.append("several devices (trainer.devices / num_nodes)")
     if int(cfg.trainer.get("accumulate_grad_batches", 1) or 1) != 1:
         problems.append("trainer.accumulate_grad_batches")
-    module = cfg.model.get("module") or "vaelab.module.VAEModule"
-    if module != "vaelab.module.VAEModule" or cfg.data.get("pairs", False):
-        problems.append(f"model={cfg.model.name} (its own training step, {module})")
-    if cfg.model.get("optimization"):
-        problems.append(
-            f"model={cfg.model.name} (a quantized latent and its own optimizer settings, "
-            "model.optimization, which a stack does not apply)"
-        )
+    module = cfg.model.get("module") or DEFAULT_MODULE
+    if module not in STACKABLE_MODULES:
+        problems.append(f"model.module={module} (a training step a stack does not know)")
     return problems
 
 
@@ -183,13 +184,37 @@ def run_stack(jobs: list[MemberJob], stack_dir: Path,
             _fail(job, error)
         return values
     for k, (i, job) in enumerate(zip(live, members, strict=True)):
-        try:
-            values[i] = _finish(job, k, stacked, trainer, started)
-        except Exception as error:
-            _fail(job, error)
-        finally:
-            finish_loggers_of(job)
+        with member_log(job.out_dir):
+            log.info("trained as member %d of %d of the stack in %s (its log holds the "
+                     "training)", k, len(members), stack_dir)  # fmt: skip
+            try:
+                values[i] = _finish(job, k, stacked, trainer, started)
+            except Exception as error:
+                _fail(job, error)
+            finally:
+                finish_loggers_of(job)
     return values
+
+
+@contextmanager
+def member_log(out_dir: Path) -> Iterator[None]:
+    """What is logged inside also goes to the job's own log file (``<job>/train.log``, named
+    and formatted as the stack's file log, appended to as a single run's): the member's
+    evaluation, figures and result."""
+    root = logging.getLogger()
+    files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    if not files:  # no job file log configured (hydra/job_logging=disabled, ...)
+        yield
+        return
+    handler = logging.FileHandler(out_dir / Path(files[0].baseFilename).name, encoding="utf-8")
+    handler.setFormatter(files[0].formatter)
+    handler.setLevel(files[0].level)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def _train(members: list[MemberJob], stack_dir: Path,

@@ -77,13 +77,18 @@ def assert_same_runs(stack: Path, single: Path, count: int) -> None:
 
 @pytest.mark.parametrize("vectorize", ["auto", "true"])  # on a CPU: conv nets looped, vmapped
 def test_a_stack_of_four_equals_the_four_single_runs(tmp_path: Path, vectorize: str):
-    grid = ["beta=1,4", "seed=0,1", f"hydra.launcher.vectorize={vectorize}"]
-    result = sweep(tmp_path / "stack", *grid, stacked=True)
+    # figures during training (each member's, into its folder) leave the training unchanged
+    grid = ["beta=1,4", "seed=0,1", "callbacks.figures.every_n_steps=12"]
+    result = sweep(tmp_path / "stack", *grid, f"hydra.launcher.vectorize={vectorize}", stacked=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Launching 4 jobs as 1 stack(s)" in result.stdout + result.stderr
-    result = sweep(tmp_path / "single", *grid[:2], stacked=False)
+    result = sweep(tmp_path / "single", *grid, stacked=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_runs(tmp_path / "stack", tmp_path / "single", 4)
+    for a, b in zip(jobs(tmp_path / "stack"), jobs(tmp_path / "single"), strict=True):
+        drawn = sorted(p.name for p in (a / "figures" / "progress").iterdir())
+        assert drawn == sorted(p.name for p in (b / "figures" / "progress").iterdir())
+        assert "traversal_step0000012.png" in drawn and "samples_step0000024.png" in drawn
     # the members did differ: different seeds and β give different models
     first, last = jobs(tmp_path / "stack")[0], jobs(tmp_path / "stack")[-1]
     assert not torch.allclose(weights(first)["encoder.fc_mu.weight"],

@@ -32,6 +32,7 @@ from vaelab.io import write_json_atomic
 from vaelab.module import VAEModule
 from vaelab.run_folder import METRICS, completed_run, mark_failed, owner, write_hydra_files
 from vaelab.stacked.data import StackedData
+from vaelab.stacked.figures import StackedFigures
 from vaelab.stacked.module import StackedVAEModule
 from vaelab.training import (
     DEFAULT_MODULE,
@@ -138,14 +139,16 @@ def _build(job: MemberJob, stack: str) -> None:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
 
-def build_stack_trainer(cfg: DictConfig, stack_dir: Path) -> L.Trainer:
-    """The trainer of the first member's config, checkpointing into the stack's folder."""
+def build_stack_trainer(cfg: DictConfig, stack_dir: Path, *extra: L.Callback) -> L.Trainer:
+    """The trainer of the first member's config, checkpointing into the stack's folder, with
+    ``extra`` callbacks."""
     every = OmegaConf.select(cfg, "callbacks.model_checkpoint.every_n_train_steps", default=1000)
     callbacks: list[Any] = [
         ModelCheckpoint(dirpath=stack_dir / "checkpoints", filename="step{step:07d}",
                         auto_insert_metric_name=False, every_n_train_steps=every, save_top_k=1,
                         save_last=True),
         TrainingSpeed(),
+        *extra,
     ]  # fmt: skip
     for name in ("progress", "requeue"):
         if OmegaConf.select(cfg, f"callbacks.{name}") is not None:
@@ -233,7 +236,12 @@ def _train(members: list[MemberJob], stack_dir: Path,
         log.info("resuming the stack from %s", ckpt_path)
         for m in members:
             m.record["resumed_from"] = ckpt_path
-    trainer = build_stack_trainer(first, stack_dir)
+    figures = StackedFigures(
+        [instantiate(c) if (c := OmegaConf.select(m.cfg, "callbacks.figures")) else None
+         for m in members],
+        [m.datamodule for m in members], [m.out_dir for m in members],
+    )  # fmt: skip
+    trainer = build_stack_trainer(first, stack_dir, figures)
     log.info("training %d models as one stack in %s", len(members), stack_dir)
     trainer.fit(stacked, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     if stacked.failed and len(stacked.failed) == len(members):

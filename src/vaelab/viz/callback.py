@@ -50,28 +50,40 @@ class FigureCallback(L.Callback):
         self.last_step: int | None = None
         self.written: list[Path] = []
 
+    def due_after_step(self, step: int) -> bool:
+        return bool(self.every_n_steps) and step > 0 and step % self.every_n_steps == 0
+
+    def due_after_epoch(self, epoch: int) -> bool:
+        return bool(self.every_n_epochs) and (epoch + 1) % self.every_n_epochs == 0
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        step = trainer.global_step
-        if self.every_n_steps and step > 0 and step % self.every_n_steps == 0:
+        if self.due_after_step(trainer.global_step):
             self.make(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if self.due_after_epoch(trainer.current_epoch):
             self.make(trainer, pl_module)
 
     def make(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Path]:
         """Figures at the current global step (once per step), on the global-zero rank."""
-        step = trainer.global_step
-        if step == self.last_step or not trainer.is_global_zero or trainer.sanity_checking:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return {}
+        root = Path(trainer.default_root_dir)
+        return self.draw(pl_module, trainer.datamodule, trainer.loggers, trainer.global_step, root)
+
+    def draw(
+        self, module: L.LightningModule, datamodule, loggers, step: int, root_dir: Path
+    ) -> dict[str, Path]:
+        """``module``'s figures at ``step`` (once per step) into ``dirpath`` (default
+        ``<root_dir>/figures/progress``), logged to ``loggers``; ``{name: path}``."""
+        if step == self.last_step:
             return {}
         self.last_step = step
-        root = Path(self.dirpath or Path(trainer.default_root_dir) / "figures" / "progress")
-        figures = make_figures(
-            pl_module, trainer.datamodule, root, self.settings, suffix=f"_step{step:07d}"
-        )
-        log_figures(trainer.loggers, figures, step, prefix="progress")
+        root = Path(self.dirpath or root_dir / "figures" / "progress")
+        figures = make_figures(module, datamodule, root, self.settings, suffix=f"_step{step:07d}")
+        log_figures(loggers, figures, step, prefix="progress")
         if self.save:
             self.written.extend(figures.values())
         else:

@@ -12,7 +12,13 @@ from tests.data.test_datamodule import Numbered, index_in, make
 from vaelab.data import DataError
 from vaelab.data.digits import Digits
 from vaelab.data.loader import IndexedImages, KeyedBatches
-from vaelab.data.pairs import PairedImages, draw_changes, partner_factors
+from vaelab.data.pairs import (
+    PairedImages,
+    check_pair_k,
+    draw_changes,
+    partner_factors,
+    varying_factors,
+)
 
 SIZES = np.array([3, 4, 1, 5, 6])  # 4 factors vary; the one of a single class never changes
 
@@ -48,6 +54,21 @@ def test_exactly_n_factors_change_and_n_follows_the_references_law(k):
     assert np.allclose(rates, n.mean() / 4, atol=0.01)
     moved = second[changed[:, 4], 4] - first[changed[:, 4], 4]
     assert np.allclose(np.bincount(moved % 6, minlength=6)[1:] / len(moved), 1 / 5, atol=0.01)
+
+
+def test_two_varying_factors_the_smallest_case():
+    """Factors of 2 classes vary; with K = 2, k = -1 draws k_obs from {1}, so n = 1 always,
+    and k may be 1 or 2 (the K factors), not 3."""
+    sizes = np.array([2, 1, 2])
+    assert varying_factors(sizes).tolist() == [True, False, True]
+    changed, _ = draw_changes(2000, sizes, -1, np.random.default_rng(0))
+    assert (changed.sum(1) == 1).all() and not changed[:, 1].any()
+    two = OneFactor()
+    two.factor_sizes = (2, 2)
+    for k in (-1, 1, 2):
+        check_pair_k(k, two)
+    with pytest.raises(DataError, match="between 1 and the 2 factors"):
+        check_pair_k(3, two)
 
 
 def test_k_minus_one_law_by_hand():

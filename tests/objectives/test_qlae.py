@@ -12,7 +12,7 @@ from vaelab.config import ConfigError, validate
 from vaelab.module import weight_decay_groups
 from vaelab.objectives import QLAE, VAEOutput
 from vaelab.objectives.qlae import commitment_loss, quantization_loss
-from vaelab.objectives.quantize import LearnedScalarCodebook, sample_codes
+from vaelab.objectives.quantize import FixedGridQuantizer, LearnedScalarCodebook, sample_codes
 from vaelab.training import build_module
 from vaelab.viz.traversal import traversal_values
 
@@ -93,8 +93,8 @@ def test_the_loss_is_recon_plus_pixels_times_the_weighted_latent_losses_float64(
     logits = torch.tensor([[[[2.0, -1.0], [0.0, 3.0]]]], dtype=torch.float64).repeat(2, 1, 1, 1)
     z_c = torch.tensor([[0.4, 1.2], [-0.6, -5.0]], dtype=torch.float64)
     out = VAEOutput(mu=z_c, logvar=None, z=z_c, logits=logits)
-    with pytest.raises(ValueError, match="needs a forward pass that quantizes"):
-        objective(x, out, beta=0.0)  # codes that were not quantized (the stacked launcher's)
+    with pytest.raises(ValueError, match="model=qlae needs a forward pass that quantizes"):
+        objective(x, out, beta=0.0)  # codes that did not come through a quantizing forward
     out.decode = lambda z: z  # as VAEModule.forward sets it
     parts = objective(x, out, beta=0.0)
     bce = -(x * torch.log(torch.sigmoid(logits)) + (1 - x) * torch.log(1 - torch.sigmoid(logits)))
@@ -104,6 +104,32 @@ def test_the_loss_is_recon_plus_pixels_times_the_weighted_latent_losses_float64(
     torch.testing.assert_close(parts["recon"].double(), recon, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(parts["loss"].double(), expected, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(parts["quantization"], torch.tensor(6.4525, dtype=torch.float64))
+    # the parts the module logs: no KL (a deterministic latent), no per-dimension KL
+    assert set(parts) == {"loss", "recon", "kl", "kl_per_dim", "quantization", "commitment"}
+    assert parts["kl"] == 0 and parts["kl_per_dim"].shape == (0,)
+
+
+@pytest.mark.parametrize("build", [LearnedScalarCodebook, FixedGridQuantizer])
+def test_two_values_make_a_quantizer_and_one_is_refused(build):
+    assert build(3, num_values=2).values().shape == (3, 2)
+    with pytest.raises(ValueError, match="needs at least 2 values, got 1"):
+        build(3, num_values=1)
+
+
+def test_zero_weights_are_allowed_and_negative_ones_refused():
+    assert QLAE(latent_dim=2, quantization_weight=0.0, commitment_weight=0.0).commitment_weight == 0
+    for bad in ({"quantization_weight": -0.01}, {"commitment_weight": -0.01}):
+        with pytest.raises(ValueError, match="qlae's quantization and commitment weights must"):
+            QLAE(latent_dim=2, **bad)
+
+
+def test_samples_follow_their_generator_and_leave_the_global_stream_alone():
+    values = torch.linspace(-1, 1, 5).repeat(3, 1)
+    state = torch.random.get_rng_state()
+    a = sample_codes(values, 50, torch.Generator().manual_seed(7))
+    b = sample_codes(values, 50, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b) and torch.equal(torch.random.get_rng_state(), state)
+    assert not torch.equal(a, sample_codes(values, 50, torch.Generator().manual_seed(8)))
 
 
 def test_adamw_decays_weights_but_not_biases_or_codebooks():

@@ -191,6 +191,17 @@ def test_pair_forward_encodes_averages_and_decodes_each_image():
         model.pair_forward(torch.rand(5, 1, 8, 8))
 
 
+def test_the_pair_module_refuses_another_objective_by_name():
+    from vaelab.objectives import BetaVAE
+
+    shape = (1, 8, 8)
+    with pytest.raises(ValueError, match="trains with the AdaGVAE objective, got BetaVAE"):
+        AdaGVAEModule(
+            MLPEncoder(shape, 16, 4), MLPDecoder(shape, 16, 4), BetaVAE(),
+            Constant(1.0), lambda p: torch.optim.Adam(p), latent_dim=4,
+        )  # fmt: skip
+
+
 def test_a_tiny_training_on_pairs_through_the_trainer(tmp_path):
     model = ada_module(averaging="ml")
     before = [p.detach().clone() for p in model.parameters()]

@@ -91,6 +91,54 @@ def test_the_hessian_penalty_is_the_ratio_of_the_finite_difference_variances():
     torch.testing.assert_close(got, variance(signs) / (variance(normals) + 1e-10))
 
 
+def test_the_penalty_is_each_codes_own_where_the_curvature_differs():
+    # f = z0² z1: H(z) = [[2 z1, 2 z0], [2 z0, 0]], and a cubic's central second difference
+    # is exactly vᵀ H(z) v, so each code b has its own curvature and its own ratio
+    def f(z: torch.Tensor) -> torch.Tensor:
+        return (z[:, 0] ** 2 * z[:, 1])[:, None]
+
+    z = torch.tensor([[0.3, -0.2], [1.0, 2.0]], dtype=torch.float64)
+    std = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    got = normalized_hessian_penalty(f, z, f(z), std, 0.1, 3, torch.Generator().manual_seed(4))
+    generator = torch.Generator().manual_seed(4)
+    signs = (torch.randint(0, 2, (3, 2, 2), generator=generator) * 2 - 1).double()
+    normals = torch.randn(3, 2, 2, generator=generator).double()
+    hessians = torch.stack(
+        [torch.stack([2 * z[:, 1], 2 * z[:, 0]], -1), torch.stack([2 * z[:, 0], 0 * z[:, 0]], -1)],
+        1,
+    )  # [B, 2, 2]
+
+    def variance(u: torch.Tensor) -> torch.Tensor:
+        w = u * std
+        return torch.einsum("kbd,bde,kbe->kb", w, hessians, w).var(0, unbiased=False)
+
+    expected = variance(signs) / (variance(normals) + 1e-10)
+    torch.testing.assert_close(got, expected)
+    assert not torch.isclose(expected[0], expected[1])  # the codes' ratios do differ
+
+
+def test_bfloat16_decoder_outputs_are_differenced_in_float32():
+    """Under bf16 autocast the decoder gives bf16 logits; f(z+v) − 2f(z) + f(z−v) cancels
+    most of their bits, so the differences are taken in float32 (the same bf16 values)."""
+    f = quadratic(torch.tensor([[[0.0, 1.0], [1.0, 2.0]], [[1.0, -3.0], [-3.0, 0.5]]]))
+    z = torch.tensor([[0.3, -0.2], [1.0, 2.0], [-0.7, 0.4]])
+    std = torch.tensor([0.5, 2.0])
+
+    def in_bf16(z: torch.Tensor) -> torch.Tensor:
+        return f(z).bfloat16()
+
+    def widened(z: torch.Tensor) -> torch.Tensor:
+        return in_bf16(z).float()
+
+    got = normalized_hessian_penalty(
+        in_bf16, z, in_bf16(z), std, 0.1, 2, torch.Generator().manual_seed(1)
+    )
+    wide = normalized_hessian_penalty(
+        widened, z, widened(z), std, 0.1, 2, torch.Generator().manual_seed(1)
+    )
+    assert got.dtype == torch.float32 and torch.equal(got, wide)
+
+
 def test_the_hessian_penalty_estimates_off_diagonal_over_all_squared_entries():
     # f = z0 z1 + z1²: H = [[0, 1], [1, 2]]; Var over Rademacher u of uᵀHu = 2 Σ_{i≠j} H_ij² = 4,
     # over Gaussian u 2 Σ_ij H_ij² = 12: the penalty tends to 1/3 with many perturbations.
@@ -164,6 +212,7 @@ def test_negative_weights_no_step_or_a_single_probe_are_refused(bad: dict):
                                          r"> 0 and num_perturbations >= 2"):  # fmt: skip
         Tripod(latent_dim=2, **bad)
     assert Tripod(latent_dim=2, lambda_mi=0.0, lambda_hessian=0.0).lambda_mi == 0.0  # allowed
+    assert Tripod(latent_dim=2, num_values=5).quantizer.values().shape == (2, 5)  # passed on
 
 
 def test_the_papers_lambdas_per_data_set_and_twice_the_factors():

@@ -72,16 +72,22 @@ def quadratic(hessian: torch.Tensor):
     return lambda z: 0.5 * torch.einsum("nd,ode,ne->no", z, hessian, z)
 
 
-def test_the_hessian_penalty_is_the_ratio_of_the_finite_difference_variances():
-    hessian = torch.tensor([[[0.0, 1.0], [1.0, 2.0]], [[1.0, -3.0], [-3.0, 0.5]]])
-    f = quadratic(hessian.double())
+def two_codes_probed(f):
+    """Two codes of two latents, σ, the penalty of ``f`` there with 3 probes of each kind
+    (seed 4) and those probes' u: ``(z, std, penalty, (rademacher u, gaussian u))``."""
     z = torch.tensor([[0.3, -0.2], [1.0, 2.0]], dtype=torch.float64)
     std = torch.tensor([0.5, 2.0], dtype=torch.float64)
     got = normalized_hessian_penalty(f, z, f(z), std, 0.1, 3, torch.Generator().manual_seed(4))
-    # the same draws, and for a quadratic the second difference is exact: (u σ)ᵀ H (u σ)
     generator = torch.Generator().manual_seed(4)
     signs = (torch.randint(0, 2, (3, 2, 2), generator=generator) * 2 - 1).double()
-    normals = torch.randn(3, 2, 2, generator=generator).double()
+    return z, std, got, (signs, torch.randn(3, 2, 2, generator=generator).double())
+
+
+def test_the_hessian_penalty_is_the_ratio_of_the_finite_difference_variances():
+    hessian = torch.tensor([[[0.0, 1.0], [1.0, 2.0]], [[1.0, -3.0], [-3.0, 0.5]]])
+    f = quadratic(hessian.double())
+    _, std, got, (signs, normals) = two_codes_probed(f)
+    # the same draws, and for a quadratic the second difference is exact: (u σ)ᵀ H (u σ)
 
     def variance(u: torch.Tensor) -> torch.Tensor:
         w = u * std  # [k, B, D]
@@ -97,12 +103,7 @@ def test_the_penalty_is_each_codes_own_where_the_curvature_differs():
     def f(z: torch.Tensor) -> torch.Tensor:
         return (z[:, 0] ** 2 * z[:, 1])[:, None]
 
-    z = torch.tensor([[0.3, -0.2], [1.0, 2.0]], dtype=torch.float64)
-    std = torch.tensor([0.5, 2.0], dtype=torch.float64)
-    got = normalized_hessian_penalty(f, z, f(z), std, 0.1, 3, torch.Generator().manual_seed(4))
-    generator = torch.Generator().manual_seed(4)
-    signs = (torch.randint(0, 2, (3, 2, 2), generator=generator) * 2 - 1).double()
-    normals = torch.randn(3, 2, 2, generator=generator).double()
+    z, std, got, (signs, normals) = two_codes_probed(f)
     hessians = torch.stack(
         [torch.stack([2 * z[:, 1], 2 * z[:, 0]], -1), torch.stack([2 * z[:, 0], 0 * z[:, 0]], -1)],
         1,

@@ -59,8 +59,8 @@ class KillStackAfterCheckpoint(Callback):
 
         build = vaelab.stacked.training.build_stack_trainer
 
-        def build_with_kill(cfg, stack_dir):
-            trainer = build(cfg, stack_dir)
+        def build_with_kill(cfg, stack_dir, *extra):
+            trainer = build(cfg, stack_dir, *extra)
             trainer.callbacks.append(_Kill(self.step))
             return trainer
 

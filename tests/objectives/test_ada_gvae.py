@@ -181,7 +181,8 @@ def test_pair_forward_encodes_averages_and_decodes_each_image():
     mu_b, lv_b = model.encode(x[:, 1])
     (m1, l1), (m2, l2), want = model.objective.aggregate(mu_a, lv_a, mu_b, lv_b)
     assert torch.equal(shared, want) and shared[0].all()
-    assert torch.allclose(out1.mu, m1) and torch.allclose(out2.logvar, l2)
+    assert torch.allclose(out1.mu, m1) and torch.allclose(out1.logvar, l1)
+    assert torch.allclose(out2.mu, m2) and torch.allclose(out2.logvar, l2)
     generator = torch.Generator().manual_seed(0)
     eps1, eps2 = torch.randn(5, 4, generator=generator), torch.randn(5, 4, generator=generator)
     assert torch.allclose(out1.z, m1 + (0.5 * l1).exp() * eps1, atol=1e-6)
@@ -189,6 +190,19 @@ def test_pair_forward_encodes_averages_and_decodes_each_image():
     assert torch.allclose(out2.logits, model.decode(out2.z), atol=1e-6)
     with pytest.raises(ValueError, match="trains on pairs"):
         model.pair_forward(torch.rand(5, 1, 8, 8))
+
+
+def test_the_step_loss_is_the_pair_loss_of_each_image_against_its_own_pixels():
+    from vaelab.weak import pair_parts
+
+    model = ada_module()
+    x = torch.rand(5, 2, 1, 8, 8)
+    out1, out2, shared = model.pair_forward(x, torch.Generator().manual_seed(0))
+    parts = pair_parts(model.objective, x, out1, out2, shared, beta=4.0, step=3)
+    first, second = model.objective(x[:, 0], out1, 4.0), model.objective(x[:, 1], out2, 4.0)
+    for key in ("loss", "recon", "kl"):
+        torch.testing.assert_close(parts[key], (first[key] + second[key]) / 2)
+    torch.testing.assert_close(parts["shared_dims"], shared.float().sum(1).mean())
 
 
 def test_the_pair_module_refuses_another_objective_by_name():

@@ -40,9 +40,11 @@ def test_ratio_scores_by_hand():
     assert infom_infoc(nmi, np.array([True, False, True])) == pytest.approx((1.0, 1.0))
 
 
+@pytest.mark.filterwarnings("error")
 def test_ratio_edges():
     """No active latent: 0 and 0 (Tripod); one: InfoC 1; a latent with no information counts
-    as chance (ratio 1/K), which adds 0; one factor: InfoM 1."""
+    as chance (ratio 1/K), which adds 0, without dividing 0 by 0 on the way (no numpy
+    warning reaches the user); one factor: InfoM 1."""
     nmi = np.array([[0.8, 0.0], [0.0, 0.0]])
     assert infom_infoc(nmi, np.zeros(2, bool)) == (0.0, 0.0)
     assert infom_infoc(nmi, np.array([True, False]))[1] == 1.0
@@ -61,8 +63,30 @@ def test_the_two_pruning_rules():
     codes[0, 2] = 3.0
     np.testing.assert_array_equal(active_latents(codes, "range"), [True, False, True])
     np.testing.assert_array_equal(active_latents(codes, "iqr"), [True, False, False])
+    # the bounds themselves: a latent at 1 / 20.5 of the widest is dropped, at 1 / 19.5 kept
+    # (ranges and IQRs scale alike; IQR: 1 / 10.5 dropped, 1 / 9.5 kept)
+    line = np.linspace(-1, 1, 400)
+    edge = np.stack([line, line / 20.5, line / 19.5], 1)
+    np.testing.assert_array_equal(active_latents(edge, "range"), [True, False, True])
+    edge = np.stack([line, line / 10.5, line / 9.5], 1)
+    np.testing.assert_array_equal(active_latents(edge, "iqr"), [True, False, True])
     with pytest.raises(ValueError, match="unknown InfoMEC pruning 'std'"):
         active_latents(codes, "std")
+
+
+def test_the_nearest_neighbour_estimate_follows_the_seed():
+    """scikit-learn breaks the ties of continuous latents with seeded noise: on codes with
+    ties the same seed gives the same NMI bit for bit, another seed another NMI."""
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 4, (500, 2))
+    codes = np.stack([factors[:, 0] + (rng.random(500) < 0.2), rng.integers(0, 3, 500)], 1)
+    first = infomec_from_codes(codes.astype(float), factors, seed=0)["nmi"]
+    np.testing.assert_array_equal(
+        infomec_from_codes(codes.astype(float), factors, seed=0)["nmi"], first
+    )
+    assert (
+        np.abs(infomec_from_codes(codes.astype(float), factors, seed=1)["nmi"] - first).max() > 1e-3
+    )
 
 
 def test_normalized_mutual_info_of_a_perfect_and_an_independent_latent():
@@ -137,6 +161,18 @@ def test_quantized_latents_are_classes():
         np.testing.assert_array_equal(s["active"], [True, True, False])
         assert (s["infom"], s["infoc"]) == pytest.approx((1.0, 1.0))
         assert s["infoe"] > 0.99
+    # a quantized latent of range 2 beside one of range 80: kept (range > 0), where the
+    # continuous rule (range > 80 / 20) would drop it
+    wide = np.stack([40.0 * (factors[:, 0] - 1), factors[:, 1] - 1.0], 1)
+    s = infomec_from_codes(wide, factors, "range", discrete_latents=True)
+    np.testing.assert_array_equal(s["active"], [True, True])
+    assert s["infoc"] == pytest.approx(1.0)
+    # InfoE reads quantized latents one-hot: a factor that is 1 on the middle value of three
+    # is read exactly, which no linear function of the value itself can do
+    grid = np.repeat([-1.0, 0.0, 1.0], 100)[:, None]
+    middle = (grid[:, 0] == 0).astype(int)[:, None]
+    assert infomec_from_codes(grid, middle, discrete_latents=True)["infoe"] > 0.99
+    assert infomec_from_codes(grid, middle)["infoe"] < 0.1
     # a latent with one class in a hundred off its value: range 1 keeps it, IQR 0 drops it
     rare = np.zeros((100, 1))
     rare[0] = 1.0

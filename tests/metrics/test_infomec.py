@@ -65,7 +65,7 @@ def test_the_two_pruning_rules():
     np.testing.assert_array_equal(active_latents(codes, "iqr"), [True, False, False])
     # the bounds themselves: a latent at 1 / 20.5 of the widest is dropped, at 1 / 19.5 kept
     # (ranges and IQRs scale alike; IQR: 1 / 10.5 dropped, 1 / 9.5 kept)
-    line = np.linspace(-1, 1, 400)
+    line = np.linspace(-3, 3, 400)  # IQR 3: the quantized rule's fixed 0.1 would differ
     edge = np.stack([line, line / 20.5, line / 19.5], 1)
     np.testing.assert_array_equal(active_latents(edge, "range"), [True, False, True])
     edge = np.stack([line, line / 10.5, line / 9.5], 1)
@@ -167,6 +167,11 @@ def test_quantized_latents_are_classes():
     s = infomec_from_codes(wide, factors, "range", discrete_latents=True)
     np.testing.assert_array_equal(s["active"], [True, True])
     assert s["infoc"] == pytest.approx(1.0)
+    # and a binary latent (IQR 1) beside one of IQR 80: kept under the IQR rule (IQR > 0.1),
+    # where the continuous rule (IQR > 80 / 10) would drop it
+    binary = np.stack([wide[:, 0], factors[:, 1] > 0], 1).astype(float)
+    s = infomec_from_codes(binary, factors, "iqr", discrete_latents=True)
+    np.testing.assert_array_equal(s["active"], [True, True])
     # InfoE reads quantized latents one-hot: a factor that is 1 on the middle value of three
     # is read exactly, which no linear function of the value itself can do
     grid = np.repeat([-1.0, 0.0, 1.0], 100)[:, None]

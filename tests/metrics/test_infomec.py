@@ -183,3 +183,18 @@ def test_quantized_latents_are_classes():
     rare[0] = 1.0
     assert active_latents(rare, "range", discrete_latents=True)[0]
     assert not active_latents(rare, "iqr", discrete_latents=True)[0]
+
+
+def test_float32_codes_are_scored_as_their_float64_values():
+    """Encoders give float32: the kNN estimate and the logistic regression both run on the
+    codes cast to float64, so a float32 array scores exactly as its float64 copy."""
+    rng = np.random.default_rng(0)
+    factors = rng.integers(0, 4, (400, 2))
+    low = (factors + rng.normal(0, 0.7, (400, 2))).astype(np.float32)
+    got, want = (
+        infomec_from_codes(low, factors),
+        infomec_from_codes(low.astype(np.float64), factors),
+    )
+    for key in ("infom", "infoe", "infoc"):
+        assert got[key] == want[key], key
+    np.testing.assert_array_equal(got["nmi"], want["nmi"])

@@ -198,3 +198,16 @@ def test_float32_codes_are_scored_as_their_float64_values():
     for key in ("infom", "infoe", "infoc"):
         assert got[key] == want[key], key
     np.testing.assert_array_equal(got["nmi"], want["nmi"])
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_constant_factor_carries_nothing_and_the_factors_after_it_are_measured():
+    """A factor with one class (H = 0) has NMI 0 without dividing by its entropy; the factor
+    after it is still measured."""
+    rng = np.random.default_rng(1)
+    factors = np.stack([np.zeros(1000, int), rng.integers(0, 5, 1000)], 1)
+    codes = np.stack([factors[:, 1] + 0.01 * rng.normal(size=1000), rng.normal(size=1000)], 1)
+    s = infomec_from_codes(codes, factors)
+    np.testing.assert_array_equal(s["nmi"][0], [0.0, 0.0])
+    assert s["nmi"][1, 0] == pytest.approx(1.0, abs=0.03)
+    assert np.isfinite([s["infom"], s["infoe"], s["infoc"]]).all()

@@ -4,6 +4,7 @@ answers of the toy codes (perfect, rotated, noise, duplicated)."""
 
 import numpy as np
 import pytest
+from sklearn.feature_selection import mutual_info_classif
 
 from tests.metrics.toy import (
     ToySource,
@@ -21,6 +22,7 @@ from vaelab.metrics.infomec import (
     infomec_from_codes,
     normalized_mutual_info,
 )
+from vaelab.metrics.utils import discrete_entropy
 
 
 def codes_of(encode, n=1000, seed=0):
@@ -211,3 +213,21 @@ def test_a_constant_factor_carries_nothing_and_the_factors_after_it_are_measured
     np.testing.assert_array_equal(s["nmi"][0], [0.0, 0.0])
     assert s["nmi"][1, 0] == pytest.approx(1.0, abs=0.03)
     assert np.isfinite([s["infom"], s["infoe"], s["infoc"]]).all()
+    assert s["infoe"] > 0.95  # factor 1 is read from latent 0
+    # no factor varies: nothing to predict, InfoE 0
+    assert infoe(codes, np.zeros((1000, 2), int)) == 0.0
+
+
+def test_the_nmi_is_the_references_nearest_neighbour_estimate():
+    """NMI_kj = mutual_info_classif(standardized z, v_k, k = 10 neighbours, the seed) / H(v_k),
+    the reference's call, on codes where k = 3 (scikit-learn's default) gives other values."""
+    rng = np.random.default_rng(2)
+    factors = rng.integers(0, 3, (300, 2))
+    codes = factors + rng.normal(0, 0.8, (300, 2))
+    z = (codes - codes.mean(0)) / codes.std(0)
+    want = np.stack([
+        mutual_info_classif(z, factors[:, k], n_neighbors=10, random_state=7)
+        / discrete_entropy(factors[:, k : k + 1])[0]
+        for k in range(2)
+    ])  # fmt: skip
+    np.testing.assert_allclose(normalized_mutual_info(codes, factors, seed=7), want, rtol=1e-12)

@@ -42,12 +42,11 @@ def test_explicitness_by_hand():
     np.testing.assert_allclose(got, [1 / 6, 1 / 3, 1.0, -1.0])
     # a loss falling linearly from the baseline to 0 over the grid scores 0
     assert explicitness(np.array([[0.8, 0.4, 0.0]]), [0, 1, 2], np.array([0.8]))[0] == 0.0
-    # float32 losses are integrated in float64: exactly the float64 copy's result
-    low = np.array([[0.7, 0.3, 0.1]], dtype=np.float32)
-    np.testing.assert_array_equal(
-        explicitness(low, [1, 2, 4], np.array([0.9])),
-        explicitness(low.astype(np.float64), [1, 2, 4], np.array([0.9])),
-    )
+    # float32 losses and baselines are integrated in float64: exactly the float64 copy's result
+    low, base = np.array([[0.7, 0.3, 0.1]], np.float32), np.array([0.9], np.float32)
+    want = explicitness(low.astype(np.float64), [1, 2, 4], base.astype(np.float64))
+    np.testing.assert_array_equal(explicitness(low, [1, 2, 4], base.astype(np.float64)), want)
+    np.testing.assert_array_equal(explicitness(low.astype(np.float64), [1, 2, 4], base), want)
 
 
 def test_size_is_factors_over_latents():

@@ -105,6 +105,45 @@ def test_noise_codes_never_beat_the_baseline():
     assert es["explicitness"] < -0.85
 
 
+@pytest.mark.filterwarnings("error")
+def test_each_factor_against_its_own_baseline_and_constant_factors_left_out():
+    """Factors: constant, binary, 4 classes. E_j is the area formula of the returned curve
+    with the baseline 1 - 1/n_j of its own class count; the constant factor is NaN and left
+    out of the mean; with no factor that varies, E is 0."""
+    rng = np.random.default_rng(0)
+    factors = np.stack([np.zeros(800, int), rng.integers(0, 2, 800), rng.integers(0, 4, 800)], 1)
+    codes = np.stack([factors[:, 1], factors[:, 2], np.zeros(800)], 1) + rng.normal(
+        0, 0.4, (800, 3)
+    )
+    depths = (1, 2, 4)
+    es = dci_es_from_codes(codes[:400], factors[:400], codes[400:], factors[400:], depths, 10)
+    assert np.isnan(es["per_factor"][0])
+    want = explicitness(es["losses"][1:], depths, np.array([1 - 1 / 2, 1 - 1 / 4]))
+    np.testing.assert_array_equal(es["per_factor"][1:], want)
+    assert es["explicitness"] == np.mean(want)
+    constant = np.zeros((400, 2), int)
+    assert (
+        dci_es_from_codes(codes[:400], constant, codes[400:], constant, depths, 10)["explicitness"]
+        == 0.0
+    )
+
+
+def test_the_seed_and_refit_reach_the_probes():
+    """The same seed gives the same curves; another seed other forests (noisy codes); refit
+    fits one forest per depth, as loss_capacity_curves does with the same seed."""
+    train, y, test, y_test = codes_of(mixing_encoder(), n=300)
+    depths = (1, 2, 4, 8)
+
+    def losses(**kw):
+        return dci_es_from_codes(train, y, test, y_test, depths, 10, **kw)["losses"]
+
+    np.testing.assert_array_equal(losses(seed=3), losses(seed=3))
+    assert np.abs(losses(seed=3) - losses(seed=4)).max() > 0
+    refit = loss_capacity_curves(train, y, test, y_test, depths, 10, seed=3, refit=True)
+    np.testing.assert_array_equal(losses(seed=3, refit=True), refit)
+    assert np.abs(refit - losses(seed=3)).max() > 0
+
+
 def test_depths_must_increase():
     with pytest.raises(ValueError, match="must increase"):
         dci_es_from_codes(*codes_of(identity_encoder, n=50), depths=(4, 2))

@@ -171,11 +171,17 @@ PROGRAM_TESTS = (
 )
 
 
+QUICK = "VAELAB_MUTANTS_QUICK"  # seconds: a first pass leaves out each mutant's slower tests
+QUICK_SURVIVORS = Path("quick-survivors.txt")  # what that pass could not kill, for the full run
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Marks ``PROGRAM_TESTS`` as ``programs``. Under
     ``make mutants`` (run inside ``mutants/``), runs a mutant's tests fastest first, by
     mutmut's recorded durations: a killed mutant then costs its fastest failing test, not
-    every slower test that pytest's file order puts before it."""
+    every slower test that pytest's file order puts before it. With ``VAELAB_MUTANTS_QUICK=s``
+    a mutant runs only its tests recorded at most ``s`` seconds (all of them if none is); a
+    mutant that survives them is written to ``quick-survivors.txt`` to be run on every test."""
     for item in items:
         if item.nodeid.startswith(PROGRAM_TESTS):
             item.add_marker(pytest.mark.programs)
@@ -184,3 +190,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     seconds = json.loads(stats.read_text()).get("duration_by_test", {})
     items.sort(key=lambda item: seconds.get(item.nodeid, float("inf")))
+    if QUICK not in os.environ or "__mutmut_" not in os.environ["MUTANT_UNDER_TEST"]:
+        return
+    limit = float(os.environ[QUICK])
+    slow = [item for item in items if seconds.get(item.nodeid, float("inf")) > limit]
+    if slow and len(slow) < len(items):
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item not in slow]
+        config.stash[_LEFT_OUT] = True
+
+
+_LEFT_OUT = pytest.StashKey[bool]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Records a mutant that survived a quick pass which left tests out (see above)."""
+    if exitstatus == 0 and session.config.stash.get(_LEFT_OUT, False):
+        with QUICK_SURVIVORS.open("a") as survivors:
+            survivors.write(os.environ["MUTANT_UNDER_TEST"] + "\n")

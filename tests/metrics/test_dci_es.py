@@ -67,6 +67,28 @@ def test_a_cut_tree_is_the_tree_grown_to_that_depth():
         np.testing.assert_allclose(proba, grown.predict_proba(x_test), atol=1e-12)
 
 
+def test_a_cut_forest_averages_its_trees_in_any_order_of_depths():
+    """Several bootstrapped trees on integer codes, whose split thresholds are the half-way
+    points 0.5, 1.5, ...: cut below their depth the forest is the forest (its probabilities
+    averaged over trees), rows lying on a threshold go left as in scikit-learn, and a float64
+    row within float32 rounding of a threshold is compared as the float32 that scikit-learn
+    sees. Depths given out of order give each depth's probabilities in that order."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 7, size=(600, 2)).astype(np.float64)
+    y = (x[:, 0] + 2 * (x[:, 1] > 3)) % 5
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, y)
+    on = np.stack(np.meshgrid(np.arange(7) + 0.5, np.arange(7) + 0.5), -1).reshape(-1, 2)
+    near = on + 1e-12  # rounds to the threshold in float32
+    x_test = np.concatenate([x[:50], on, near])
+    (full,) = cut_forest_proba(forest, x_test, [60])
+    np.testing.assert_allclose(full, forest.predict_proba(x_test), atol=1e-12)
+    assert not np.allclose(full[-len(near) :], forest.predict_proba(near.astype(np.float32) + 1e-6))
+    ordered = cut_forest_proba(forest, x_test, [1, 2, 3, 60])
+    shuffled = cut_forest_proba(forest, x_test, [3, 60, 1, 2])
+    for got, want in zip(shuffled, [ordered[i] for i in (2, 3, 0, 1)], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_cut_forests_follow_the_curve_of_forests_grown_to_each_depth():
     train, y, test, y_test = codes_of(mixing_encoder(), n=600)
     depths = (1, 2, 3, 4, 8)

@@ -5,11 +5,14 @@ boundary (s_d >= 0.05 with ddof = 1), and the settings each function passes on."
 import inspect
 
 import numpy as np
+import pytest
 import torch
 
+from tests.data.test_own_data import ToyTable
 from tests.metrics.toy import ToySource, identity_encoder, noise_encoder
 from vaelab.metrics.beta_vae import (
     beta_vae_features,
+    beta_vae_from_draws,
     beta_vae_points,
     beta_vae_score,
     draw_beta_vae_points,
@@ -44,6 +47,41 @@ def test_every_factor_is_drawn_as_the_fixed_one():
         assert set(labels.tolist()) == {0, 1, 2}, draw.__name__
 
 
+def test_a_batch_takes_the_fixed_class_of_its_first_sampled_row():
+    """As disentanglement_lib: labels first, then the sampled rows; every row of a batch gets
+    the class of factor k of the batch's first row, its other classes stay as sampled (a
+    BetaVAE point: the second batch takes the first batch's class, row by row)."""
+    source, p, b = ToySource(), 40, 5
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, p)
+    sampled = source.sample_factors(p * b, rng).reshape(p, b, 3)
+    want = sampled.copy()
+    want[np.arange(p), :, labels] = sampled[np.arange(p), 0, labels][:, None]
+    votes = draw_votes(source, p, np.random.default_rng(2), b)
+    np.testing.assert_array_equal(votes.labels, labels)
+    np.testing.assert_array_equal(source.factors_of(votes.indices.reshape(-1)), want.reshape(-1, 3))
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, p)
+    first, second = (source.sample_factors(p * b, rng).reshape(p, b, 3) for _ in range(2))
+    second[np.arange(p), :, labels] = first[np.arange(p), :, labels]
+    points = draw_beta_vae_points(source, p, np.random.default_rng(3), b)
+    np.testing.assert_array_equal(points.labels, labels)
+    got = source.factors_of(points.indices.reshape(-1)).reshape(2, p, b, 3)
+    np.testing.assert_array_equal(got, np.stack([first, second]))
+
+
+def test_draws_from_a_source_that_is_not_a_grid_follow_the_seed():
+    """About 60% of the toy grid's rows: the rows sharing a class are drawn among the observed
+    ones by the seeded generator, so a seed gives the same draw again."""
+    rows = np.flatnonzero(np.random.default_rng(1).random(len(ToySource())) < 0.6)
+    assert not ToyTable(rows).is_grid
+    for draw in (draw_votes, draw_beta_vae_points):
+        a, b = (draw(ToyTable(rows), 50, np.random.default_rng(4), 6) for _ in range(2))
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.labels, b.labels)
+
+
 def test_two_factors_are_classified_not_guessed():
     scores = beta_vae_score(TwoFactors(), identity_encoder, 0, 8, 200, 100)
     assert scores == {"train_accuracy": 1.0, "eval_accuracy": 1.0}
@@ -52,6 +90,29 @@ def test_two_factors_are_classified_not_guessed():
 def test_one_factor_is_a_constant_classifier_that_is_always_right():
     scores = beta_vae_score(OneFactor(), identity_encoder, 0, 8, 50, 20)
     assert scores == {"train_accuracy": 1.0, "eval_accuracy": 1.0}
+
+
+def test_one_training_point_is_a_constant_classifier_of_its_class():
+    source, codes = ToySource(), DirectCodes(ToySource(), identity_encoder)
+    train = draw_beta_vae_points(source, 1, np.random.default_rng(0), 4)
+    evaluation = draw_beta_vae_points(source, 60, np.random.default_rng(1), 4)
+    share = float(np.mean(evaluation.labels == train.labels[0]))
+    assert 0 < share < 1
+    assert beta_vae_from_draws(train, evaluation, codes) == {
+        "train_accuracy": 1.0,
+        "eval_accuracy": share,
+    }
+
+
+@pytest.mark.filterwarnings("error")
+def test_votes_of_batches_of_two_are_counted_as_integers():
+    """Batches of 2 (the smallest with a variance, ddof = 1, no 0/0): images (0,0), (0,1),
+    (1,0); the batch {0, 1} holds latent 0, the batch {0, 2} latent 1."""
+    table = CodeTable(np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
+    draw = VoteDraw(np.array([[0, 1], [0, 2]]), np.array([0, 1]))
+    votes = count_votes(draw, table, np.ones(2), np.ones(2, dtype=bool), 2)
+    np.testing.assert_array_equal(votes, [[1, 0], [0, 1]])
+    assert votes.dtype == np.int64
 
 
 def test_the_batch_size_reaches_the_draws():

@@ -165,6 +165,7 @@ def test_the_seed_and_refit_reach_the_probes():
     refit = loss_capacity_curves(train, y, test, y_test, depths, 10, seed=3, refit=True)
     np.testing.assert_array_equal(losses(seed=3, refit=True), refit)
     assert np.abs(refit - cut).max() > 0
+    assert np.abs(refit - losses(seed=4, refit=True)).max() > 0
 
 
 def test_depths_must_increase():
@@ -187,3 +188,6 @@ def test_tripod_forest_dci():
     assert duplicated["completeness"] < duplicated["disentanglement"] - 0.1
     noise = dci_from_codes(*codes_of(noise_encoder()), estimator="rf")
     assert noise["informativeness_test"] < 0.3  # chance ~0.2
+    again = dci_from_codes(*codes_of(mixing_encoder()), estimator="rf", seed=0)
+    assert again == rotated  # the seed (0 by default) makes the forests
+    assert dci_from_codes(*codes_of(mixing_encoder()), estimator="rf", seed=1) != rotated

@@ -173,6 +173,7 @@ PROGRAM_TESTS = (
 
 QUICK = "VAELAB_MUTANTS_QUICK"  # seconds: a first pass leaves out each mutant's slower tests
 QUICK_SURVIVORS = Path("quick-survivors.txt")  # what that pass could not kill, for the full run
+_LEFT_OUT = pytest.StashKey[bool]()  # this session's quick pass left tests out
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -193,14 +194,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if QUICK not in os.environ or "__mutmut_" not in os.environ["MUTANT_UNDER_TEST"]:
         return
     limit = float(os.environ[QUICK])
-    slow = [item for item in items if seconds.get(item.nodeid, float("inf")) > limit]
-    if slow and len(slow) < len(items):
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if item not in slow]
+    fast = [item for item in items if seconds.get(item.nodeid, float("inf")) <= limit]
+    if fast and len(fast) < len(items):  # sorted above: the slow ones are the rest
+        config.hook.pytest_deselected(items=items[len(fast) :])
+        items[:] = fast
         config.stash[_LEFT_OUT] = True
-
-
-_LEFT_OUT = pytest.StashKey[bool]()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -93,7 +93,8 @@ def test_one_factor_is_a_constant_classifier_that_is_always_right():
 
 
 def test_one_training_point_is_a_constant_classifier_of_its_class():
-    source, codes = ToySource(), DirectCodes(ToySource(), identity_encoder)
+    source = ToySource()
+    codes = DirectCodes(source, identity_encoder)
     train = draw_beta_vae_points(source, 1, np.random.default_rng(0), 4)
     evaluation = draw_beta_vae_points(source, 60, np.random.default_rng(1), 4)
     share = float(np.mean(evaluation.labels == train.labels[0]))

@@ -87,13 +87,17 @@ def test_the_evaluation_suite_runs_on_the_gpu(tmp_path: Path):
 
 
 def test_the_suite_gives_the_cpu_values_on_the_gpu():
-    """A fixed encoder: the GPU's codes are the CPU's to float32 rounding, so the scores agree."""
+    """A fixed encoder: the GPU's codes are the CPU's to float32 rounding, so the scores agree;
+    every batch reaches the encoder on the device asked for."""
     from vaelab.data.dsprites import ProceduralDSprites
     from vaelab.metrics.suite import run_suite
 
     from .metrics.test_code_table import SMALL
 
+    seen: list[str] = []
+
     def centroid(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.device.type)
         grid = torch.arange(64.0, device=x.device) / 63
         img = x[:, 0]
         mass = img.sum((1, 2)).clamp_min(1.0)
@@ -101,7 +105,10 @@ def test_the_suite_gives_the_cpu_values_on_the_gpu():
         return torch.stack([cx, cy, mass / 1000], 1)
 
     cpu = run_suite(ProceduralDSprites(), centroid, 0, device="cpu", **SMALL).values
+    assert set(seen) == {"cpu"}
+    seen.clear()
     gpu = run_suite(ProceduralDSprites(), centroid, 0, device="cuda", **SMALL).values
+    assert set(seen) == {"cuda"}
     scores = [k for k in cpu if "/time/" not in k]
     assert gpu["disent/encoded_images"] == cpu["disent/encoded_images"]
     np.testing.assert_allclose([gpu[k] for k in scores], [cpu[k] for k in scores], atol=0.02)

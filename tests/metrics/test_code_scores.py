@@ -167,6 +167,10 @@ def test_dci_learns_binary_factors_and_scores_constant_ones_by_their_class():
     assert importance[0, 0] > 0.9 and importance[:, 1].tolist() == [0.0, 0.0]
     assert acc_train == 1.0  # both factors: the binary one learned, the constant one by its class
     assert acc_test == pytest.approx((1.0 + 0.75) / 2)
+    # one training row: every factor constant, no classifier fitted, each scored by its class
+    one, acc_train, acc_test = importance_matrix(codes[:1], factors[:1], codes[:4], test)
+    assert not one.any() and acc_train == 1.0
+    assert acc_test == pytest.approx((np.mean(test[:, 0] == binary[0]) + 0.75) / 2)
 
 
 def test_mig_of_one_latent_is_its_whole_mi_and_a_constant_factor_scores_zero():

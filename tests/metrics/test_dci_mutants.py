@@ -42,6 +42,7 @@ def hand_matrices() -> list[np.ndarray]:
         np.array([[0.5, 0.0], [0.5, 0.0], [0.0, 1.0]]),
         np.array([[0.6, 0.0], [0.1, 0.1]]),
         sparse / sparse.sum(axis=0),
+        np.zeros((3, 2)),  # nothing important: uniform weights, as the reference
     ]
 
 

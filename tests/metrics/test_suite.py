@@ -15,6 +15,10 @@ import torch
 from tests.metrics.toy import ToySource, identity_encoder, mixing_encoder
 from vaelab.metrics.codes import TABLE_BATCH, CodeTable, DirectCodes, encode_table
 from vaelab.metrics.dci import importance_matrix
+from vaelab.metrics.downstream import downstream_from_draw
+from vaelab.metrics.fairness import fairness_from_draw
+from vaelab.metrics.infomec import infomec_from_codes
+from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.suite import (
     METRICS,
     SharedDraw,
@@ -26,6 +30,7 @@ from vaelab.metrics.suite import (
     run_suite,
     score_suite,
 )
+from vaelab.metrics.unsupervised import unsupervised_from_codes
 from vaelab.metrics.utils import discrete_entropy, discrete_mutual_info, discretize
 
 SMALL = {"num_train": 200, "num_test": 100, "num_variance_estimate": 200, "batch_size": 8,
@@ -168,6 +173,42 @@ def test_settings_reach_the_metrics():
         source, identity_encoder, 0, ["factor_vae"], **SMALL, prune_threshold=10.0
     )
     assert pruned["disent/factor_vae_active_dims"] == 0.0
+
+
+def test_each_setting_gives_its_metrics_value_as_a_direct_call():
+    """Non-default bins, tree estimators and pruning reach IRS, the unsupervised scores,
+    InfoMEC, fairness and the downstream tasks: each value is that of its function called
+    on the same draw with the same setting. MI is computed only for MIG and modularity.
+    Mixed codes whose third latent, scaled by 1/15, is active by range / 20 and inactive by
+    IQR / 10."""
+    source, mix = ToySource(), mixing_encoder()
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        return mix(x) * torch.tensor([1.0, 1.0, 1 / 15])
+
+    setting = {"num_bins": 5, "dci_estimator": "sklearn", "downstream_estimator": "sklearn",
+               "infomec_pruning": "iqr"}  # fmt: skip
+    metrics = ["irs", "unsupervised", "infomec", "fairness", "downstream"]
+    cfg = make_config(**SMALL, **setting)
+    result = run_suite(source, encode, 3, metrics, **SMALL, **setting)
+    assert result.mutual_info is None and result.entropy is None
+    draws, codes = draw_suite(source, 3, metrics, cfg), DirectCodes(source, encode)
+    shared = draws["codes"].train
+    train = codes(source.index_of(shared)).astype(np.float64)
+    irs = irs_from_codes(train, shared, num_bins=5)
+    info = infomec_from_codes(train, shared, "iqr")
+    expected = {
+        "irs": irs["irs"], "irs_active_dims": irs["active_dims"],
+        **unsupervised_from_codes(train, 5),
+        "infomec[iqr]/m": info["infom"], "infomec[iqr]/e": info["infoe"],
+        "infomec[iqr]/c": info["infoc"], "infomec[iqr]/active_dims": info["active_dims"],
+        **fairness_from_draw(draws["fairness"], codes, source, "sklearn"),
+        **downstream_from_draw(draws["downstream"], codes, source, "sklearn"),
+    }  # fmt: skip
+    got = scores(result.values)
+    del got["disent/encoded_images"]
+    assert got == pytest.approx({f"disent/{k}": v for k, v in expected.items()}, rel=1e-12)
+    assert got["disent/infomec[iqr]/active_dims"] == 2.0
 
 
 def test_the_new_measures_settings_reach_them_and_name_their_variant():

@@ -118,6 +118,9 @@ def test_end_of_run_evaluation_measures_likelihood_and_disentanglement(cli):
     assert m["test/psnr"] > 0 and 0 < m["test/ssim"] <= 1  # reconstructions, via torchmetrics
     # the IWAE bound is at least as tight as the single-sample ELBO, up to sampling noise
     assert -m["test/nll_iw"] >= m["test/elbo"] - 0.01 * abs(m["test/elbo"])
+    # the last line: the optimized metric to 6 significant digits, once, and the folder
+    last = f"val/elbo = {m['val/elbo']:.6g}; run folder {run_dir}"
+    assert (result.stdout + result.stderr).count(last) == 1
 
 
 def test_data_without_factors_skips_the_disentanglement_suite_with_one_line(cli):

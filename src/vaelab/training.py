@@ -204,6 +204,12 @@ def check_figure_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"Invalid configuration: {error}.") from None
 
 
+def log_result(metric: str, value: float | None, out_dir: Path | str) -> None:
+    """The run's last line: the optimized metric to 6 significant digits, and the folder."""
+    shown = "not logged" if value is None else f"{value:.6g}"
+    log.info("%s = %s; run folder %s", metric, shown, out_dir)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train and evaluate one model; write ``metrics.json`` in ``cfg.paths.output_dir``.
 
@@ -298,5 +304,5 @@ def run(cfg: DictConfig) -> float | None:
         if trainer is not None:
             finish_loggers(trainer, failed=record["status"] != "completed")
     value = record["metrics"].get(cfg.optimized_metric)
-    log.info("%s = %s; run folder %s", cfg.optimized_metric, value, out_dir)
+    log_result(cfg.optimized_metric, value, out_dir)
     return value

@@ -1,4 +1,5 @@
-"""The evaluation's progress report: log lines at each tenth off a terminal, a bar on one."""
+"""The evaluation's progress report: log lines at tenths off a terminal (at most one per
+interval), a bar on one."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def lines(caplog) -> list[str]:
 
 @pytest.fixture
 def no_terminal(monkeypatch):
+    """Output to a file, and every tenth a line (no minimum interval; tested on its own)."""
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.setattr(progress_module, "LOG_INTERVAL_S", 0.0)
 
 
 def test_off_a_terminal_one_line_per_tenth_then_none_at_the_end(caplog, no_terminal):
@@ -65,6 +68,28 @@ def test_the_rate_is_work_over_elapsed_time_and_the_unit_defaults_to_items(
         "scoring: 20% (200 of 1,000 items, 400/s)",
         "scoring: 80% (800 of 1,000 items, 400/s)",
     ]
+
+
+def test_lines_come_at_most_one_per_interval_so_a_short_step_writes_none(
+    caplog, no_terminal, monkeypatch
+):
+    monkeypatch.setattr(progress_module, "LOG_INTERVAL_S", 5.0)
+    clock = iter([100.0, 101.0, 106.0, 107.0, 111.0, 112.0])
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    caplog.set_level(logging.INFO, logger="vaelab.metrics")
+    with ProgressReport("encoding", 100, unit="images") as p:  # starts at 100 s
+        p.advance(20)  # 101 s: 1 s after the start, no line
+        p.advance(10)  # 106 s: 30 %, the first line
+        p.advance(20)  # 107 s: 50 %, 1 s after it: none
+        p.advance(5)  # 111 s: 55 %, 5 s after it: a line (a tenth reached since the last)
+        p.advance(5)  # 112 s: 60 %, 1 s after it: none
+    assert [LINE.match(s)[1] for s in lines(caplog)[1:]] == ["30", "55"]
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: 0.0)  # no time passes
+    caplog.clear()
+    with ProgressReport("encoding", 100, unit="images") as p:
+        for _ in range(10):
+            p.advance(10)
+    assert lines(caplog) == ["encoding ..."]
 
 
 def test_an_empty_total_counts_as_one_item(caplog, no_terminal):

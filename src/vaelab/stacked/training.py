@@ -39,6 +39,7 @@ from vaelab.training import (
     build_evaluator,
     build_module,
     check_figure_settings,
+    log_result,
     speed_of,
     trainer_from,
 )
@@ -279,7 +280,7 @@ def _finish(job: MemberJob, k: int, stacked: StackedVAEModule, trainer: L.Traine
         job.record["notes"] = evaluation.notes
     write_json_atomic(job.out_dir / METRICS, job.record)
     value = job.record["metrics"].get(cfg.optimized_metric)
-    log.info("%s = %s; run folder %s", cfg.optimized_metric, value, job.out_dir)
+    log_result(cfg.optimized_metric, value, job.out_dir)
     return value
 
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import re
 
-from .conftest import read_metrics
+from hydra import compose, initialize_config_dir
+from lightning.pytorch.utilities.model_summary import summarize
+
+from vaelab.callbacks import count, summary_table
+from vaelab.training import build_module
+
+from .conftest import CONF, read_metrics
 
 SUMMARY = "trainer.enable_model_summary=true"
 
@@ -17,8 +23,9 @@ def test_lightning_lines_once_no_advertisement_and_log_lines_of_progress(cli):
     out = result.stdout + result.stderr
     assert out.count("GPU available") == 1 and out.count("`Trainer.fit` stopped") == 1
     assert "Tip" not in out and "litlogger" not in out
-    flops = re.search(r"Total FLOPs: ([\d.]+) ([KMG])", out)
+    flops = re.search(r"forward FLOPs per image: ([\d.]+) ([KMG]) \(objective: run outside", out)
     assert flops and float(flops.group(1)) > 0  # one image's forward pass, not 0
+    assert len(re.findall(r"│ objective +│ BetaVAE +│ +0 │ +- │ - +│ - +│", out)) == 1
     assert "Epoch 0/" not in out
     # not a terminal: one line per step here (every_s=0), validation and test announced
     for step in range(1, 7):
@@ -26,6 +33,38 @@ def test_lightning_lines_once_no_advertisement_and_log_lines_of_progress(cli):
     assert "validating at step 3" in out and "testing at step 6" in out
     job_log = (run_dir / "train.log").read_text()  # the same lines reach the job's log file
     assert "step 6/6 (100%)" in job_log and "GPU available" in job_log
+    assert re.search(r"│ encoder +│ ConvEncoder +│", job_log) and "forward FLOPs per" in job_log
+
+
+def test_the_summary_counts_one_image_and_marks_what_forward_never_reaches():
+    """Rows the example pass reached show its FLOPs and shapes; FactorVAE's discriminator (in
+    the loss) shows "-"; without an example input (compile=true) no FLOPs are claimed."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose("train", overrides=["model=factor_vae", "size=small"])
+    module = build_module(cfg)
+    summary = summarize(module, max_depth=1)
+    table = summary_table(summary, example_pass=True)
+    rows = {line.split("│")[1].strip(): line for line in table.splitlines() if "│" in line}
+    assert [c.strip() for c in rows["objective"].split("│")[2:-1]] == [
+        "FactorVAE",
+        count(sum(p.numel() for p in module.objective.parameters())),
+        "-",
+        "-",
+        "-",
+    ]
+    encoder = [c.strip() for c in rows["encoder"].split("│")[4:-1]]
+    side, latents = cfg.data.image_size, module.latent_dim
+    assert encoder[1:] == [f"1×1×{side}×{side}", f"1×{latents}, 1×{latents}"]
+    assert encoder[0] == count(sum(summary.flop_counts["encoder"].values())) != "0"
+    total = summary.total_flops
+    assert total == sum(sum(summary.flop_counts[n].values()) for n in ("encoder", "decoder")) > 0
+    assert table.endswith(f"forward FLOPs per image: {count(total)} (objective: run outside "
+                          "forward, not counted)")  # fmt: skip
+
+    module.example_input_array = None  # as under compile=true
+    table = summary_table(summarize(module, max_depth=1), example_pass=False)
+    assert "FLOPs │" not in table and " - " not in table and "│ 0 " not in table.split("params")[0]
+    assert table.endswith("FLOPs: not counted (compiled networks: no example pass)")
 
 
 def test_the_summary_leaves_the_run_unchanged(cli):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import time
 from typing import Any
 
@@ -10,9 +12,20 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch import callbacks
-from lightning.pytorch.callbacks import RichModelSummary
+from lightning.pytorch.utilities.model_summary import ModelSummary as Summary
+from lightning.pytorch.utilities.model_summary import summarize
+from lightning.pytorch.utilities.model_summary.model_summary import (
+    UNKNOWN_SIZE,
+    get_formatted_model_size,
+    get_human_readable_count,
+)
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from vaelab.module import logs_written_this_step
+
+log = logging.getLogger(__name__)
 
 
 class TrainingSpeed(L.Callback):
@@ -83,16 +96,67 @@ class RandomState(L.Callback):
             self._pending = None
 
 
-class ModelSummary(RichModelSummary):
-    """Lightning's table of the networks, with the FLOPs and tensor sizes of one forward pass
-    of ``example_input_array`` (one image), run without touching the random streams: the
-    pass draws ε, and training must draw the same ε with or without the summary (and on
-    every DDP rank alike)."""
+class ModelSummary(L.Callback):
+    """A table of the networks, logged once when fitting starts: each one's parameters and
+    the FLOPs and tensor shapes of one forward pass of ``example_input_array`` (one image).
+
+    A module that forward never reaches (the objective: it runs in the loss) shows "-" in the
+    columns of that pass, and a module with no example input (``compile=true``) has none of
+    them. The pass runs without touching the random streams: it draws ε, and training must
+    draw the same ε with or without the summary (and on every DDP rank alike)."""
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         cuda = pl_module.device.type == "cuda"
         with torch.random.fork_rng(devices=[pl_module.device] if cuda else []):
-            super().on_fit_start(trainer, pl_module)
+            summary = summarize(pl_module, max_depth=1)
+        if trainer.is_global_zero:
+            log.info(
+                "networks\n%s", summary_table(summary, pl_module.example_input_array is not None)
+            )
+
+
+def summary_table(summary: Summary, example_pass: bool) -> str:
+    """The table and its totals as plain text (box drawing, no colour) for terminal and log."""
+    table = Table(box=box.SQUARE, header_style="bold")
+    for name in ("Name", "Type", "Params", *(("FLOPs", "In", "Out") if example_pass else ())):
+        table.add_column(name, justify="right" if name in ("Params", "FLOPs") else "left")
+    outside = []  # modules forward never reached
+    for name, kind, params, size_in, size_out in zip(
+        summary.layer_names, summary.layer_types, summary.param_nums, summary.in_sizes,
+        summary.out_sizes, strict=True,
+    ):  # fmt: skip
+        row = [name, kind, count(params)]
+        if example_pass:
+            flops = count(sum(summary.flop_counts[name].values()))
+            reached = size_in != UNKNOWN_SIZE
+            row += [flops, shape_text(size_in), shape_text(size_out)] if reached else ["-"] * 3
+            outside += [] if reached else [name]
+        table.add_row(*row)
+    frozen = summary.total_parameters - summary.trainable_parameters
+    lines = [
+        f"params: {count(summary.trainable_parameters)} trainable, {count(frozen)} frozen, "
+        f"{get_formatted_model_size(summary.model_size)} MB",
+        f"forward FLOPs per image: {count(summary.total_flops)}"
+        + (f" ({', '.join(outside)}: run outside forward, not counted)" if outside else "")
+        if example_pass
+        else "FLOPs: not counted (compiled networks: no example pass)",
+    ]
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(table)
+    return console.file.getvalue() + "\n".join(lines)
+
+
+def count(number: int) -> str:
+    """Lightning's short count, unpadded: 764 K, 32.5 M, 0."""
+    return get_human_readable_count(number).strip()
+
+
+def shape_text(size: list | str) -> str:
+    """[1, 1, 64, 64] -> 1×1×64×64; [[1, 10], [1, 10]] -> 1×10, 1×10; [] -> scalar; no
+    tensor -> -."""
+    if isinstance(size, list) and size and isinstance(size[0], (list, str)):
+        return ", ".join(shape_text(s) for s in size)
+    return ("×".join(map(str, size)) or "scalar") if isinstance(size, list) else "-"
 
 
 class ModelCheckpoint(callbacks.ModelCheckpoint):

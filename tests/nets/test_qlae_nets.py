@@ -248,4 +248,4 @@ def test_a_tiny_qlae_run_on_its_own_nets_completes(cli):
     metrics = read_metrics(run)
     assert metrics["status"] == "completed" and metrics["step"] == 2
     assert (Path(run) / ".hydra" / "config.yaml").read_text().count("QLAEEncoder") == 1
-    assert "Total FLOPs: 899 M" in result.stdout + result.stderr
+    assert "forward FLOPs per image: 899 M (objective" in result.stdout + result.stderr

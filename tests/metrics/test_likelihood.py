@@ -151,7 +151,7 @@ def test_one_draw_is_mu_plus_sigma_eps_from_the_seeded_generator(images):
 
 
 def test_the_documented_defaults(images):
-    """k = 1,000, one ELBO draw, seed 0, batches of 64 images and 256 latent rows on a CPU
+    """k = 1,000, one ELBO draw, seed 0, batches of 64 images and 64 latent rows on a CPU
     (4,096 on a GPU), at most 1,000 images: the defaults equal those values given explicitly
     (the draws depend on each)."""
     model = LinearGaussian(shift=0.3, widen=0.7)
@@ -160,15 +160,15 @@ def test_the_documented_defaults(images):
     )
     assert elbo(model, images) == elbo(model, images, 512, 0, 1)
     many = images.repeat(3, 1, 1, 1)  # 96 images: two batches of 64
-    explicit = iwae_per_image(model, many, k=1000, batch_size=64, sample_batch=256, seed=0)
+    explicit = iwae_per_image(model, many, k=1000, batch_size=64, sample_batch=64, seed=0)
     torch.testing.assert_close(iwae_per_image(model, many), explicit, atol=0, rtol=0)
     assert log_likelihood_iw(model, many) == float(explicit.mean())
     # one image a batch: another default sample_batch would group the draws anew
-    odd = iwae_per_image(model, many[:8], k=300, batch_size=1, sample_batch=256, seed=0)
+    odd = iwae_per_image(model, many[:8], k=300, batch_size=1, sample_batch=64, seed=0)
     torch.testing.assert_close(iwae_per_image(model, many[:8], k=300, batch_size=1), odd)
     model.max_rows = 0
     iwae_per_image(model, images, k=100, batch_size=8)
-    assert model.max_rows == 256 == SAMPLE_ROWS["cpu"] < SAMPLE_ROWS["cuda"] == 4096
+    assert model.max_rows == 64 == SAMPLE_ROWS["cpu"] < SAMPLE_ROWS["cuda"] == 4096
     big = torch.randint(60, 200, (1001, 1, 1, 4), generator=torch.Generator().manual_seed(1),
                         dtype=torch.uint8)  # fmt: skip
     assert log_likelihood_iw(model, big, k=2) == log_likelihood_iw(model, big, k=2, max_images=1000)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from vaelab.allocator import keep_freed_memory
 from vaelab.training import build_module, build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,6 +335,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default results/)")
     args = parser.parse_args()
+    kept = keep_freed_memory()  # as the programs do (VAELAB_MALLOC=system: glibc's defaults)
     args.warmup, args.min_steps = 10, 20
     if args.tiny:
         args.rounds, args.seconds, args.images, args.size = 1, 0.3, 2048, "small"
@@ -361,6 +363,7 @@ def main() -> None:
         "torch": torch.__version__,
         "lightning": L.__version__,
         "tiny": args.tiny,
+        "allocator": "freed memory kept (vaelab.allocator)" if kept else "default",
         "overrides": args.override,
         "throughput": cases,
         "dsprites": None if args.skip_dsprites else dsprites(args.tiny),

@@ -17,6 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
 from vaelab.config import EXIT_BAD_INPUT, ConfigError, normalize_overrides, validate
 
@@ -92,6 +93,7 @@ def task(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
     sys.argv[1:] = with_user_configs(normalize_overrides(sys.argv[1:]))
     task()
 

@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from vaelab import eval_runs, eval_udr
+from vaelab.allocator import keep_freed_memory
 from vaelab.cli import command, config_path, with_user_configs
 from vaelab.config import EXIT_BAD_INPUT, ConfigError, call_hydra_main
 from vaelab.eval_args import expand_sweep, register_resolvers, target_problem, with_default_data
@@ -93,6 +94,7 @@ def _evaluate_sweep_level(cfg: DictConfig, name: str) -> int:
 
 
 def main() -> None:
+    keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
     global failed, started
     failed, started = 0, False
     eval_runs.failed_jobs.clear()

@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from vaelab import sweep
+from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
 from vaelab.config import (
     EXIT_BAD_INPUT,
@@ -60,6 +61,7 @@ def in_sweep() -> bool:
 
 
 def main() -> None:
+    keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
     global started
     started = False
     sweep.failed_jobs.clear()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from vaelab.metrics.image_quality import reconstruction_quality
+from vaelab.metrics.image_quality import SSIM_CHUNK, reconstruction_quality
 
 
 def flat(value: int, n: int = 4, side: int = 16) -> torch.Tensor:
@@ -42,3 +44,24 @@ def test_psnr_is_averaged_over_images_and_noise_lowers_both():
     ]
     assert quality[0]["psnr"] > quality[1]["psnr"] > quality[2]["psnr"]
     assert quality[0]["ssim"] > quality[1]["ssim"] > quality[2]["ssim"]
+
+
+def test_ssim_is_updated_in_chunks_and_equals_one_pass_over_all_images(monkeypatch):
+    """40 images (not a multiple of 16): SSIM by chunks equals torchmetrics' SSIM of all of them
+    at once, and no update sees more than SSIM_CHUNK images (its float64 unfolding grows with
+    them: 20 MB per 64 × 64 image); the average is summed in float64."""
+    images = torch.randint(0, 256, (40, 1, 24, 24), dtype=torch.uint8)
+    noise = 0.1 * torch.randn(images.shape, generator=torch.Generator().manual_seed(3))
+    sizes, update = [], StructuralSimilarityIndexMeasure.update
+
+    def counted(self, preds, target):
+        sizes.append(len(preds))
+        return update(self, preds, target)
+
+    monkeypatch.setattr(StructuralSimilarityIndexMeasure, "update", counted)
+    got = reconstruction_quality(lambda t: t + noise[: len(t)], images, batch_size=40)
+    x = images.double() / 255.0
+    x_hat = (images.float() / 255.0 + noise).clamp(0.0, 1.0).double()  # as the model gives it
+    whole = structural_similarity_index_measure(x_hat, x, data_range=1.0)
+    assert got["ssim"] == pytest.approx(float(whole), rel=1e-12)
+    assert sizes == [SSIM_CHUNK, SSIM_CHUNK, 40 - 2 * SSIM_CHUNK] and SSIM_CHUNK == 16

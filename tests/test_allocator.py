@@ -65,6 +65,12 @@ def test_the_train_program_sets_it_before_its_work():
     assert mapped_by_the_system(accounting(run_main, {"VAELAB_MALLOC": "system"}))
 
 
+def test_vaelab_train_sets_it_too():
+    """A notebook's ``vaelab.train``: set before it checks its arguments (a str is refused)."""
+    call = "import vaelab\ntry:\n    vaelab.train('beta=4')\nexcept TypeError:\n    pass\n"
+    assert kept_in_the_heap(accounting(call))
+
+
 def test_an_allocator_chosen_by_the_user_is_left_alone():
     assert not keep_freed_memory({"VAELAB_MALLOC": "system"})
     assert not keep_freed_memory({"MALLOC_ARENA_MAX": "2"})

@@ -3,16 +3,16 @@
 PyTorch has no caching allocator on the CPU: each activation tensor is a ``malloc`` and a
 ``free``. glibc serves blocks above its mmap threshold (128 KB, raised as such blocks are
 freed, to 32 MB at most) with fresh pages from the system and gives them back on ``free``, so
-a conv layer at batch 256 (33 MB of activations) pays a page fault for every page of every
-tensor on every step. ``keep_freed_memory`` raises the threshold and the heap's trim threshold
-to 1 GiB: freed blocks stay in the process and are reused. Measured on 2 cores, the conv
-net trains at batch 64 at 1,049 instead of 853 images/s and at batch 256 at 1,139 instead
-of 552; its decoder evaluates 3,700-3,900 images/s at every batch size instead of 1,900 at
-256 and more. The cost: up to 1 GiB of freed memory stays with the process.
+a conv layer at batch 256 (33 MB of activations) has the kernel map and zero its memory anew
+on every step. ``keep_freed_memory`` raises the threshold and the heap's trim threshold to
+1 GiB: freed blocks stay in the process and are reused. Measured on 2 cores (``make bench``),
+the conv net trains at batch 64 at 930 instead of 858 images/s and at batch 256 at 1,012
+instead of 575; its decoder evaluates 3,700-3,900 images/s at every batch size instead of
+1,900 at 256 and more. The cost: up to 1 GiB of freed memory stays with the process.
 
-The programs (train, eval, compare) call it first. It leaves the allocator alone when the
-environment already tunes it (``MALLOC_*``, ``GLIBC_TUNABLES``, an allocator in
-``LD_PRELOAD`` such as jemalloc or tcmalloc) or when ``VAELAB_MALLOC=system``.
+The programs (train, eval, compare) and ``vaelab.train`` call it first. It leaves the
+allocator alone when the environment already tunes it (``MALLOC_*``, ``GLIBC_TUNABLES``, an
+allocator in ``LD_PRELOAD`` such as jemalloc or tcmalloc) or when ``VAELAB_MALLOC=system``.
 """
 
 from __future__ import annotations

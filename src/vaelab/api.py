@@ -23,6 +23,7 @@ from hydra.core.utils import run_job
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
+from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
 from vaelab.config import ConfigError, normalize_overrides, validate
 from vaelab.console import logging_restored
@@ -55,6 +56,7 @@ def train(overrides: Sequence[str] = (), device: str = "auto") -> LoadedRun:
     """Train one model as ``vaelab-train <overrides>`` would and return it read back from
     its folder (``load_run``): the trained module on ``device``, its data, config and
     metrics. A sweep (``-m``) is the CLI's job; give one value per key here."""
+    keep_freed_memory()  # as the programs do (vaelab.allocator)
     if isinstance(overrides, str):
         raise TypeError("give the overrides as a list, e.g. ['model=beta_vae', 'beta=4']")
     if any(a in ("-m", "--multirun") for a in overrides):

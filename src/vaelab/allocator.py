@@ -18,7 +18,6 @@ allocator in ``LD_PRELOAD`` such as jemalloc or tcmalloc) or when ``VAELAB_MALLO
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -32,15 +31,15 @@ def keep_freed_memory(environ: dict[str, str] | None = None) -> bool:
     environ = os.environ if environ is None else environ
     if not sys.platform.startswith("linux") or environ.get(OPT_OUT) == "system":
         return False
-    tuned = any(k.startswith("MALLOC_") for k in environ) or "malloc" in environ.get(
-        "GLIBC_TUNABLES", ""
+    chosen_by_user = (
+        any(k.startswith("MALLOC_") for k in environ)
+        or "malloc" in environ.get("GLIBC_TUNABLES", "")
+        or "alloc" in environ.get("LD_PRELOAD", "")
     )
-    if tuned or "alloc" in environ.get("LD_PRELOAD", ""):
+    if chosen_by_user:
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):  # not glibc (musl has no mallopt)
+    try:  # the process's own symbols: libc's, without a search for the library file
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no mallopt (not glibc)
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) and mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))

@@ -94,8 +94,8 @@ def _evaluate_sweep_level(cfg: DictConfig, name: str) -> int:
 
 
 def main() -> None:
-    keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
     global failed, started
+    keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
     failed, started = 0, False
     eval_runs.failed_jobs.clear()
     register_resolvers()

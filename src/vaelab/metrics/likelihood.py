@@ -19,9 +19,11 @@ from vaelab.objectives.kl import kl_normal
 
 LOG_2PI = math.log(2 * math.pi)
 # Latent rows decoded per pass of the IWAE when none is given. A GPU wants large batches. On
-# a CPU the conv decoder's activations of 128 or more rows (16 MB a layer and up) are given
-# back to the system after each pass and faulted in again: 64 rows decode 3,750 images/s on
-# 2 cores, 256 rows 1,930 (6.6 s of the 8.5 s are system time), measured.
+# a CPU under glibc's defaults the conv decoder's activations of 128 or more rows (16 MB a
+# layer and up) are given back to the system after each pass and faulted in again: 64 rows
+# decode 3,750 images/s on 2 cores, 256 rows 1,930 (6.6 s of the 8.5 s are system time).
+# The programs keep freed memory (vaelab.allocator), where both run alike; 64 rows serve the
+# library called without it, and take less memory.
 SAMPLE_ROWS = {"cuda": 4096, "cpu": 64}
 
 

@@ -12,7 +12,8 @@ Where a GPU is, ``run``: each part under its own time limit, logs and JSON under
    bf16 with the images on the CPU or the GPU, each against the bare loop; compiled nets on
    conv at batch 256;
 3. ``benchmarks/stack_throughput.py``: K models stacked against K separate runs;
-4. ``benchmarks/metrics_timing.py``: the full metric suite on all of dSprites;
+4. ``benchmarks/metrics_timing.py``: the full metric suite on all of dSprites, its
+   classifiers fitted on every core (``--jobs -1``);
 
 then ``gpu-<device>.json`` with every figure, copied to ``benchmarks/results/`` too. A part
 that fails or runs out of time is recorded as such and the next one runs. ``run --tiny``
@@ -234,6 +235,7 @@ def run(out: Path, tiny: bool) -> int:
         str(out / "metrics.json"),
     ]  # the cache (3 GiB) stays out of $OUT
     timing += ["--dci-points", "0"]  # the estimators' comparison is a CPU figure (make bench)
+    timing += ["--jobs", "2" if tiny else "-1"]  # the classifiers on every core
     if tiny:
         timing += ["--encoder", "cheap", "--scale", "0.01", "--skip-floor"]
     record["parts"]["metrics"] = part("metrics", timing, out, LIMITS["metrics"])
@@ -288,8 +290,9 @@ def reproduce(out: Path, seed: int, rows: list[str] | None, train_seconds: int, 
     work.mkdir(parents=True, exist_ok=True)
     # the dSprites cache (3 GiB) stays out of $OUT
     data_dir = Path(os.environ.get("VAELAB_DATA_DIR") or ROOT / "data")
+    cores = max(1, (os.cpu_count() or 2) // len(rows))  # each job's share of the CPU
     env = {**os.environ, "VAELAB_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1",
-           "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // len(rows)))}  # fmt: skip
+           "OMP_NUM_THREADS": str(cores)}  # fmt: skip
     sys.path.insert(0, str(ROOT / "src"))
     from vaelab.data.dsprites import ProceduralDSprites
 
@@ -303,6 +306,7 @@ def reproduce(out: Path, seed: int, rows: list[str] | None, train_seconds: int, 
     max_time = f"00:{minutes // 60:02d}:{minutes % 60:02d}:{secs:02d}"  # DD:HH:MM:SS
     jobs = {}
     chosen = [f"evaluation.disentanglement={metrics}"] if metrics else []
+    chosen += [f"evaluation.suite.jobs={cores}"]  # the suite's classifiers on that share
     for row in rows:
         folder = work / layout / f"{row}_seed={seed}"  # the sweep's layout
         cmd = [sys.executable, "src/train.py", f"experiment={experiment}",

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/metrics_timing.py [--cache-dir data] [--scale 1]
         [--encoder conv|cheap] [--device cpu|cuda] [--dci-points 2000] [--json FILE]
-        [--skip-floor]
+        [--skip-floor] [--jobs 1]
 
 1. the floor: one encoder pass over all 737,280 images (in memory, as a run's data module
    holds them), through the same code table the suite uses;
@@ -11,6 +11,9 @@
    draws every image its metrics read (about 2.9 million), encodes each distinct one once,
    then scores; the ratio suite / floor is the figure of merit;
 3. DCI's ``hist`` and ``sklearn`` estimators on the same ``--dci-points`` codes (0: skip).
+
+``--jobs`` processes fit the classifiers of DCI, the downstream tasks and fairness
+(``evaluation.suite.jobs``; -1: one per core).
 
 The encoder is the paper's conv net with random weights, its codes rescaled to unit spread
 so FactorVAE prunes no latent. Prints figures; never fails on time.
@@ -72,6 +75,7 @@ def main() -> None:
         action="store_true",
         help="no whole pass (a quick look on a CPU): images rendered as the draws read them",
     )
+    parser.add_argument("--jobs", type=int, default=1, help="processes fitting classifiers")
     args = parser.parse_args()
     # the suite's line per metric as it ends: a run cut short still shows what it reached
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
@@ -94,7 +98,7 @@ def main() -> None:
     n = len(source)
     threads = torch.get_num_threads()
     print(f"encoder={args.encoder}  device={args.device}  torch threads={threads}  "
-          f"scale={args.scale:g}  images loaded in {load_s:.1f} s")  # fmt: skip
+          f"scale={args.scale:g}  jobs={args.jobs}  images loaded in {load_s:.1f} s")  # fmt: skip
     floor = None
     if not args.skip_floor:
         start = time.perf_counter()
@@ -111,6 +115,7 @@ def main() -> None:
     # the downstream tasks' training sizes 10, 100, 1,000, 10,000, scaled (at least 10 each)
     counts["downstream_sizes"] = sorted({max(10, round(n * args.scale)) for n in SIZES})
     counts["fairness_per_class"] = max(1, round(100 * args.scale))
+    counts["jobs"] = args.jobs
     drawn = len(needed_indices(source, draw_suite(source, 0, METRICS, make_config(**counts))))
     start = time.perf_counter()
     result = run_suite(source, net, 0, METRICS, images=image_rows, device=args.device, **counts)
@@ -147,7 +152,7 @@ def main() -> None:
         gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "no GPU"
         record = {
             "machine": f"{platform.machine()}, {threads} torch threads, {gpu}",
-            "encoder": args.encoder, "device": args.device, "scale": args.scale,
+            "encoder": args.encoder, "device": args.device, "scale": args.scale, "jobs": args.jobs,
             "floor_s": floor, "suite_s": total, "ratio": ratio, "images_read": drawn,
             "times": {k: v for k, v in values.items() if "/time/" in k}, "scores": scores,
             "dci_estimators": dci,

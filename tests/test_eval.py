@@ -89,15 +89,20 @@ def test_eval_equals_the_in_training_evaluation_and_skips_when_done(run_copy: Pa
     assert "encoding" in log and "beta_vae" in log and "factor_vae" in log  # progress lines
 
     before = snapshot(run_copy)
-    again = eval_cli(f"run={run_copy}", *EVAL, data=data)
+    # the classifiers in two workers: the same evaluation (settings without `jobs`), skipped
+    two = "evaluation.suite.jobs=2"
+    again = eval_cli(f"run={run_copy}", *EVAL, two, data=data)
     assert again.returncode == 0 and "skipped" in again.stdout + again.stderr
     after = snapshot(run_copy)
     assert {k: v for k, v in after.items() if k != "eval.log"} == {
         k: v for k, v in before.items() if k != "eval.log"
     }
-    forced = eval_cli(f"run={run_copy}", *EVAL, "force=true", data=data)
+    assert "jobs" not in saved["settings"]["suite"]
+    forced = eval_cli(f"run={run_copy}", *EVAL, two, "force=true", data=data)
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert snapshot(run_copy)["evaluation/full.json"] > before["evaluation/full.json"]
+    redone = json.loads((run_copy / "evaluation" / "full.json").read_text())["metrics"]
+    assert {k: redone[k] for k in values} == values  # two workers: the same values, exactly
 
 
 def test_another_seed_and_an_earlier_checkpoint_go_to_their_own_files(run_copy: Path):
@@ -188,6 +193,23 @@ def test_bad_input_is_one_paragraph_and_exit_2_and_changes_nothing(run_copy: Pat
     assert message.startswith("error:") and BAD[case][1] in message
     assert "Traceback" not in message and len(message.splitlines()) == 1
     assert snapshot(run_copy) == before  # nothing written, not even a log folder
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [("evaluation.suite.jobs=0", "evaluation.suite.jobs=0 is not a number of worker processes"),
+     ("+evaluation.suite.num_codes=5", "unknown disentanglement settings ['num_codes']")],
+)  # fmt: skip
+def test_a_bad_suite_setting_is_refused_before_the_model_is_loaded(
+    run_copy: Path, setting: str, words: str
+):
+    before = snapshot(run_copy)
+    result = eval_cli(f"run={run_copy}", *EVAL, setting, data=run_copy.parent / "data")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    message = result.stderr.strip()
+    assert message.startswith("error: evaluation=full cannot be built") and words in message
+    assert "Traceback" not in message and len(message.splitlines()) == 1
+    assert snapshot(run_copy) == before
 
 
 def test_missing_data_is_said_with_where_to_put_it(run_copy: Path, tmp_path: Path):

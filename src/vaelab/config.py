@@ -362,6 +362,7 @@ def _evaluation_problems(cfg: DictConfig) -> list[str]:
     """Unknown metric names or suite settings, which would otherwise fail after training."""
     from dataclasses import fields
 
+    from vaelab.metrics.classifiers import check_jobs
     from vaelab.metrics.suite import METRICS, SuiteConfig
 
     problems = []
@@ -379,7 +380,18 @@ def _evaluation_problems(cfg: DictConfig) -> list[str]:
         problems.append(
             f"`evaluation.suite` has unknown settings {extra}; known: {', '.join(sorted(known))}."
         )
+    try:
+        check_jobs((settings or {}).get("jobs", 1))
+    except ValueError as error:
+        problems.append(f"{error}.")
     return problems
+
+
+def build_error(error: Exception) -> str:
+    """What went wrong in a Hydra ``instantiate``, on one line: the class's own error when
+    there is one (Hydra wraps it in three lines naming the target and the key)."""
+    text = str(error.__cause__ or error)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 @contextmanager
@@ -390,7 +402,7 @@ def building(what: str) -> Iterator[None]:
     try:
         yield
     except InstantiationException as error:
-        detail = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        detail = build_error(error)
         raise ConfigError(
             f"{what} cannot be built from the config: {detail}. Check the keys given for it "
             f"(`{command('train')} --cfg job` prints the composed config)."

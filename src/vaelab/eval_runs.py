@@ -30,9 +30,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import command
-from vaelab.config import ConfigError
+from vaelab.config import ConfigError, build_error
 from vaelab.data.files import file_digest
 from vaelab.io import write_json_atomic
+from vaelab.metrics.suite import scored_settings
 from vaelab.runs import CONFIG, LAST, METRICS, load_run, run_config, run_record
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def evaluate_run(
     try:
         evaluator = instantiate(cfg.evaluation)
     except Exception as error:
-        raise ConfigError(f"evaluation={name} cannot be built: {error}") from None
+        raise ConfigError(f"evaluation={name} cannot be built: {build_error(error)}") from None
     evaluator.check_available()  # e.g. FID's network and weights, before the run is loaded
     settings = evaluator.settings()
     checkpoint = Path(ckpt_path) if ckpt_path is not None else run_dir / LAST
@@ -164,7 +165,7 @@ REPRESENT_KEYS = ("represent", "represent_sha256", "data", "settings")
 def represent_settings(metrics: list[str], suite: dict[str, Any], seed: int) -> dict[str, Any]:
     """The settings of a representation's evaluation: those of ``Evaluator.settings()`` that
     apply to codes alone (no likelihood, reconstructions or samples)."""
-    return {"disentanglement": list(metrics), "suite": dict(suite), "seed": seed}
+    return {"disentanglement": list(metrics), "suite": scored_settings(suite), "seed": seed}
 
 
 def write_evaluation(out_dir: Path, name: str, record: dict[str, Any]) -> Path:

@@ -28,7 +28,7 @@ from vaelab.data import ImageDataModule
 from vaelab.metrics import active_units, log_likelihood_iw
 from vaelab.metrics.image_quality import reconstruction_quality
 from vaelab.metrics.sample_quality import SampleQuality
-from vaelab.metrics.suite import SuiteResult, run_suite
+from vaelab.metrics.suite import SuiteResult, make_config, run_suite, scored_settings
 from vaelab.module import VAEModule
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,14 @@ class Evaluator:
         if OmegaConf.is_config(suite):  # plain values, for metrics.json (lists included)
             suite = OmegaConf.to_container(suite, resolve=True)
         self.metrics, self.suite, self.seed = tuple(disentanglement), dict(suite or {}), seed
+        make_config(**self.suite)  # unknown names and bad values now, not after the model ran
 
     def settings(self) -> dict[str, Any]:
         """What this evaluation computes, as plain values (recorded with its results)."""
         return {
             "iwae_k": self.iwae_k, "iwae_images": self.iwae_images,
-            "disentanglement": list(self.metrics), "suite": self.suite, "seed": self.seed,
+            "disentanglement": list(self.metrics), "suite": scored_settings(self.suite),
+            "seed": self.seed,
             "quality_images": self.quality_images,
             "fid": None if self.fid is None else self.fid.settings(),
         }  # fmt: skip

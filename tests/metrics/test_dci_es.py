@@ -13,8 +13,9 @@ from tests.metrics.toy import (
     mixing_encoder,
     noise_encoder,
 )
+from vaelab.metrics.classifiers import forest_classifier
 from vaelab.metrics.codes import sample_codes
-from vaelab.metrics.dci import dci_from_codes, forest_classifier
+from vaelab.metrics.dci import dci_from_codes
 from vaelab.metrics.dci_es import (
     DEPTHS,
     cut_forest_proba,

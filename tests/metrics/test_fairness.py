@@ -14,8 +14,8 @@ from tests.metrics.toy import (
     mixing_encoder,
     noise_encoder,
 )
+from vaelab.metrics.classifiers import tree_classifier
 from vaelab.metrics.codes import DirectCodes
-from vaelab.metrics.dci import tree_classifier
 from vaelab.metrics.fairness import (
     FairnessDraw,
     draw_fairness,

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from vaelab import eval_runs, eval_udr
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import command, config_path, with_user_configs
-from vaelab.config import EXIT_BAD_INPUT, ConfigError, call_hydra_main
+from vaelab.config import EXIT_BAD_INPUT, ConfigError, build_error, call_hydra_main
 from vaelab.eval_args import expand_sweep, register_resolvers, target_problem, with_default_data
 from vaelab.eval_runs import (
     evaluate_represent,
@@ -86,7 +86,7 @@ def _evaluate_sweep_level(cfg: DictConfig, name: str) -> int:
     try:
         evaluation = instantiate(cfg.evaluation, **({} if cfg.seed is None else {"seed": cfg.seed}))
     except Exception as error:
-        raise ConfigError(f"evaluation={name} cannot be built: {error}") from None
+        raise ConfigError(f"evaluation={name} cannot be built: {build_error(error)}") from None
     return evaluate_sweep_udr(
         cfg.sweep_dir, evaluation, force=cfg.force, device=cfg.device,
         allow_unsafe_checkpoints=cfg.allow_unsafe_checkpoints,

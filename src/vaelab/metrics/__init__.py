@@ -1,48 +1,40 @@
-"""Disentanglement metrics (disentanglement_lib's definitions) and likelihood estimates."""
+"""Disentanglement metrics (disentanglement_lib's definitions) and likelihood estimates.
 
-from vaelab.metrics.beta_vae import beta_vae_score
-from vaelab.metrics.dci import dci_from_codes, dci_score
-from vaelab.metrics.dci_es import dci_es_from_codes
-from vaelab.metrics.factor_vae import factor_vae_score
-from vaelab.metrics.infomec import infomec_from_codes
-from vaelab.metrics.likelihood import (
-    active_units,
-    active_units_from_means,
-    elbo,
-    iwae_per_image,
-    log_likelihood_iw,
-)
-from vaelab.metrics.mig import mig_from_codes, mig_score
-from vaelab.metrics.modularity import (
-    explicitness_from_codes,
-    modularity_explicitness_score,
-    modularity_from_codes,
-)
-from vaelab.metrics.represent import evaluate
-from vaelab.metrics.sap import sap_from_codes, sap_score
-from vaelab.metrics.suite import METRICS, SuiteConfig, evaluate_disentanglement
+The names below load their module (and torch) on first use, not on ``import vaelab.metrics``,
+so that the suite's classifier workers (``vaelab.metrics.classifiers``) start without torch.
+"""
 
-__all__ = [
-    "METRICS",
-    "SuiteConfig",
-    "active_units",
-    "active_units_from_means",
-    "beta_vae_score",
-    "dci_es_from_codes",
-    "dci_from_codes",
-    "dci_score",
-    "elbo",
-    "evaluate",
-    "evaluate_disentanglement",
-    "explicitness_from_codes",
-    "factor_vae_score",
-    "infomec_from_codes",
-    "iwae_per_image",
-    "log_likelihood_iw",
-    "mig_from_codes",
-    "mig_score",
-    "modularity_explicitness_score",
-    "modularity_from_codes",
-    "sap_from_codes",
-    "sap_score",
-]
+from importlib import import_module
+
+_HOMES = {
+    "METRICS": "suite",
+    "SuiteConfig": "suite",
+    "evaluate_disentanglement": "suite",
+    "active_units": "likelihood",
+    "active_units_from_means": "likelihood",
+    "elbo": "likelihood",
+    "iwae_per_image": "likelihood",
+    "log_likelihood_iw": "likelihood",
+    "beta_vae_score": "beta_vae",
+    "dci_from_codes": "dci",
+    "dci_score": "dci",
+    "dci_es_from_codes": "dci_es",
+    "evaluate": "represent",
+    "explicitness_from_codes": "modularity",
+    "modularity_explicitness_score": "modularity",
+    "modularity_from_codes": "modularity",
+    "factor_vae_score": "factor_vae",
+    "infomec_from_codes": "infomec",
+    "mig_from_codes": "mig",
+    "mig_score": "mig",
+    "sap_from_codes": "sap",
+    "sap_score": "sap",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    """``vaelab.metrics.<name>``: the name from its module (``_HOMES``), imported now."""
+    if name in _HOMES:
+        return getattr(import_module(f"vaelab.metrics.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'vaelab.metrics' has no attribute {name!r}")

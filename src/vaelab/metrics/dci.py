@@ -33,23 +33,14 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from sklearn.ensemble import (
-    GradientBoostingClassifier,
-    HistGradientBoostingClassifier,
-    RandomForestClassifier,
-)
-from threadpoolctl import threadpool_limits
 
 from vaelab.data.base import GroundTruthSource
+from vaelab.metrics.classifiers import Fit, fit_all, fit_one
 from vaelab.metrics.codes import sample_codes
 from vaelab.metrics.utils import Encode, as_rng
 
-Estimator = Literal["hist", "sklearn"]  # boosted trees (also the downstream tasks' and fairness')
 DCIEstimator = Literal["hist", "sklearn", "rf"]
 VARIANTS = {"hist": "gbt", "sklearn": "gbt", "rf": "rf"}  # the predictor named in the keys
-HIST_THREADS = 1
-FOREST_TREES, FOREST_DEPTH = 100, 10  # Tripod's random forest
-FOREST_JOBS = 1
 
 
 def entropy(p: np.ndarray, base: int, axis: int) -> np.ndarray:
@@ -73,69 +64,24 @@ def completeness(importance: np.ndarray) -> float:
     return float(np.sum(per_factor * weights.sum(axis=0) / weights.sum()))
 
 
-def hist_gain_importances(model: HistGradientBoostingClassifier, num_features: int) -> np.ndarray:
-    """Split gains of a fitted HistGradientBoosting model summed per feature, ``[D]``.
-
-    Reads the fitted trees (``model._predictors``, stable since sklearn 0.21)."""
-    gains = np.zeros(num_features)
-    for stage in model._predictors:
-        for tree in stage:
-            nodes = tree.nodes[tree.nodes["is_leaf"] == 0]
-            np.add.at(gains, nodes["feature_idx"], np.maximum(nodes["gain"], 0.0))
-    return gains
+def _dci_fit(
+    codes: np.ndarray,
+    labels: np.ndarray,
+    estimator: DCIEstimator,
+    seed: int,
+    predict: tuple[np.ndarray, ...] = (),
+) -> Fit:
+    """One factor's classifier, asked for its importances and for ``predict``'s classes."""
+    if estimator not in VARIANTS:
+        raise ValueError(f"unknown DCI estimator {estimator!r}; choose from {list(VARIANTS)}")
+    return Fit(estimator, codes, labels, predict, importance=True, seed=seed, what="DCI")
 
 
 def fit_importance(
     codes: np.ndarray, labels: np.ndarray, estimator: DCIEstimator, seed: int = 0
-) -> tuple[np.ndarray, object]:
-    """Normalised feature importances ``[D]`` of one factor's classifier, and the model."""
-    if estimator not in VARIANTS:
-        raise ValueError(f"unknown DCI estimator {estimator!r}; choose from {list(VARIANTS)}")
-    if estimator == "rf":
-        model = forest_classifier(seed).fit(codes, labels)
-    else:
-        model = tree_classifier(estimator, seed, what="DCI").fit(codes, labels)
-    if estimator in ("sklearn", "rf"):
-        raw = np.abs(model.feature_importances_)
-    else:
-        raw = hist_gain_importances(model, codes.shape[1])
-    total = raw.sum()
-    return (raw / total if total > 0 else raw), model
-
-
-def tree_classifier(estimator: Estimator, seed: int = 0, what: str = "tree"):
-    """The reference's boosted trees, unfitted: ``hist`` (``_hist_model``) or ``sklearn``
-    (``GradientBoostingClassifier``); ``what`` names the setting in the error."""
-    if estimator == "sklearn":
-        return GradientBoostingClassifier(random_state=seed)
-    if estimator == "hist":
-        return _hist_model(seed)
-    raise ValueError(f"unknown {what} estimator {estimator!r}; choose 'hist' or 'sklearn'")
-
-
-def forest_classifier(seed: int = 0) -> RandomForestClassifier:
-    """Tripod's DCI forest, unfitted: 100 trees, depth <= 10, entropy criterion."""
-    return RandomForestClassifier(
-        n_estimators=FOREST_TREES,
-        criterion="entropy",
-        max_depth=FOREST_DEPTH,
-        random_state=seed,
-        n_jobs=FOREST_JOBS,
-    )
-
-
-def _hist_model(seed: int) -> HistGradientBoostingClassifier:
-    """The reference's boosting schedule and tree shape, on binned features."""
-    return HistGradientBoostingClassifier(
-        max_iter=100,
-        learning_rate=0.1,
-        max_depth=3,
-        max_leaf_nodes=None,
-        min_samples_leaf=1,
-        l2_regularization=0.0,
-        early_stopping=False,
-        random_state=seed,
-    )
+) -> np.ndarray:
+    """Normalised feature importances ``[D]`` of one factor's classifier."""
+    return fit_one(_dci_fit(codes, labels, estimator, seed)).importance
 
 
 def importance_matrix(
@@ -145,22 +91,26 @@ def importance_matrix(
     factors_test: np.ndarray,
     estimator: DCIEstimator = "hist",
     seed: int = 0,
+    jobs: int = 1,
 ) -> tuple[np.ndarray, float, float]:
-    """Importance matrix ``[D, K]`` and mean train / test accuracy of the K classifiers."""
+    """Importance matrix ``[D, K]`` and mean train / test accuracy of the K classifiers,
+    fitted in ``jobs`` processes (``classifiers.fit_all``)."""
     d, k = codes.shape[1], factors.shape[1]
+    fitted = [j for j in range(k) if len(np.unique(factors[:, j])) > 1]
+    fits = [_dci_fit(codes, factors[:, j], estimator, seed, (codes, codes_test)) for j in fitted]
+    results = dict(zip(fitted, fit_all(fits, jobs), strict=True))
     importance = np.zeros((d, k))
     train_acc, test_acc = [], []
-    # One OpenMP thread: on a busy machine HGB's threads spin and run 30x slower.
-    with threadpool_limits(HIST_THREADS, user_api="openmp"):
-        for j in range(k):
-            y, y_test = factors[:, j], factors_test[:, j]
-            if len(np.unique(y)) < 2:  # a constant factor: no split, no importance
-                train_acc.append(1.0)
-                test_acc.append(float(np.mean(y_test == y[0])))
-                continue
-            importance[:, j], model = fit_importance(codes, y, estimator, seed)
-            train_acc.append(float(np.mean(model.predict(codes) == y)))
-            test_acc.append(float(np.mean(model.predict(codes_test) == y_test)))
+    for j in range(k):
+        y, y_test = factors[:, j], factors_test[:, j]
+        if j not in results:  # a constant factor: no split, no importance
+            train_acc.append(1.0)
+            test_acc.append(float(np.mean(y_test == y[0])))
+            continue
+        importance[:, j] = results[j].importance
+        on_train, on_test = results[j].predictions
+        train_acc.append(float(np.mean(on_train == y)))
+        test_acc.append(float(np.mean(on_test == y_test)))
     return importance, float(np.mean(train_acc)), float(np.mean(test_acc))
 
 
@@ -171,11 +121,12 @@ def dci_from_codes(
     factors_test: np.ndarray,
     estimator: DCIEstimator = "hist",
     seed: int = 0,
+    jobs: int = 1,
 ) -> dict[str, float]:
     """``{"disentanglement", "completeness", "informativeness_train",
     "informativeness_test"}`` from train and test codes ``[N, D]`` and factors ``[N, K]``."""
     importance, acc_train, acc_test = importance_matrix(
-        codes, factors, codes_test, factors_test, estimator, seed
+        codes, factors, codes_test, factors_test, estimator, seed, jobs
     )
     return {
         "disentanglement": disentanglement(importance),

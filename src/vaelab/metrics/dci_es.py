@@ -31,9 +31,12 @@ numbers differ); ``refit=True`` fits one forest per depth as the reference does 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
+
+from vaelab.metrics.classifiers import map_jobs
 
 DEPTHS: tuple[int, ...] = (1, 2, 3, 4, 8, 10, 12, 14, 16, 18, 20, 32)  # reference's grid
 NUM_TREES = 100  # the reference's trees per forest
@@ -75,6 +78,28 @@ def cut_forest_proba(
     return [p / len(forest.estimators_) for p in out]
 
 
+def factor_losses(
+    labels: tuple[np.ndarray, np.ndarray],
+    codes: np.ndarray,
+    codes_test: np.ndarray,
+    depths: Sequence[int] = DEPTHS,
+    num_trees: int = NUM_TREES,
+    seed: int = 0,
+    refit: bool = False,
+) -> np.ndarray:
+    """Test error ``[len(depths)]`` of one factor's probes; ``labels``: its train and test
+    classes."""
+    y, y_test = labels
+    if refit:
+        probes = [probe_forest(d, num_trees, seed).fit(codes, y) for d in depths]
+        predicted = [probe.predict(codes_test) for probe in probes]
+    else:
+        forest = probe_forest(None, num_trees, seed).fit(codes, y)
+        probas = cut_forest_proba(forest, codes_test, depths)
+        predicted = [forest.classes_[p.argmax(axis=1)] for p in probas]
+    return np.array([1.0 - np.mean(p == y_test) for p in predicted])
+
+
 def loss_capacity_curves(
     codes: np.ndarray,
     factors: np.ndarray,
@@ -84,21 +109,17 @@ def loss_capacity_curves(
     num_trees: int = NUM_TREES,
     seed: int = 0,
     refit: bool = False,
+    jobs: int = 1,
 ) -> np.ndarray:
-    """Test error ``[K, len(depths)]`` of each factor's forest probe at each depth."""
-    losses = np.zeros((factors.shape[1], len(depths)))
-    for j in range(factors.shape[1]):
-        y, y_test = factors[:, j], factors_test[:, j]
-        if refit:
-            for g, depth in enumerate(depths):
-                probe = probe_forest(depth, num_trees, seed).fit(codes, y)
-                losses[j, g] = 1.0 - np.mean(probe.predict(codes_test) == y_test)
-            continue
-        forest = probe_forest(None, num_trees, seed).fit(codes, y)
-        for g, proba in enumerate(cut_forest_proba(forest, codes_test, depths)):
-            predicted = forest.classes_[np.argmax(proba, axis=1)]
-            losses[j, g] = 1.0 - np.mean(predicted == y_test)
-    return losses
+    """Test error ``[K, len(depths)]`` of each factor's forest probe at each depth; the
+    factors' probes in ``jobs`` processes (``classifiers.map_jobs``)."""
+    probe = partial(
+        factor_losses, codes=codes, codes_test=codes_test, depths=tuple(depths),
+        num_trees=num_trees, seed=seed, refit=refit,
+    )  # fmt: skip
+    labels = list(zip(factors.T, factors_test.T, strict=True))
+    losses = map_jobs(probe, labels, jobs, cost=lambda pair: len(np.unique(pair[0])))
+    return np.array(losses).reshape(factors.shape[1], len(depths))
 
 
 def explicitness(
@@ -126,13 +147,14 @@ def dci_es_from_codes(
     num_trees: int = NUM_TREES,
     seed: int = 0,
     refit: bool = False,
+    jobs: int = 1,
 ) -> dict[str, float | np.ndarray]:
     """``{"explicitness", "size", "per_factor" [K], "losses" [K, G]}`` from train and test
     codes ``[N, D]`` and factor classes ``[N, K]``; factors with one class are left out of E."""
     if list(depths) != sorted(set(depths)) or len(depths) < 2:
         raise ValueError(f"DCI-ES depths must increase, at least two: {list(depths)}")
     losses = loss_capacity_curves(
-        codes, factors, codes_test, factors_test, depths, num_trees, seed, refit
+        codes, factors, codes_test, factors_test, depths, num_trees, seed, refit, jobs
     )
     classes = np.array([len(np.unique(column)) for column in factors.T])
     varied = classes > 1

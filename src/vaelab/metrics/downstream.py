@@ -19,19 +19,14 @@ is predicted as that class).
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.model_selection import KFold
-from threadpoolctl import threadpool_limits
 
 from vaelab.data.base import GroundTruthSource
+from vaelab.metrics.classifiers import Estimator, Fit, Fitted, fit_all
 from vaelab.metrics.codes import Codes
-from vaelab.metrics.dci import HIST_THREADS, Estimator, tree_classifier
 from vaelab.metrics.utils import standardize
 
 SIZES = (10, 100, 1_000, 10_000)
@@ -61,10 +56,44 @@ def draw_downstream(
     return DownstreamDraw(tuple(int(n) for n in sizes), tuple(train), tuple(test))
 
 
-def _classifier(model: str, estimator: Estimator, seed: int):
+def _fits(
+    model: str,
+    codes: np.ndarray,
+    factors: np.ndarray,
+    codes_test: np.ndarray,
+    estimator: Estimator,
+    seed: int,
+) -> list[Fit | np.ndarray]:
+    """Per factor, its fit, or the one class seen (then predicted everywhere); lr needs 5
+    codes for its 5 folds."""
     if model == "lr":
-        return LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5), scoring="accuracy")
-    return tree_classifier(estimator, seed)
+        codes, codes_test = standardize(codes, codes_test)
+    out: list[Fit | np.ndarray] = []
+    for y in factors.T:
+        if len(np.unique(y)) < 2 or (model == "lr" and len(y) < 5):
+            out.append(y[:1])
+        else:
+            kind = "lr" if model == "lr" else estimator
+            out.append(Fit(kind, codes, y, (codes, codes_test), seed=seed))
+    return out
+
+
+def _scores(
+    fits: list[Fit | np.ndarray],
+    done: Iterator[Fitted],
+    factors: np.ndarray,
+    factors_test: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test accuracy ``[K]`` from ``_fits`` and the results of its fits, in order."""
+    train, test = [], []
+    for fit, y, y_test in zip(fits, factors.T, factors_test.T, strict=True):
+        if isinstance(fit, Fit):
+            on_train, on_test = next(done).predictions
+        else:
+            on_train, on_test = np.full(len(y), fit[0]), np.full(len(y_test), fit[0])
+        train.append(np.mean(on_train == y))
+        test.append(np.mean(on_test == y_test))
+    return np.array(train), np.array(test)
 
 
 def accuracies(
@@ -75,35 +104,33 @@ def accuracies(
     factors_test: np.ndarray,
     estimator: Estimator = "hist",
     seed: int = 0,
+    jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train and test accuracy ``[K]`` of one classifier per factor."""
-    if model == "lr":
-        codes, codes_test = standardize(codes, codes_test)
-    train, test = [], []
-    with threadpool_limits(HIST_THREADS, user_api="openmp"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", FutureWarning)  # sklearn's coming defaults: set here
-        for j in range(factors.shape[1]):
-            y, y_test = factors[:, j], factors_test[:, j]
-            if len(np.unique(y)) < 2 or (model == "lr" and len(y) < 5):
-                predict = lambda x, c=y[0]: np.full(len(x), c)  # noqa: E731 - one class seen
-            else:
-                predict = _classifier(model, estimator, seed).fit(codes, y).predict
-            train.append(np.mean(predict(codes) == y))
-            test.append(np.mean(predict(codes_test) == y_test))
-    return np.array(train), np.array(test)
+    fits = _fits(model, codes, factors, codes_test, estimator, seed)
+    done = fit_all([f for f in fits if isinstance(f, Fit)], jobs)
+    return _scores(fits, iter(done), factors, factors_test)
 
 
 def downstream_from_draw(
-    draw: DownstreamDraw, codes: Codes, source: GroundTruthSource, estimator: Estimator = "hist"
+    draw: DownstreamDraw,
+    codes: Codes,
+    source: GroundTruthSource,
+    estimator: Estimator = "hist",
+    jobs: int = 1,
 ) -> dict[str, float]:
-    """``{"downstream_<model>_<n>": mean test accuracy, "sample_efficiency_<model>": ...}``."""
-    out: dict[str, float] = {}
+    """``{"downstream_<model>_<n>": mean test accuracy, "sample_efficiency_<model>": ...}``;
+    the fits of every size and model go to ``jobs`` processes at once."""
+    tasks = []  # (key, its fits, train rows, test rows)
     for n, train, test in zip(draw.sizes, draw.train, draw.test, strict=True):
         x, x_test = codes(source.index_of(train)), codes(source.index_of(test))
         for model in MODELS:
-            _, acc = accuracies(model, x, train, x_test, test, estimator)
-            out[f"downstream_{model}_{n}"] = float(acc.mean())
+            fits = _fits(model, x, train, x_test, estimator, seed=0)
+            tasks.append((f"downstream_{model}_{n}", fits, train, test))
+    done = iter(fit_all([f for _, fits, _, _ in tasks for f in fits if isinstance(f, Fit)], jobs))
+    out: dict[str, float] = {}
+    for key, fits, train, test in tasks:
+        out[key] = float(_scores(fits, done, train, test)[1].mean())
     if 100 in draw.sizes and 10_000 in draw.sizes:
         for model in MODELS:
             full = out[f"downstream_{model}_10000"]

@@ -18,11 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from vaelab.data.base import GroundTruthSource
+from vaelab.metrics.classifiers import Estimator, Fit, fit_all
 from vaelab.metrics.codes import Codes
-from vaelab.metrics.dci import HIST_THREADS, Estimator, tree_classifier
 
 NUM_PER_CLASS = 100
 
@@ -81,27 +80,31 @@ def inter_group_fairness(counts: np.ndarray) -> tuple[float, float]:
 
 
 def fairness_from_draw(
-    draw: FairnessDraw, codes: Codes, source: GroundTruthSource, estimator: Estimator = "hist"
+    draw: FairnessDraw,
+    codes: Codes,
+    source: GroundTruthSource,
+    estimator: Estimator = "hist",
+    jobs: int = 1,
 ) -> dict[str, float]:
-    """``{"fairness", "fairness_max"}`` (module docstring)."""
+    """``{"fairness", "fairness_max"}`` (module docstring); the K classifiers are fitted in
+    ``jobs`` processes."""
     sizes = tuple(int(s) for s in source.factor_sizes)
     k = len(sizes)
     x = codes(source.index_of(draw.train))
     intervened = draw.intervened(sizes)
+    others = {i: [j for j in range(k) if j != i] for i in range(k)}
+    # one class seen: the same prediction everywhere, TV 0
+    targets = [i for i in range(k) if len(np.unique(draw.train[:, i])) > 1]
+    fits = [
+        Fit(estimator, x, draw.train[:, i],
+            tuple(codes(source.index_of(intervened[i, j].reshape(-1, k))) for j in others[i]))
+        for i in targets
+    ]  # fmt: skip
     mean_tv, max_tv = np.zeros((k, k)), np.zeros((k, k))
-    with threadpool_limits(HIST_THREADS, user_api="openmp"):
-        for i in range(k):
-            y = draw.train[:, i]
-            if len(np.unique(y)) < 2:  # one class seen: the same prediction everywhere, TV 0
-                continue
-            model = tree_classifier(estimator).fit(x, y)
-            for j in range(k):
-                if i == j:
-                    continue
-                rows = intervened[i, j]
-                predicted = model.predict(codes(source.index_of(rows.reshape(-1, k))))
-                predicted = predicted.reshape(sizes[j], -1)
-                counts = np.stack([np.bincount(p, minlength=sizes[i]) for p in predicted], 1)
-                mean_tv[i, j], max_tv[i, j] = inter_group_fairness(counts)
+    for i, fitted in zip(targets, fit_all(fits, jobs), strict=True):
+        for j, predicted in zip(others[i], fitted.predictions, strict=True):
+            predicted = predicted.reshape(sizes[j], -1)
+            counts = np.stack([np.bincount(p, minlength=sizes[i]) for p in predicted], 1)
+            mean_tv[i, j], max_tv[i, j] = inter_group_fairness(counts)
     off = ~np.eye(k, dtype=bool)
     return {"fairness": float(mean_tv[off].mean()), "fairness_max": float(max_tv[off].mean())}

@@ -32,14 +32,9 @@ import torch
 
 from vaelab.data.base import GroundTruthSource
 from vaelab.metrics.beta_vae import BetaVAEDraw, beta_vae_from_draws, draw_beta_vae_points
+from vaelab.metrics.classifiers import Estimator, check_jobs
 from vaelab.metrics.codes import Codes, Images, encode_table
-from vaelab.metrics.dci import (
-    VARIANTS,
-    Estimator,
-    completeness,
-    disentanglement,
-    importance_matrix,
-)
+from vaelab.metrics.dci import VARIANTS, completeness, disentanglement, importance_matrix
 from vaelab.metrics.dci_es import DEPTHS, NUM_TREES, dci_es_from_codes
 from vaelab.metrics.downstream import SIZES, DownstreamDraw, downstream_from_draw, draw_downstream
 from vaelab.metrics.factor_vae import FactorVAEDraw, draw_factor_vae, factor_vae_from_draws
@@ -95,6 +90,19 @@ class SuiteConfig:
     dci_es_depths: tuple[int, ...] = DEPTHS  # DCI-ES probes' maximum depths (capacities)
     dci_es_trees: int = NUM_TREES  # trees per DCI-ES probe forest
     dci_es_refit: bool = False  # one forest per depth (the reference) instead of cut trees
+    jobs: int = 1  # processes fitting the classifiers of DCI, DCI-ES, downstream, fairness
+
+    def __post_init__(self) -> None:
+        check_jobs(self.jobs)
+
+
+EXECUTION = ("jobs",)  # settings of where the work runs, not of what it computes
+
+
+def scored_settings(settings: dict[str, object]) -> dict[str, object]:
+    """``settings`` without ``EXECUTION``'s: what decides the scores (recorded with them, and
+    compared to tell whether an evaluation was done before)."""
+    return {k: v for k, v in settings.items() if k not in EXECUTION}
 
 
 def make_config(**overrides: object) -> SuiteConfig:
@@ -202,9 +210,11 @@ def score_suite(
         if name in CODE_METRICS:
             values = _code_metric(name, cfg, shared, result)
         elif name == "fairness":
-            values = fairness_from_draw(draws[name], codes, source, cfg.dci_estimator)
+            values = fairness_from_draw(draws[name], codes, source, cfg.dci_estimator, cfg.jobs)
         elif name == "downstream":
-            values = downstream_from_draw(draws[name], codes, source, cfg.downstream_estimator)
+            values = downstream_from_draw(
+                draws[name], codes, source, cfg.downstream_estimator, cfg.jobs
+            )
         elif name == "beta_vae":
             s = beta_vae_from_draws(*draws[name], codes)
             values = {"beta_vae_train": s["train_accuracy"], "beta_vae_eval": s["eval_accuracy"]}
@@ -243,7 +253,9 @@ def _code_metric(
         return unsupervised_from_codes(train, cfg.num_bins)
     if name in ("dci", "dci_rf"):
         estimator = cfg.dci_estimator if name == "dci" else "rf"
-        importance, acc_train, acc_test = importance_matrix(train, y_train, test, y_test, estimator)
+        importance, acc_train, acc_test = importance_matrix(
+            train, y_train, test, y_test, estimator, jobs=cfg.jobs
+        )
         if name == "dci":
             result.importance = importance
         key = f"dci[{VARIANTS[estimator]}]"
@@ -267,7 +279,7 @@ def _code_metric(
     if name == "dci_es":
         es = dci_es_from_codes(
             train, y_train, test, y_test, cfg.dci_es_depths, cfg.dci_es_trees,
-            refit=cfg.dci_es_refit,
+            refit=cfg.dci_es_refit, jobs=cfg.jobs,
         )  # fmt: skip
         return {"dci_es[rf]/e": es["explicitness"], "dci_es[rf]/s": es["size"]}
     explicit = explicitness_from_codes(train, y_train, test, y_test)

@@ -1,0 +1,179 @@
+"""The suite's classifiers, and where they are fitted: here, or in worker processes.
+
+DCI (both variants), DCI-ES, the downstream tasks and fairness fit one classifier per factor
+(and per training size and model): independent fits, 5 to 40 a metric, that take most of a
+full evaluation once the encoder runs on a GPU. ``fit_all(fits, jobs)`` (and ``map_jobs`` for
+any per-item function) runs them in this process (``jobs=1``) or in ``jobs`` worker processes
+(joblib's loky, kept between calls; -1: one per core), the largest first. Each fit is seeded
+and single-threaded (``FIT_THREADS``), so the results are the same either way. This module
+imports numpy and scikit-learn only: a worker starts without torch.
+
+Models: ``hist`` (HistGradientBoostingClassifier with disentanglement_lib's boosting schedule
+and tree shape), ``sklearn`` (GradientBoostingClassifier(), the reference), ``rf`` (Tripod's
+random forest), ``lr`` (logistic regression with C chosen by 5-fold cross-validation among
+10 values, ``LogisticRegressionCV(Cs=10, cv=KFold(5))``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import KFold
+from threadpoolctl import threadpool_limits
+
+Estimator = Literal["hist", "sklearn"]  # boosted trees (DCI's, the downstream tasks', fairness')
+Model = Literal["hist", "sklearn", "rf", "lr"]
+# OpenMP and BLAS threads per fit. More lose: HGB's OpenMP threads spin on a busy machine
+# (30x slower), and 5 LogisticRegressionCV fits on 10,000 codes took 31.9 s with BLAS's
+# 2 threads against 8.9 s with one on the 2-core machine.
+FIT_THREADS = 1
+T, R = TypeVar("T"), TypeVar("R")
+FOREST_TREES, FOREST_DEPTH = 100, 10  # Tripod's random forest
+FOREST_JOBS = 1
+
+
+def tree_classifier(estimator: Estimator, seed: int = 0, what: str = "tree"):
+    """The reference's boosted trees, unfitted: ``hist`` (``_hist_model``) or ``sklearn``
+    (``GradientBoostingClassifier``); ``what`` names the setting in the error."""
+    if estimator == "sklearn":
+        return GradientBoostingClassifier(random_state=seed)
+    if estimator == "hist":
+        return _hist_model(seed)
+    raise ValueError(f"unknown {what} estimator {estimator!r}; choose 'hist' or 'sklearn'")
+
+
+def forest_classifier(seed: int = 0) -> RandomForestClassifier:
+    """Tripod's DCI forest, unfitted: 100 trees, depth <= 10, entropy criterion."""
+    return RandomForestClassifier(
+        n_estimators=FOREST_TREES,
+        criterion="entropy",
+        max_depth=FOREST_DEPTH,
+        random_state=seed,
+        n_jobs=FOREST_JOBS,
+    )
+
+
+def _hist_model(seed: int) -> HistGradientBoostingClassifier:
+    """The reference's boosting schedule and tree shape, on binned features."""
+    return HistGradientBoostingClassifier(
+        max_iter=100,
+        learning_rate=0.1,
+        max_depth=3,
+        max_leaf_nodes=None,
+        min_samples_leaf=1,
+        l2_regularization=0.0,
+        early_stopping=False,
+        random_state=seed,
+    )
+
+
+def classifier(model: Model, seed: int = 0, what: str = "tree"):
+    """An unfitted classifier of kind ``model`` (module docstring)."""
+    if model == "lr":
+        return LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5), scoring="accuracy")
+    if model == "rf":
+        return forest_classifier(seed)
+    return tree_classifier(model, seed, what)
+
+
+def hist_gain_importances(model: HistGradientBoostingClassifier, num_features: int) -> np.ndarray:
+    """Split gains of a fitted HistGradientBoosting model summed per feature, ``[D]``.
+
+    Reads the fitted trees (``model._predictors``, stable since sklearn 0.21)."""
+    gains = np.zeros(num_features)
+    for stage in model._predictors:
+        for tree in stage:
+            nodes = tree.nodes[tree.nodes["is_leaf"] == 0]
+            np.add.at(gains, nodes["feature_idx"], np.maximum(nodes["gain"], 0.0))
+    return gains
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One classifier of kind ``model`` to fit on ``x [N, D]``, ``y [N]`` and apply to each
+    array of ``predict``; ``importance``: also its feature importances ``[D]``, summing to 1
+    (``hist``: split gains; ``sklearn``, ``rf``: impurity importances)."""
+
+    model: Model
+    x: np.ndarray
+    y: np.ndarray
+    predict: tuple[np.ndarray, ...] = ()
+    importance: bool = False
+    seed: int = 0
+    what: str = "tree"  # the setting that chose ``model``, named in its error
+
+    def cost(self) -> int:
+        """Rows x classes: what a fit's time grows with (one tree or model per class)."""
+        return len(self.y) * len(np.unique(self.y))
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The predicted classes for each array of ``Fit.predict``, and the importances."""
+
+    predictions: tuple[np.ndarray, ...]
+    importance: np.ndarray | None = None
+
+
+def fit_one(fit: Fit) -> Fitted:
+    """Fit ``fit.model`` with ``FIT_THREADS`` threads and predict; sklearn's convergence and
+    coming-default warnings silenced (its defaults are set on purpose here)."""
+    with threadpool_limits(FIT_THREADS), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        model = classifier(fit.model, fit.seed, fit.what).fit(fit.x, fit.y)
+        predictions = tuple(model.predict(x) for x in fit.predict)
+    importance = None
+    if fit.importance:
+        if fit.model == "hist":
+            raw = hist_gain_importances(model, fit.x.shape[1])
+        else:
+            raw = np.abs(model.feature_importances_)
+        total = raw.sum()
+        importance = raw / total if total > 0 else raw
+    return Fitted(predictions, importance)
+
+
+def check_jobs(jobs: int) -> int:
+    """``jobs`` if it is a worker count joblib reads (>= 1, or -1, -2, ...: all cores but
+    |jobs| - 1); otherwise a ``ValueError`` that says so."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0:
+        raise ValueError(
+            f"evaluation.suite.jobs={jobs!r} is not a number of worker processes: use 1 to fit "
+            "the suite's classifiers in this process, n > 1 for n workers, or -1 for one per "
+            "CPU core"
+        )
+    return jobs
+
+
+def map_jobs(
+    function: Callable[[T], R], items: Sequence[T], jobs: int, cost: Callable[[T], float]
+) -> list[R]:
+    """``[function(item) for item in items]``: here when ``jobs`` is 1 (or one item),
+    otherwise in ``jobs`` loky workers, handed out largest ``cost`` first so that the
+    longest item does not start last. ``function`` must be importable (module level)."""
+    if check_jobs(jobs) == 1 or len(items) < 2:
+        return [function(item) for item in items]
+    order = sorted(range(len(items)), key=lambda i: -cost(items[i]))
+    done = Parallel(n_jobs=jobs, backend="loky")(delayed(function)(items[i]) for i in order)
+    out: list[R] = [None] * len(items)  # type: ignore[list-item]
+    for i, result in zip(order, done, strict=True):
+        out[i] = result
+    return out
+
+
+def fit_all(fits: Sequence[Fit], jobs: int = 1) -> list[Fitted]:
+    """``fit_one`` of each fit, in order, in ``jobs`` processes (``map_jobs``)."""
+    return map_jobs(fit_one, fits, jobs, Fit.cost)

@@ -1,0 +1,92 @@
+"""The suite's classifiers in worker processes: the same results as in this one, in the
+caller's order, in other processes that start without torch; bad worker counts refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.metrics.toy import ToySource, mixing_encoder
+from tests.metrics.worker_probe import process_facts
+from vaelab.metrics.classifiers import Fit, check_jobs, fit_all, map_jobs
+from vaelab.metrics.suite import SuiteConfig, make_config, run_suite
+
+
+def test_the_classifier_module_and_the_metrics_package_load_without_torch():
+    code = (
+        "import sys, vaelab.metrics, vaelab.metrics.classifiers; "
+        "assert 'torch' not in sys.modules, 'torch loaded'; "
+        "from vaelab.metrics import METRICS; assert 'torch' in sys.modules; print(len(METRICS))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "13"  # the lazy names still resolve
+
+
+def test_workers_are_other_processes_and_fit_without_loading_torch():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 100)
+    fit_all([Fit("hist", rng.normal(size=(100, 2)), y), Fit("lr", rng.normal(size=(100, 2)), y)], 2)
+    facts = map_jobs(process_facts, list(range(4)), jobs=2, cost=lambda i: i)  # the same pool
+    pids = {pid for pid, _ in facts}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    assert not any(torch_loaded for _, torch_loaded in facts)
+    here = map_jobs(process_facts, list(range(4)), jobs=1, cost=lambda i: i)
+    assert {pid for pid, _ in here} == {os.getpid()}
+
+
+def test_fits_in_workers_equal_fits_here_in_the_callers_order():
+    """Every model kind; the costs rise along the list, so the workers get it reversed."""
+    rng = np.random.default_rng(0)
+    n = 300
+    factors = np.stack([rng.integers(0, c, n) for c in (2, 3, 5, 7)], 1)
+    codes = factors @ rng.normal(size=(4, 4)) + 0.5 * rng.normal(size=(n, 4))
+    test = codes[:50] + 0.1
+    fits = [
+        Fit(model, codes, factors[:, j], (codes, test), importance=model != "lr", seed=j)
+        for j, model in enumerate(("hist", "sklearn", "rf", "lr"))
+    ]
+    assert [f.cost() for f in fits] == sorted(f.cost() for f in fits)
+    here, there = fit_all(fits, jobs=1), fit_all(fits, jobs=2)
+    for fit, a, b in zip(fits, here, there, strict=True):
+        assert len(a.predictions) == 2 and a.predictions[1].shape == (50,)
+        assert set(np.unique(a.predictions[0])) <= set(np.unique(fit.y))
+        for p, q in zip(a.predictions, b.predictions, strict=True):
+            np.testing.assert_array_equal(p, q)
+        if fit.importance:
+            assert a.importance.sum() == pytest.approx(1.0)
+            np.testing.assert_array_equal(a.importance, b.importance)
+        else:
+            assert a.importance is None and b.importance is None
+    # each fit's own answer, not a neighbour's: the learnt classes are its factor's
+    assert [len(np.unique(f.predictions[0])) for f in here] == [2, 3, 5, 7]
+
+
+def test_the_suite_scores_the_same_with_two_workers():
+    """DCI (both), DCI-ES, the downstream tasks and fairness, with one process and two."""
+    metrics = ["dci", "downstream", "fairness", "dci_es", "dci_rf"]
+    small = {"num_train": 300, "num_test": 100, "downstream_sizes": (10, 100),
+             "fairness_per_class": 5, "dci_es_trees": 10}  # fmt: skip
+    source, encode = ToySource(), mixing_encoder()
+    one = run_suite(source, encode, 2, metrics, **small)
+    two = run_suite(source, encode, 2, metrics, **small, jobs=2)
+    scores = {k: v for k, v in one.values.items() if "/time/" not in k}
+    assert len(scores) == 17  # 16 scores and the count of encoded images
+    assert scores == {k: two.values[k] for k in scores}
+    np.testing.assert_array_equal(one.importance, two.importance)
+
+
+@pytest.mark.parametrize("jobs", [0, 1.5, "2", True, None])
+def test_a_worker_count_that_is_not_one_is_refused_in_one_sentence(jobs):
+    with pytest.raises(ValueError, match=r"evaluation\.suite\.jobs=.* use 1 to fit .* -1 for one"):
+        check_jobs(jobs)
+    with pytest.raises(ValueError, match="is not a number of worker processes"):
+        make_config(jobs=jobs)
+
+
+def test_the_default_is_this_process_and_minus_one_means_every_core():
+    assert SuiteConfig().jobs == 1 and check_jobs(-1) == -1 and check_jobs(16) == 16

@@ -3,6 +3,7 @@ caller's order, in other processes that start without torch; bad worker counts r
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -66,18 +67,36 @@ def test_fits_in_workers_equal_fits_here_in_the_callers_order():
     assert [len(np.unique(f.predictions[0])) for f in here] == [2, 3, 5, 7]
 
 
-def test_the_suite_scores_the_same_with_two_workers():
-    """DCI (both), DCI-ES, the downstream tasks and fairness, with one process and two."""
-    metrics = ["dci", "downstream", "fairness", "dci_es", "dci_rf"]
+def test_the_suite_scores_the_same_with_two_workers(caplog):
+    """DCI (both), DCI-ES, the downstream tasks and fairness, with one process and two; with
+    two they run side by side, a thread each, while MIG is scored in the caller's thread."""
+    metrics = ["mig", "dci", "downstream", "fairness", "dci_es", "dci_rf"]
     small = {"num_train": 300, "num_test": 100, "downstream_sizes": (10, 100),
              "fairness_per_class": 5, "dci_es_trees": 10}  # fmt: skip
     source, encode = ToySource(), mixing_encoder()
+    caplog.set_level(logging.INFO, logger="vaelab")
     one = run_suite(source, encode, 2, metrics, **small)
+    threads_one = metric_threads(caplog.records, metrics)
+    caplog.clear()
     two = run_suite(source, encode, 2, metrics, **small, jobs=2)
+    threads_two = metric_threads(caplog.records, metrics)
     scores = {k: v for k, v in one.values.items() if "/time/" not in k}
-    assert len(scores) == 17  # 16 scores and the count of encoded images
+    assert len(scores) == 18  # 17 scores and the count of encoded images
     assert scores == {k: two.values[k] for k in scores}
+    assert list(one.values) == list(two.values)  # the keys in the order of `metrics`
     np.testing.assert_array_equal(one.importance, two.importance)
+    assert set(threads_one.values()) == {"MainThread"}
+    assert threads_two.pop("mig") == "MainThread"
+    assert len(set(threads_two.values())) == 5  # a thread of its own for each
+    assert all(name.startswith("suite") for name in threads_two.values())
+
+
+def metric_threads(records: list[logging.LogRecord], metrics: list[str]) -> dict[str, str]:
+    """The thread that logged each metric's line (one line each)."""
+    lines = [r for r in records if r.name == "vaelab.metrics.suite"]
+    threads = {r.getMessage().split()[0]: r.threadName for r in lines}
+    assert len(lines) == len(threads) and set(threads) == set(metrics)
+    return threads
 
 
 @pytest.mark.parametrize("jobs", [0, 1.5, "2", True, None])

@@ -4,9 +4,10 @@ DCI (both variants), DCI-ES, the downstream tasks and fairness fit one classifie
 (and per training size and model): independent fits, 5 to 40 a metric, that take most of a
 full evaluation once the encoder runs on a GPU. ``fit_all(fits, jobs)`` (and ``map_jobs`` for
 any per-item function) runs them in this process (``jobs=1``) or in ``jobs`` worker processes
-(joblib's loky, kept between calls; -1: one per core), the largest first. Each fit is seeded
-and single-threaded (``FIT_THREADS``), so the results are the same either way. This module
-imports numpy and scikit-learn only: a worker starts without torch.
+(joblib's loky executor, kept between calls and shared by threads; -1: one per core), the
+largest first. Each fit is seeded and single-threaded (``FIT_THREADS``), so the results are
+the same either way. This module imports numpy and scikit-learn only: a worker starts
+without torch.
 
 Models: ``hist`` (HistGradientBoostingClassifier with disentanglement_lib's boosting schedule
 and tree shape), ``sklearn`` (GradientBoostingClassifier(), the reference), ``rf`` (Tripod's
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import effective_n_jobs
+from joblib.externals.loky import get_reusable_executor
 from sklearn.ensemble import (
     GradientBoostingClassifier,
     HistGradientBoostingClassifier,
@@ -39,6 +41,8 @@ Model = Literal["hist", "sklearn", "rf", "lr"]
 # (30x slower), and 5 LogisticRegressionCV fits on 10,000 codes took 31.9 s with BLAS's
 # 2 threads against 8.9 s with one on the 2-core machine.
 FIT_THREADS = 1
+WORKER_IDLE_S = 300  # joblib's own
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 T, R = TypeVar("T"), TypeVar("R")
 FOREST_TREES, FOREST_DEPTH = 100, 10  # Tripod's random forest
 FOREST_JOBS = 1
@@ -158,20 +162,28 @@ def check_jobs(jobs: int) -> int:
     return jobs
 
 
+def workers(jobs: int):
+    """The loky executor of ``jobs`` worker processes (joblib's count: -1 is one per core),
+    shared by every caller and thread; its workers start on first use, stay 5 minutes idle,
+    and run with one BLAS and OpenMP thread each."""
+    return get_reusable_executor(
+        max_workers=effective_n_jobs(jobs), timeout=WORKER_IDLE_S, env=ONE_THREAD
+    )
+
+
 def map_jobs(
     function: Callable[[T], R], items: Sequence[T], jobs: int, cost: Callable[[T], float]
 ) -> list[R]:
-    """``[function(item) for item in items]``: here when ``jobs`` is 1 (or one item),
-    otherwise in ``jobs`` loky workers, handed out largest ``cost`` first so that the
-    longest item does not start last. ``function`` must be importable (module level)."""
-    if check_jobs(jobs) == 1 or len(items) < 2:
+    """``[function(item) for item in items]``: here when ``jobs`` is 1, otherwise in the
+    ``workers(jobs)``, handed out largest ``cost`` first so that the longest item does not
+    start last. ``function`` must be importable (module level). Never in a thread here when
+    ``jobs`` is not 1: a fit's thread limits are the whole process's (the suite's threads)."""
+    if check_jobs(jobs) == 1 or not items:
         return [function(item) for item in items]
+    executor = workers(jobs)
     order = sorted(range(len(items)), key=lambda i: -cost(items[i]))
-    done = Parallel(n_jobs=jobs, backend="loky")(delayed(function)(items[i]) for i in order)
-    out: list[R] = [None] * len(items)  # type: ignore[list-item]
-    for i, result in zip(order, done, strict=True):
-        out[i] = result
-    return out
+    futures = {i: executor.submit(function, items[i]) for i in order}
+    return [futures[i].result() for i in range(len(items))]
 
 
 def fit_all(fits: Sequence[Fit], jobs: int = 1) -> list[Fitted]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -65,6 +66,8 @@ METRICS = (
     "mig", "dci", "sap", "modularity", "beta_vae", "factor_vae", "irs", "unsupervised",
     "downstream", "fairness", "infomec", "dci_es", "dci_rf",
 )  # fmt: skip
+# the metrics whose classifiers ``jobs`` workers fit (vaelab.metrics.classifiers)
+POOLED = ("dci", "downstream", "fairness", "dci_es", "dci_rf")
 CODE_METRICS = (
     "mig", "dci", "sap", "modularity", "irs", "unsupervised", "infomec", "dci_es", "dci_rf",
 )  # fmt: skip
@@ -199,40 +202,64 @@ def score_suite(
     metrics: Sequence[str],
     cfg: SuiteConfig,
 ) -> SuiteResult:
-    """Each metric of ``metrics`` from the codes of its draws; logs one line per metric."""
+    """Each metric of ``metrics`` from the codes of its draws; logs one line per metric as
+    it ends. With ``cfg.jobs`` other than 1 the ``POOLED`` metrics run side by side (a thread
+    each, their fits in the shared workers) while this thread scores the others, so their
+    times overlap; the values are the same."""
     result = SuiteResult()
     shared: tuple[np.ndarray, ...] = ()
     if "codes" in draws:
         d = draws["codes"]
         shared = (codes(source.index_of(d.train)), d.train, codes(source.index_of(d.test)), d.test)
-    for name in metrics:
+
+    def score(name: str) -> tuple[dict[str, float], float]:
         start = time.perf_counter()
-        if name in CODE_METRICS:
-            values = _code_metric(name, cfg, shared, result)
-        elif name == "fairness":
-            values = fairness_from_draw(draws[name], codes, source, cfg.dci_estimator, cfg.jobs)
-        elif name == "downstream":
-            values = downstream_from_draw(
-                draws[name], codes, source, cfg.downstream_estimator, cfg.jobs
-            )
-        elif name == "beta_vae":
-            s = beta_vae_from_draws(*draws[name], codes)
-            values = {"beta_vae_train": s["train_accuracy"], "beta_vae_eval": s["eval_accuracy"]}
-        else:
-            s = factor_vae_from_draws(
-                draws[name], codes, len(source.factor_sizes), cfg.prune_threshold
-            )
-            values = {
-                "factor_vae_train": s["train_accuracy"],
-                "factor_vae_eval": s["eval_accuracy"],
-                "factor_vae_active_dims": s["num_active_dims"],
-            }
+        values = _score(name, source, draws, codes, cfg, shared, result)
         seconds = time.perf_counter() - start
-        result.values.update({f"disent/{k}": float(v) for k, v in values.items()})
-        result.values[f"disent/time/{name}"] = seconds
         shown = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
         log.info("%-12s %6.1f s  %s", name, seconds, shown)
+        return values, seconds
+
+    pooled = [name for name in metrics if name in POOLED]
+    if cfg.jobs == 1 or len(pooled) < 2:
+        done = {name: score(name) for name in metrics}
+    else:
+        with ThreadPoolExecutor(len(pooled), thread_name_prefix="suite") as threads:
+            running = {name: threads.submit(score, name) for name in pooled}
+            done = {name: score(name) for name in metrics if name not in running}
+            done.update({name: future.result() for name, future in running.items()})
+    for name in metrics:  # the keys in the order of ``metrics`` whatever ended first
+        values, seconds = done[name]
+        result.values.update({f"disent/{k}": float(v) for k, v in values.items()})
+        result.values[f"disent/time/{name}"] = seconds
     return result
+
+
+def _score(
+    name: str,
+    source: GroundTruthSource,
+    draws: Draws,
+    codes: Codes,
+    cfg: SuiteConfig,
+    shared: tuple[np.ndarray, ...],
+    result: SuiteResult,
+) -> dict[str, float]:
+    """One metric's values (keys without ``disent/``)."""
+    if name in CODE_METRICS:
+        return _code_metric(name, cfg, shared, result)
+    if name == "fairness":
+        return fairness_from_draw(draws[name], codes, source, cfg.dci_estimator, cfg.jobs)
+    if name == "downstream":
+        return downstream_from_draw(draws[name], codes, source, cfg.downstream_estimator, cfg.jobs)
+    if name == "beta_vae":
+        s = beta_vae_from_draws(*draws[name], codes)
+        return {"beta_vae_train": s["train_accuracy"], "beta_vae_eval": s["eval_accuracy"]}
+    s = factor_vae_from_draws(draws[name], codes, len(source.factor_sizes), cfg.prune_threshold)
+    return {
+        "factor_vae_train": s["train_accuracy"],
+        "factor_vae_eval": s["eval_accuracy"],
+        "factor_vae_active_dims": s["num_active_dims"],
+    }
 
 
 def _code_metric(

@@ -363,7 +363,7 @@ def _evaluation_problems(cfg: DictConfig) -> list[str]:
     from dataclasses import fields
 
     from vaelab.metrics.classifiers import check_jobs
-    from vaelab.metrics.suite import METRICS, SuiteConfig
+    from vaelab.metrics.settings import METRICS, SuiteConfig
 
     problems = []
     chosen = _get(cfg, "evaluation.disentanglement")

@@ -33,7 +33,7 @@ from vaelab.cli import command
 from vaelab.config import ConfigError, build_error
 from vaelab.data.files import file_digest
 from vaelab.io import write_json_atomic
-from vaelab.metrics.suite import scored_settings
+from vaelab.metrics.settings import scored_settings
 from vaelab.runs import CONFIG, LAST, METRICS, load_run, run_config, run_record
 
 log = logging.getLogger(__name__)

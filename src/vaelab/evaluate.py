@@ -28,7 +28,8 @@ from vaelab.data import ImageDataModule
 from vaelab.metrics import active_units, log_likelihood_iw
 from vaelab.metrics.image_quality import reconstruction_quality
 from vaelab.metrics.sample_quality import SampleQuality
-from vaelab.metrics.suite import SuiteResult, make_config, run_suite, scored_settings
+from vaelab.metrics.settings import make_config, scored_settings
+from vaelab.metrics.suite import SuiteResult, run_suite
 from vaelab.module import VAEModule
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ so that the suite's classifier workers (``vaelab.metrics.classifiers``) start wi
 from importlib import import_module
 
 _HOMES = {
-    "METRICS": "suite",
-    "SuiteConfig": "suite",
+    "METRICS": "settings",
+    "SuiteConfig": "settings",
     "evaluate_disentanglement": "suite",
     "active_units": "likelihood",
     "active_units_from_means": "likelihood",

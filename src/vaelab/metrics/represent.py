@@ -27,7 +27,8 @@ import torch
 from vaelab.data.base import GroundTruthSource
 from vaelab.errors import ConfigError
 from vaelab.metrics.codes import Images
-from vaelab.metrics.suite import METRICS, make_config, run_suite
+from vaelab.metrics.settings import METRICS, make_config
+from vaelab.metrics.suite import run_suite
 from vaelab.metrics.utils import Encode
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,68 @@
+"""The suite's settings: its metrics in their order, the sample counts and estimators
+(``SuiteConfig``, disentanglement_lib's defaults), and which settings decide the scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from vaelab.metrics.classifiers import Estimator, check_jobs
+from vaelab.metrics.dci_es import DEPTHS, NUM_TREES
+from vaelab.metrics.downstream import SIZES
+from vaelab.metrics.fairness import NUM_PER_CLASS
+from vaelab.metrics.infomec import Pruning
+from vaelab.metrics.utils import NUM_BINS
+
+# New metrics go at the end: each metric's stream is its place in this order.
+METRICS = (
+    "mig", "dci", "sap", "modularity", "beta_vae", "factor_vae", "irs", "unsupervised",
+    "downstream", "fairness", "infomec", "dci_es", "dci_rf",
+)  # fmt: skip
+# the metrics whose classifiers ``jobs`` workers fit (vaelab.metrics.classifiers)
+POOLED = ("dci", "downstream", "fairness", "dci_es", "dci_rf")
+CODE_METRICS = (
+    "mig", "dci", "sap", "modularity", "irs", "unsupervised", "infomec", "dci_es", "dci_rf",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Sample counts and settings; the defaults are disentanglement_lib's."""
+
+    num_train: int = 10_000  # codes / points / votes to fit on
+    num_test: int = 5_000  # to evaluate on
+    batch_size: int = 64  # BetaVAE and FactorVAE batches
+    num_variance_estimate: int = 10_000  # FactorVAE global variances
+    prune_threshold: float = 0.05  # FactorVAE: minimum std of an active latent
+    num_bins: int = NUM_BINS  # bins of MIG, modularity, IRS's factors, the MI score
+    dci_estimator: Estimator = "hist"  # boosted trees of "dci" (keys dci[gbt]) and fairness
+    encode_batch: int | None = None  # images per forward pass (None: by device, TABLE_BATCH)
+    downstream_sizes: tuple[int, ...] = SIZES  # training points of the downstream tasks
+    downstream_estimator: Estimator = "hist"  # their gradient-boosted trees
+    fairness_per_class: int = NUM_PER_CLASS  # fairness: rows per (target, sensitive) pair
+    infomec_pruning: Pruning = "range"  # inactive latents: range / 20 (QLAE) or iqr / 10 (Tripod)
+    infomec_discrete_latents: bool = False  # quantized latents: values are classes (QLAE)
+    dci_es_depths: tuple[int, ...] = DEPTHS  # DCI-ES probes' maximum depths (capacities)
+    dci_es_trees: int = NUM_TREES  # trees per DCI-ES probe forest
+    dci_es_refit: bool = False  # one forest per depth (the reference) instead of cut trees
+    jobs: int = 1  # processes fitting the classifiers of DCI, DCI-ES, downstream, fairness
+
+    def __post_init__(self) -> None:
+        check_jobs(self.jobs)
+
+
+EXECUTION = ("jobs",)  # settings of where the work runs, not of what it computes
+
+
+def scored_settings(settings: dict[str, object]) -> dict[str, object]:
+    """``settings`` without ``EXECUTION``'s: what decides the scores (recorded with them, and
+    compared to tell whether an evaluation was done before)."""
+    return {k: v for k, v in settings.items() if k not in EXECUTION}
+
+
+def make_config(**overrides: object) -> SuiteConfig:
+    """``SuiteConfig`` with ``overrides``; unknown names raise ``TypeError``."""
+    known = {f.name for f in fields(SuiteConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown disentanglement settings {unknown}; known: {sorted(known)}")
+    return replace(SuiteConfig(), **overrides)

@@ -12,8 +12,8 @@
    then scores; the ratio suite / floor is the figure of merit;
 3. DCI's ``hist`` and ``sklearn`` estimators on the same ``--dci-points`` codes (0: skip).
 
-``--jobs`` processes fit the classifiers of DCI, the downstream tasks and fairness
-(``evaluation.suite.jobs``; -1: one per core).
+``--jobs`` processes fit the classifiers of DCI (both), DCI-ES, the downstream tasks and
+fairness, those five metrics side by side (``evaluation.suite.jobs``; -1: one per core).
 
 The encoder is the paper's conv net with random weights, its codes rescaled to unit spread
 so FactorVAE prunes no latent. Prints figures; never fails on time.

@@ -7,13 +7,16 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from tests.metrics.toy import ToySource, mixing_encoder
-from tests.metrics.worker_probe import process_facts
+from tests.metrics.worker_probe import process_facts, touch_or_fail
 from vaelab.metrics.classifiers import Fit, check_jobs, fit_all, map_jobs
+from vaelab.metrics.codes import DirectCodes
+from vaelab.metrics.fairness import draw_fairness, fairness_from_draw
 from vaelab.metrics.suite import SuiteConfig, make_config, run_suite
 
 
@@ -109,3 +112,54 @@ def test_a_worker_count_that_is_not_one_is_refused_in_one_sentence(jobs):
 
 def test_the_default_is_this_process_and_minus_one_means_every_core():
     assert SuiteConfig().jobs == 1 and check_jobs(-1) == -1 and check_jobs(16) == 16
+
+
+def test_a_failing_metric_stops_the_others_fits_and_raises_at_once():
+    """DCI-ES refuses its depths before fitting, while the downstream tasks' fits are in the
+    workers: the error comes through, and the workers are stopped rather than left to finish
+    (or to wait 5 minutes for more work)."""
+    pids = {pid for pid, _ in map_jobs(process_facts, list(range(8)), jobs=2, cost=lambda i: i)}
+    small = {"num_train": 300, "num_test": 100, "downstream_sizes": (100, 1000),
+             "dci_es_depths": (4, 2)}  # fmt: skip
+    with pytest.raises(ValueError, match="DCI-ES depths must increase"):
+        run_suite(ToySource(), mixing_encoder(), 0, ["downstream", "dci_es"], **small, jobs=2)
+    deadline = time.monotonic() + 60  # killed, then reaped by the executor's own thread
+    while pids and time.monotonic() < deadline:
+        pids = {pid for pid in pids if alive(pid)}
+        time.sleep(0.2)
+    assert not pids
+    facts = map_jobs(process_facts, list(range(4)), jobs=2, cost=lambda i: i)  # new workers
+    assert all(pid != os.getpid() for pid, _ in facts)
+
+
+def test_a_failed_item_cancels_the_items_not_started(tmp_path):
+    """The failing item goes out first (largest cost); of the 20 others (0.3 s each, 2
+    workers, 3 s of work) only those already handed to a worker run. The check cannot fail
+    on a slow machine: fewer files then."""
+    items = [str(tmp_path / "fail"), *(str(tmp_path / f"item{i}") for i in range(20))]
+    with pytest.raises(RuntimeError, match="this item fails"):
+        map_jobs(touch_or_fail, items, jobs=2, cost=lambda path: path.endswith("fail"))
+    time.sleep(5)
+    assert len(list(tmp_path.glob("item*"))) < 20
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
+        return stat.read().split(") ")[-1][0] != "Z"
+
+
+@pytest.mark.parametrize("setting", ["dci_estimator", "downstream_estimator"])
+def test_a_tree_estimator_that_is_not_boosted_trees_is_refused(setting):
+    with pytest.raises(ValueError, match=rf"unknown evaluation.suite.{setting} estimator 'rf'"):
+        make_config(**{setting: "rf"})
+
+
+def test_fairness_refuses_a_forest_for_its_boosted_trees():
+    source = ToySource()
+    draw = draw_fairness(source, np.random.default_rng(0), 50, 2)
+    with pytest.raises(ValueError, match="unknown tree estimator 'rf'"):
+        fairness_from_draw(draw, DirectCodes(source, mixing_encoder()), source, "rf")

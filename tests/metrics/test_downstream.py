@@ -84,8 +84,9 @@ def test_logistic_regression_is_the_cross_validated_one_on_standardised_codes():
     model.fit((codes[:200] - mean) / std, y[:200, 0])
     want = np.mean(model.predict((codes[200:] - mean) / std) == y[200:, 0])
     assert got[0] == want
-    with pytest.raises(ValueError, match="unknown tree estimator"):
-        accuracies("gbt", codes, y, codes, y, estimator="xgboost")
+    for estimator in ("xgboost", "rf", "lr"):  # rf and lr are models, not boosted trees
+        with pytest.raises(ValueError, match=f"unknown tree estimator '{estimator}'"):
+            accuracies("gbt", codes, y, codes, y, estimator=estimator)
 
 
 def test_the_suite_draws_each_size_then_its_test_set_from_its_own_stream():

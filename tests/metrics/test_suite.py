@@ -16,20 +16,12 @@ from tests.metrics.toy import ToySource, identity_encoder, mixing_encoder
 from vaelab.metrics.codes import TABLE_BATCH, CodeTable, DirectCodes, encode_table
 from vaelab.metrics.dci import importance_matrix
 from vaelab.metrics.downstream import downstream_from_draw
+from vaelab.metrics.draws import SharedDraw, draw_suite, needed_indices
 from vaelab.metrics.fairness import fairness_from_draw
 from vaelab.metrics.infomec import infomec_from_codes
 from vaelab.metrics.irs import irs_from_codes
-from vaelab.metrics.suite import (
-    METRICS,
-    SharedDraw,
-    SuiteConfig,
-    draw_suite,
-    evaluate_disentanglement,
-    make_config,
-    needed_indices,
-    run_suite,
-    score_suite,
-)
+from vaelab.metrics.settings import METRICS, SuiteConfig, make_config
+from vaelab.metrics.suite import evaluate_disentanglement, run_suite, score_suite
 from vaelab.metrics.unsupervised import unsupervised_from_codes
 from vaelab.metrics.utils import discrete_entropy, discrete_mutual_info, discretize
 

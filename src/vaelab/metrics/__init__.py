@@ -38,3 +38,7 @@ def __getattr__(name: str):
     if name in _HOMES:
         return getattr(import_module(f"vaelab.metrics.{_HOMES[name]}"), name)
     raise AttributeError(f"module 'vaelab.metrics' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

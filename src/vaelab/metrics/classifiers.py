@@ -48,14 +48,20 @@ FOREST_TREES, FOREST_DEPTH = 100, 10  # Tripod's random forest
 FOREST_JOBS = 1
 
 
+def check_estimator(estimator: str, what: str = "tree") -> Estimator:
+    """``estimator`` if it names boosted trees (``hist`` or ``sklearn``); otherwise a
+    ``ValueError`` in which ``what`` names the setting."""
+    if estimator not in ("hist", "sklearn"):
+        raise ValueError(f"unknown {what} estimator {estimator!r}; choose 'hist' or 'sklearn'")
+    return estimator
+
+
 def tree_classifier(estimator: Estimator, seed: int = 0, what: str = "tree"):
     """The reference's boosted trees, unfitted: ``hist`` (``_hist_model``) or ``sklearn``
     (``GradientBoostingClassifier``); ``what`` names the setting in the error."""
-    if estimator == "sklearn":
+    if check_estimator(estimator, what) == "sklearn":
         return GradientBoostingClassifier(random_state=seed)
-    if estimator == "hist":
-        return _hist_model(seed)
-    raise ValueError(f"unknown {what} estimator {estimator!r}; choose 'hist' or 'sklearn'")
+    return _hist_model(seed)
 
 
 def forest_classifier(seed: int = 0) -> RandomForestClassifier:
@@ -183,7 +189,12 @@ def map_jobs(
     executor = workers(jobs)
     order = sorted(range(len(items)), key=lambda i: -cost(items[i]))
     futures = {i: executor.submit(function, items[i]) for i in order}
-    return [futures[i].result() for i in range(len(items))]
+    try:
+        return [futures[i].result() for i in range(len(items))]
+    except BaseException:  # a failed item or Ctrl-C: the others would be thrown away
+        for future in futures.values():
+            future.cancel()
+        raise
 
 
 def fit_all(fits: Sequence[Fit], jobs: int = 1) -> list[Fitted]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.classifiers import Estimator, Fit, Fitted, fit_all
+from vaelab.metrics.classifiers import Estimator, Fit, Fitted, check_estimator, fit_all
 from vaelab.metrics.codes import Codes
 from vaelab.metrics.utils import standardize
 
@@ -66,6 +66,7 @@ def _fits(
 ) -> list[Fit | np.ndarray]:
     """Per factor, its fit, or the one class seen (then predicted everywhere); lr needs 5
     codes for its 5 folds."""
+    check_estimator(estimator)
     if model == "lr":
         codes, codes_test = standardize(codes, codes_test)
     out: list[Fit | np.ndarray] = []

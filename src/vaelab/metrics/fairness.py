@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.classifiers import Estimator, Fit, fit_all
+from vaelab.metrics.classifiers import Estimator, Fit, check_estimator, fit_all
 from vaelab.metrics.codes import Codes
 
 NUM_PER_CLASS = 100
@@ -88,6 +88,7 @@ def fairness_from_draw(
 ) -> dict[str, float]:
     """``{"fairness", "fairness_max"}`` (module docstring); the K classifiers are fitted in
     ``jobs`` processes."""
+    check_estimator(estimator)
     sizes = tuple(int(s) for s in source.factor_sizes)
     k = len(sizes)
     x = codes(source.index_of(draw.train))

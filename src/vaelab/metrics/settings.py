@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from vaelab.metrics.classifiers import Estimator, check_jobs
+from vaelab.metrics.classifiers import Estimator, check_estimator, check_jobs
 from vaelab.metrics.dci_es import DEPTHS, NUM_TREES
 from vaelab.metrics.downstream import SIZES
 from vaelab.metrics.fairness import NUM_PER_CLASS
@@ -47,6 +47,8 @@ class SuiteConfig:
     jobs: int = 1  # processes fitting the classifiers of DCI, DCI-ES, downstream, fairness
 
     def __post_init__(self) -> None:
+        check_estimator(self.dci_estimator, "evaluation.suite.dci_estimator")
+        check_estimator(self.downstream_estimator, "evaluation.suite.downstream_estimator")
         check_jobs(self.jobs)
 
 

@@ -1,6 +1,7 @@
 """Run the disentanglement metrics on one model and return a flat, loggable dict.
 
-The suite works in three steps, so that every distinct image is encoded once:
+The suite works in three steps, so that every distinct image is encoded once (settings in
+vaelab.metrics.settings, draws in vaelab.metrics.draws):
 
 1. draw: each metric draws the image indices it will read, from its own random stream
    spawned from ``seed`` (so its value does not depend on which others run). MIG, SAP, DCI
@@ -25,20 +26,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.beta_vae import BetaVAEDraw, beta_vae_from_draws, draw_beta_vae_points
+from vaelab.metrics.beta_vae import beta_vae_from_draws
+from vaelab.metrics.classifiers import workers
 from vaelab.metrics.codes import Codes, Images, encode_table
 from vaelab.metrics.dci import VARIANTS, completeness, disentanglement, importance_matrix
 from vaelab.metrics.dci_es import dci_es_from_codes
-from vaelab.metrics.downstream import DownstreamDraw, downstream_from_draw, draw_downstream
-from vaelab.metrics.factor_vae import FactorVAEDraw, draw_factor_vae, factor_vae_from_draws
-from vaelab.metrics.fairness import FairnessDraw, draw_fairness, fairness_from_draw
+from vaelab.metrics.downstream import downstream_from_draw
+from vaelab.metrics.draws import Draws, draw_suite, needed_indices
+from vaelab.metrics.factor_vae import factor_vae_from_draws
+from vaelab.metrics.fairness import fairness_from_draw
 from vaelab.metrics.infomec import infomec_from_codes
 from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.mig import mig_from_mi
@@ -57,14 +60,6 @@ from vaelab.metrics.utils import Encode, discrete_entropy, discrete_mutual_info,
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SharedDraw:
-    """Factor rows of the shared training ``[N, K]`` and test ``[M, K]`` codes."""
-
-    train: np.ndarray
-    test: np.ndarray
-
-
 @dataclass
 class SuiteResult:
     """The scores, and the matrices the heat-map figures show (None when not computed):
@@ -74,65 +69,6 @@ class SuiteResult:
     importance: np.ndarray | None = None
     mutual_info: np.ndarray | None = None
     entropy: np.ndarray | None = None
-
-
-Draws = dict[
-    str,
-    SharedDraw
-    | BetaVAEDraw
-    | tuple[BetaVAEDraw, BetaVAEDraw]
-    | FactorVAEDraw
-    | DownstreamDraw
-    | FairnessDraw,
-]
-
-
-def draw_suite(
-    source: GroundTruthSource, seed: int, metrics: Sequence[str], cfg: SuiteConfig
-) -> Draws:
-    """Every image the chosen metrics read, drawn from one stream per metric."""
-    spawned = np.random.SeedSequence(seed).spawn(len(METRICS) + 1)
-    streams = dict(zip(("codes", *METRICS), spawned, strict=True))
-    rng = {name: np.random.default_rng(s) for name, s in streams.items()}
-    draws: Draws = {}
-    if any(m in CODE_METRICS for m in metrics):
-        train = source.sample_factors(cfg.num_train, rng["codes"])
-        draws["codes"] = SharedDraw(train, source.sample_factors(cfg.num_test, rng["codes"]))
-    if "beta_vae" in metrics:
-        r, b = rng["beta_vae"], cfg.batch_size
-        draws["beta_vae"] = (
-            draw_beta_vae_points(source, cfg.num_train, r, b),
-            draw_beta_vae_points(source, cfg.num_test, r, b),
-        )
-    if "factor_vae" in metrics:
-        draws["factor_vae"] = draw_factor_vae(
-            source, rng["factor_vae"], cfg.batch_size, cfg.num_train, cfg.num_test,
-            cfg.num_variance_estimate,
-        )  # fmt: skip
-    if "downstream" in metrics:
-        draws["downstream"] = draw_downstream(
-            source, rng["downstream"], cfg.downstream_sizes, cfg.num_test
-        )
-    if "fairness" in metrics:
-        draws["fairness"] = draw_fairness(
-            source, rng["fairness"], cfg.num_train, cfg.fairness_per_class
-        )
-    return draws
-
-
-def needed_indices(source: GroundTruthSource, draws: Draws) -> np.ndarray:
-    """All image indices the draws read (with repeats), ``[N]``."""
-    parts = []
-    for draw in draws.values():
-        if isinstance(draw, SharedDraw):
-            parts += [source.index_of(draw.train), source.index_of(draw.test)]
-        elif isinstance(draw, FactorVAEDraw):
-            parts += [draw.variance, draw.train.indices, draw.evaluation.indices]
-        elif isinstance(draw, DownstreamDraw | FairnessDraw):
-            parts += draw.indices(source)
-        else:
-            parts += [d.indices for d in draw]
-    return np.concatenate([p.reshape(-1) for p in parts]) if parts else np.zeros(0, np.int64)
 
 
 def score_suite(
@@ -164,10 +100,18 @@ def score_suite(
     if cfg.jobs == 1 or len(pooled) < 2:
         done = {name: score(name) for name in metrics}
     else:
-        with ThreadPoolExecutor(len(pooled), thread_name_prefix="suite") as threads:
+        executor = workers(cfg.jobs)
+        threads = ThreadPoolExecutor(len(pooled), thread_name_prefix="suite")
+        try:
             running = {name: threads.submit(score, name) for name in pooled}
             done = {name: score(name) for name in metrics if name not in running}
+            wait(running.values(), return_when=FIRST_EXCEPTION)  # the first failure at once
             done.update({name: future.result() for name, future in running.items()})
+        except BaseException:  # a metric failed or Ctrl-C: stop the others' fits now
+            executor.shutdown(wait=False, kill_workers=True)
+            raise
+        finally:
+            threads.shutdown(wait=False, cancel_futures=True)
     for name in metrics:  # the keys in the order of ``metrics`` whatever ended first
         values, seconds = done[name]
         result.values.update({f"disent/{k}": float(v) for k, v in values.items()})

@@ -24,11 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import time
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from torch import nn
 
 from vaelab.data.dsprites import ProceduralDSprites
@@ -96,9 +98,10 @@ def main() -> None:
     net = Rescaled(make_encoder(args.encoder), first).to(args.device)
 
     n = len(source)
-    threads = torch.get_num_threads()
+    threads, workers = torch.get_num_threads(), effective_n_jobs(args.jobs)
     print(f"encoder={args.encoder}  device={args.device}  torch threads={threads}  "
-          f"scale={args.scale:g}  jobs={args.jobs}  images loaded in {load_s:.1f} s")  # fmt: skip
+          f"scale={args.scale:g}  jobs={args.jobs} ({workers} workers)  "
+          f"images loaded in {load_s:.1f} s")  # fmt: skip
     floor = None
     if not args.skip_floor:
         start = time.perf_counter()
@@ -151,8 +154,10 @@ def main() -> None:
     if args.json:
         gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "no GPU"
         record = {
-            "machine": f"{platform.machine()}, {threads} torch threads, {gpu}",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {threads} torch threads, "
+                       f"{gpu}",
             "encoder": args.encoder, "device": args.device, "scale": args.scale, "jobs": args.jobs,
+            "workers": workers,
             "floor_s": floor, "suite_s": total, "ratio": ratio, "images_read": drawn,
             "times": {k: v for k, v in values.items() if "/time/" in k}, "scores": scores,
             "dci_estimators": dci,

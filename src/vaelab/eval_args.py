@@ -144,8 +144,8 @@ def target_problem(args: list[str]) -> str | None:
 
 def represent_problem(args: list[str], given: dict[str, str]) -> str | None:
     """A paragraph when ``represent=`` comes with ``run=`` / ``sweep=`` / ``-m``, or names
-    no callable or file (vaelab.metrics.represent.check_represent)."""
-    from vaelab.metrics.represent import check_represent
+    no callable or file (vaelab.metrics.representation.check_represent)."""
+    from vaelab.metrics.representation import check_represent
 
     others = [k.replace("sweep_dir", "sweep") for k in given if k != "represent"]
     if others or {"-m", "--multirun"} & set(args):

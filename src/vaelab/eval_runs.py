@@ -195,10 +195,10 @@ def evaluate_represent(
         build_datamodule,
         build_evaluator,
         check_choice,
-        load_represent,
         represent_record,
         score_represent,
     )
+    from vaelab.metrics.representation import load_represent
     from vaelab.runs import pick_device
 
     start = time.time()

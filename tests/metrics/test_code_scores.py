@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from tests.metrics.toy import ToySource, identity_encoder, mixing_encoder
-from vaelab.metrics.classifiers import _hist_model
+from vaelab.metrics.classifiers import Fit, _hist_model, fit_one
 from vaelab.metrics.codes import DirectCodes, sample_codes
 from vaelab.metrics.dci import (
     completeness,
@@ -19,7 +19,6 @@ from vaelab.metrics.dci import (
     dci_score,
     disentanglement,
     entropy,
-    fit_importance,
     importance_matrix,
 )
 from vaelab.metrics.mig import mig_from_codes, mig_from_mi, mig_score
@@ -138,9 +137,9 @@ def test_importances_sum_to_one_or_are_zero_without_a_split(estimator: str):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 200)
     codes = np.stack([labels + 0.1 * rng.normal(size=200), rng.normal(size=200)], 1)
-    importance = fit_importance(codes, labels, estimator)
+    importance = fit_one(Fit(estimator, codes, labels, importance=True)).importance
     assert importance.sum() == pytest.approx(1.0) and importance[0] > 0.9
-    flat = fit_importance(np.zeros((200, 2)), labels, estimator)  # nothing to split on
+    flat = fit_one(Fit(estimator, np.zeros((200, 2)), labels, importance=True)).importance
     np.testing.assert_array_equal(flat, [0.0, 0.0])
 
 

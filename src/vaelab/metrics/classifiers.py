@@ -56,10 +56,10 @@ def check_estimator(estimator: str, what: str = "tree") -> Estimator:
     return estimator
 
 
-def tree_classifier(estimator: Estimator, seed: int = 0, what: str = "tree"):
+def tree_classifier(estimator: Estimator, seed: int = 0):
     """The reference's boosted trees, unfitted: ``hist`` (``_hist_model``) or ``sklearn``
-    (``GradientBoostingClassifier``); ``what`` names the setting in the error."""
-    if check_estimator(estimator, what) == "sklearn":
+    (``GradientBoostingClassifier``)."""
+    if check_estimator(estimator) == "sklearn":
         return GradientBoostingClassifier(random_state=seed)
     return _hist_model(seed)
 
@@ -89,13 +89,13 @@ def _hist_model(seed: int) -> HistGradientBoostingClassifier:
     )
 
 
-def classifier(model: Model, seed: int = 0, what: str = "tree"):
+def classifier(model: Model, seed: int = 0):
     """An unfitted classifier of kind ``model`` (module docstring)."""
     if model == "lr":
         return LogisticRegressionCV(Cs=10, cv=KFold(n_splits=5), scoring="accuracy")
     if model == "rf":
         return forest_classifier(seed)
-    return tree_classifier(model, seed, what)
+    return tree_classifier(model, seed)
 
 
 def hist_gain_importances(model: HistGradientBoostingClassifier, num_features: int) -> np.ndarray:
@@ -122,7 +122,6 @@ class Fit:
     predict: tuple[np.ndarray, ...] = ()
     importance: bool = False
     seed: int = 0
-    what: str = "tree"  # the setting that chose ``model``, named in its error
 
     def cost(self) -> int:
         """Rows x classes: what a fit's time grows with (one tree or model per class)."""
@@ -143,7 +142,7 @@ def fit_one(fit: Fit) -> Fitted:
     with threadpool_limits(FIT_THREADS), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        model = classifier(fit.model, fit.seed, fit.what).fit(fit.x, fit.y)
+        model = classifier(fit.model, fit.seed).fit(fit.x, fit.y)
         predictions = tuple(model.predict(x) for x in fit.predict)
     importance = None
     if fit.importance:

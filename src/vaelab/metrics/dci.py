@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.classifiers import Fit, fit_all, fit_one
+from vaelab.metrics.classifiers import Fit, fit_all
 from vaelab.metrics.codes import sample_codes
 from vaelab.metrics.utils import Encode, as_rng
 
@@ -74,14 +74,7 @@ def _dci_fit(
     """One factor's classifier, asked for its importances and for ``predict``'s classes."""
     if estimator not in VARIANTS:
         raise ValueError(f"unknown DCI estimator {estimator!r}; choose from {list(VARIANTS)}")
-    return Fit(estimator, codes, labels, predict, importance=True, seed=seed, what="DCI")
-
-
-def fit_importance(
-    codes: np.ndarray, labels: np.ndarray, estimator: DCIEstimator, seed: int = 0
-) -> np.ndarray:
-    """Normalised feature importances ``[D]`` of one factor's classifier."""
-    return fit_one(_dci_fit(codes, labels, estimator, seed)).importance
+    return Fit(estimator, codes, labels, predict, importance=True, seed=seed)
 
 
 def importance_matrix(

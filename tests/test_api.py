@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vaelab
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 
 DIGITS = [
     "data=digits",

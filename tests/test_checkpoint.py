@@ -21,7 +21,7 @@ from vaelab.checkpoint import (
     load_weights,
     read_checkpoint,
 )
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 
 
 class Crafted:

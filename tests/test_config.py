@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from vaelab.config import ConfigError, validate
+from vaelab.config import validate
+from vaelab.errors import ConfigError
 from vaelab.training import build_module
 
 from .conftest import CONF

@@ -205,7 +205,7 @@ def test_model_module_chooses_the_lightning_module_class_built_with_the_same_arg
     from hydra import compose, initialize_config_dir
 
     from tests.conftest import CONF
-    from vaelab.config import ConfigError
+    from vaelab.errors import ConfigError
     from vaelab.training import build_module
 
     overrides = ["model=vae", "arch=mlp", "size=small"]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from vaelab.checkpoint import PLAIN_TYPES
-from vaelab.config import ConfigError
 from vaelab.data import DataError
+from vaelab.errors import ConfigError
 from vaelab.runs import load_run
 
 from .conftest import TINY, run_cli

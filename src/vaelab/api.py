@@ -25,8 +25,10 @@ from omegaconf import DictConfig
 
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
-from vaelab.config import ConfigError, normalize_overrides, validate
+from vaelab.cli.arguments import normalize_overrides
+from vaelab.config import validate
 from vaelab.console import logging_restored
+from vaelab.errors import ConfigError
 from vaelab.runs import LoadedRun, load_run
 
 __all__ = ["load_run", "train"]

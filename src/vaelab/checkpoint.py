@@ -23,7 +23,7 @@ import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 
 # Overrides that do not change what a run computes, ignored when matching runs.
 NOT_IDENTITY = ("ckpt_path", "resume")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+EXIT_BAD_INPUT = 2  # the exit status of bad input: a config, file or folder that cannot be used
+
 
 class ConfigError(ValueError):
     """The composed config cannot be run; the message says what to change (exit status 2)."""

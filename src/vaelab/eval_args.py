@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from vaelab.cli import command
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 from vaelab.eval_runs import RESULTS, sweep_jobs
 from vaelab.runs import run_config
 

@@ -30,8 +30,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import command
-from vaelab.config import ConfigError, build_error
+from vaelab.config import build_error
 from vaelab.data.files import file_digest
+from vaelab.errors import ConfigError
 from vaelab.io import write_json_atomic
 from vaelab.metrics.settings import scored_settings
 from vaelab.runs import CONFIG, LAST, METRICS, load_run, run_config, run_record

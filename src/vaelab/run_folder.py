@@ -22,7 +22,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 from vaelab.io import write_json_atomic
 
 METRICS = "metrics.json"

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 
 CONFIG = Path(".hydra") / "config.yaml"
 LAST = Path("checkpoints") / "last.ckpt"

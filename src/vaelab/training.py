@@ -27,9 +27,10 @@ from vaelab.callbacks import ModelSummary, TrainingSpeed
 from vaelab.checkpoint import check_checkpoint, find_resumable
 from vaelab.cli import command
 from vaelab.compile import compile_networks
-from vaelab.config import ConfigError, building, validate
+from vaelab.config import building, validate
 from vaelab.console import route_lightning_logs
 from vaelab.data import ImageDataModule
+from vaelab.errors import ConfigError
 from vaelab.evaluate import Evaluator
 from vaelab.io import write_json_atomic
 from vaelab.loggers import finish_loggers

@@ -20,7 +20,7 @@ import torch
 
 from tests.data.test_datamodule import make as numbered_data
 from tests.test_module import module as mlp_module
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 from vaelab.evaluate import Evaluator
 from vaelab.metrics.sample_quality import PixelFeatures, SampleQuality, to_uint8_rgb
 

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
-from vaelab.config import ConfigError, validate
+from vaelab.config import validate
+from vaelab.errors import ConfigError
 from vaelab.nets.qlae import QLAEDecoder, QLAEEncoder, StyleConvTransposeBlock, conv_block
 from vaelab.training import build_module
 

@@ -8,7 +8,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from vaelab.config import ConfigError, validate
+from vaelab.config import validate
+from vaelab.errors import ConfigError
 from vaelab.module import weight_decay_groups
 from vaelab.objectives import QLAE, VAEOutput
 from vaelab.objectives.qlae import commitment_loss, quantization_loss

@@ -19,7 +19,9 @@ from omegaconf import DictConfig
 
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
-from vaelab.config import EXIT_BAD_INPUT, ConfigError, normalize_overrides, validate
+from vaelab.cli.arguments import normalize_overrides
+from vaelab.config import validate
+from vaelab.errors import EXIT_BAD_INPUT, ConfigError
 
 log = logging.getLogger(__name__)
 MODELS = ("ae", "vae")

@@ -19,7 +19,9 @@ from omegaconf import DictConfig
 from vaelab import eval_runs, eval_udr
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import command, config_path, with_user_configs
-from vaelab.config import EXIT_BAD_INPUT, ConfigError, build_error, call_hydra_main
+from vaelab.cli.arguments import call_hydra_main
+from vaelab.config import build_error
+from vaelab.errors import EXIT_BAD_INPUT, ConfigError
 from vaelab.eval_args import expand_sweep, register_resolvers, target_problem, with_default_data
 from vaelab.eval_runs import (
     evaluate_represent,

@@ -18,15 +18,9 @@ from omegaconf import DictConfig
 from vaelab import sweep
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
-from vaelab.config import (
-    EXIT_BAD_INPUT,
-    ConfigError,
-    call_hydra_main,
-    normalize_overrides,
-    output_location_problem,
-    validate,
-)
-from vaelab.errors import NonFiniteLossError
+from vaelab.cli.arguments import call_hydra_main, normalize_overrides, output_location_problem
+from vaelab.config import validate
+from vaelab.errors import EXIT_BAD_INPUT, ConfigError, NonFiniteLossError
 from vaelab.run_folder import mark_failed
 from vaelab.sweep import note_refused
 

@@ -35,7 +35,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from vaelab.config import ConfigError
+from vaelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.callbacks import ModelCheckpoint, TrainingSpeed
 from vaelab.checkpoint import AtomicCheckpointIO, check_checkpoint
-from vaelab.config import ConfigError, validate
+from vaelab.config import validate
 from vaelab.console import route_lightning_logs
 from vaelab.data import ImageDataModule
+from vaelab.errors import ConfigError
 from vaelab.evaluate import Evaluator
 from vaelab.io import write_json_atomic
 from vaelab.module import VAEModule

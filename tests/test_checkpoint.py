@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -198,6 +200,26 @@ def test_nothing_is_resumed_when_the_newest_run_completed_or_none_matches(tmp_pa
     assert (
         find_resumable(tmp_path, ["beta=4"], exclude=here) == killed / "checkpoints" / "last.ckpt"
     )
+
+
+def test_a_run_still_training_elsewhere_or_with_an_unreadable_record_is_not_taken_over(
+    tmp_path: Path,
+):
+    here = tmp_path / "here"
+    older = run_folder(tmp_path, "older", ["beta=4"], "running", age=1)
+    live = run_folder(tmp_path, "live", ["beta=4"], age=2)
+    with subprocess.Popen(["sleep", "60"]) as other:  # a live process on this host
+        record = {"status": "running", "pid": other.pid, "host": socket.gethostname()}
+        (live / "metrics.json").write_text(json.dumps(record))
+        try:
+            assert find_resumable(tmp_path, ["beta=4"], exclude=here) is None
+        finally:
+            other.kill()
+    # the process has ended (Popen's exit waits for it): the run is unfinished, resumed
+    assert find_resumable(tmp_path, ["beta=4"], exclude=here) == live / "checkpoints" / "last.ckpt"
+    (live / "metrics.json").write_text("{truncated")
+    assert find_resumable(tmp_path, ["beta=4"], exclude=here) is None
+    assert older.is_dir() and (live / "metrics.json").read_text() == "{truncated"  # untouched
 
 
 def test_prefixed_resume_settings_are_ignored_and_a_run_without_a_checkpoint_is_none(

@@ -166,6 +166,8 @@ BAD = {
                         "does not build with this version"),
     "training not completed": (lambda run: _set_status(run, "running"),
                                "has not completed (metrics.json status: running)"),
+    "training resumed elsewhere": (lambda run: _set_status(run, "resumed", resumed_in="/b"),
+                                   "was resumed in /b and went on there (metrics.json status"),
 }  # fmt: skip
 
 
@@ -177,9 +179,9 @@ def _edit_config(run: Path, old: str, new: str) -> Path:
     return run
 
 
-def _set_status(run: Path, status: str) -> Path:
+def _set_status(run: Path, status: str, **fields: str) -> Path:
     record = read_metrics(run)
-    (run / "metrics.json").write_text(json.dumps({**record, "status": status}))
+    (run / "metrics.json").write_text(json.dumps({**record, "status": status, **fields}))
     return run
 
 

@@ -70,6 +70,8 @@ def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(
     assert metrics["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
     assert metrics["start_step"] == saved and metrics["step"] == 75
     assert compared(metrics) == compared(read_metrics(whole))
+    superseded = read_metrics(killed)  # no longer "running": it says where training went on
+    assert superseded["status"] == "resumed" and superseded["resumed_in"] == str(resumed)
 
     again = runs / "d_again"  # the same command once more: the newest run of these
     result = run_cli(again, *overrides)  # overrides completed, so it starts afresh
@@ -104,12 +106,14 @@ def test_resume_false_starts_afresh_and_ckpt_path_last_resumes(tmp_path: Path, m
     metrics = read_metrics(resumed)
     assert metrics["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
     assert metrics["start_step"] == 3 and metrics["step"] == 6
+    assert read_metrics(killed)["resumed_in"] == str(resumed)
     killed_again = runs / "c_killed"
     assert run_cli(killed_again, *overrides, *KILL_AT_3).returncode == -signal.SIGKILL
     fresh = runs / "d_fresh"  # an unfinished run of these overrides exists, but resume=false
     result = run_cli(fresh, *overrides, "resume=false", process=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed_from" not in read_metrics(fresh) and read_metrics(fresh)["start_step"] == 0
+    assert read_metrics(killed_again)["status"] == "running"  # not resumed: left as it was
 
 
 def test_factor_vae_killed_and_resumed_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch):

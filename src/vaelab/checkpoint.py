@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
@@ -24,6 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from vaelab.errors import ConfigError
+from vaelab.run_folder import read_record, running_elsewhere
 
 # Overrides that do not change what a run computes, ignored when matching runs.
 NOT_IDENTITY = ("ckpt_path", "resume")
@@ -139,7 +139,8 @@ def _identity(overrides: list[str]) -> list[str]:
 
 def find_resumable(log_dir: str | Path, overrides: list[str], exclude: str | Path) -> Path | None:
     """``last.ckpt`` of the newest earlier run under ``log_dir/runs`` with the same overrides,
-    when that run did not complete; None when there is none or the newest one completed."""
+    when that run did not complete; None when there is none, or the newest one completed, is
+    still training in a live process on this host, or has a record that cannot be read."""
     runs: list[tuple[float, Path]] = []
     for saved in Path(log_dir, "runs").glob("*/*/.hydra/overrides.yaml"):
         run = saved.parent.parent
@@ -151,7 +152,10 @@ def find_resumable(log_dir: str | Path, overrides: list[str], exclude: str | Pat
     if not runs:
         return None
     newest = max(runs)[1]
-    metrics = newest / "metrics.json"
-    if metrics.is_file() and json.loads(metrics.read_text()).get("status") == "completed":
+    try:
+        record = read_record(newest) or {}
+    except ConfigError:  # its record cannot be read: whether it finished is unknown
         return None
+    if record.get("status") == "completed" or running_elsewhere(record):
+        return None  # finished, or still training in another process: not to be taken over
     return newest / "checkpoints" / "last.ckpt"

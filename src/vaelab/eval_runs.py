@@ -96,11 +96,20 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     record = run_record(run_dir)
+    if record.get("status") == "resumed" and ckpt_path is None:
+        raise ConfigError(
+            f"the training of {run_dir} was resumed in {record.get('resumed_in')} and went on "
+            f"there (metrics.json status: resumed), so {LAST} here is not its final model. "
+            f"Evaluate that folder (run={record.get('resumed_in')}), or give "
+            f"ckpt_path={run_dir / LAST} to evaluate this checkpoint as it is (the result then "
+            f"goes to {RESULTS}/ only)."
+        )
     if record.get("status") != "completed" and ckpt_path is None:
         raise ConfigError(
             f"the training of {run_dir} has not completed (metrics.json status: "
             f"{record.get('status', 'missing')}), so {LAST} is not its final model. Evaluate it "
-            f"once training has finished, or give ckpt_path={run_dir / LAST} to evaluate that "
+            f"once training has finished (if it was stopped, its training command run again "
+            f"resumes it), or give ckpt_path={run_dir / LAST} to evaluate that "
             f"checkpoint as it is (the result then goes to {RESULTS}/ only)."
         )
     cfg = evaluation_config(run_config(run_dir), evaluation, seed)

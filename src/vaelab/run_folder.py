@@ -111,18 +111,33 @@ def write_hydra_files(cfg: DictConfig, out_dir: Path) -> None:
     OmegaConf.save(hydra_cfg.hydra.overrides.task, folder / "overrides.yaml")
 
 
-def mark_failed(out_dir: Path, message: str) -> bool:
-    """``metrics.json`` says ``failed`` with ``message``: a new record, or the running one with
-    its fingerprint kept; a completed or unreadable record is left as it is (False)."""
+def _update_unfinished(out_dir: Path, statuses: tuple[str | None, ...], **fields: Any) -> bool:
+    """``metrics.json`` updated with ``fields`` when its status is one of ``statuses`` (None: no
+    record yet; the fingerprint and the rest are kept); otherwise left as it is (False)."""
     try:
         record = read_record(out_dir)
     except ConfigError:
         return False
-    if record is not None and record.get("status") != "running":
+    if (record or {}).get("status") not in statuses:
         return False
-    write_json_atomic(Path(out_dir) / METRICS, {**(record or {}), "status": "failed",
-                                                "error": message})  # fmt: skip
+    write_json_atomic(Path(out_dir) / METRICS, {**(record or {}), **fields})
     return True
+
+
+def mark_failed(out_dir: Path, message: str) -> bool:
+    """``metrics.json`` says ``failed`` with ``message``: a new record, or the running one with
+    its fingerprint kept; a completed or unreadable record is left as it is (False)."""
+    return _update_unfinished(out_dir, (None, "running"), status="failed", error=message)
+
+
+def mark_resumed(out_dir: Path, resumed_in: Path) -> bool:
+    """``metrics.json`` of an unfinished run whose training goes on in another folder says
+    ``resumed`` and where (``resumed_in``): it is no longer a run that may still finish. A
+    completed or unreadable record is left as it is (False)."""
+    return _update_unfinished(
+        out_dir, (None, "running", "failed", "resumed"), status="resumed",
+        resumed_in=str(Path(resumed_in).resolve()),
+    )  # fmt: skip
 
 
 def owner() -> dict[str, Any]:

@@ -35,7 +35,14 @@ from vaelab.evaluate import Evaluator
 from vaelab.io import write_json_atomic
 from vaelab.loggers import finish_loggers
 from vaelab.module import VAEModule
-from vaelab.run_folder import METRICS, completed_run, config_hash, owner, write_hydra_files
+from vaelab.run_folder import (
+    METRICS,
+    completed_run,
+    config_hash,
+    mark_resumed,
+    owner,
+    write_hydra_files,
+)
 from vaelab.viz import save_run_figures
 from vaelab.viz.settings import FigureSettings
 
@@ -181,6 +188,15 @@ def resolve_checkpoint(cfg: DictConfig) -> str | None:
     return None if found is None else str(found)
 
 
+def resumed_run(cfg: DictConfig, ckpt_path: str | None) -> Path | None:
+    """The earlier run folder whose ``last.ckpt`` this run resumes when it was found by
+    ``resolve_checkpoint`` (not a ``ckpt_path`` given as a file, nor this folder's own)."""
+    if ckpt_path is None or cfg.get("ckpt_path") not in (None, "last"):
+        return None
+    folder = Path(ckpt_path).parent.parent
+    return None if folder.resolve() == Path(cfg.paths.output_dir).resolve() else folder
+
+
 def build_evaluator(cfg: DictConfig) -> Evaluator:
     """The end-of-run evaluation, built and checked (FID's network and weights loaded) before
     training instead of after it."""
@@ -251,6 +267,9 @@ def run(cfg: DictConfig) -> float | None:
         if chief:  # every check has passed: the folder is this run's
             write_hydra_files(cfg, out_dir)
             write_json_atomic(metrics_path, record)  # a run that is killed stays "running"
+            taken_over = resumed_run(cfg, ckpt_path)
+            if taken_over is not None:  # its metrics.json: resumed, and where
+                mark_resumed(taken_over, out_dir)
         with building("the trainer (`trainer`, `callbacks`, `logger`)"):
             trainer = build_trainer(cfg)
         # Lightning's DDP seeds every process again as fit starts (reset_seed); doing the

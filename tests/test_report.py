@@ -63,3 +63,20 @@ def test_by_model_the_table_has_one_model_column(tmp_path: Path):
     lines = markdown.splitlines()
     assert "| model | jobs | steps | disent/mig |" in lines
     assert "| qlae | 1 | – | 0.200 |" in markdown and "| beta_vae | 1 | – | 0.100 |" in markdown
+
+
+def test_jobs_that_differ_in_another_swept_setting_are_not_averaged_as_seeds(tmp_path: Path):
+    """``-m beta=4 arch.latent_dim=5,10 seed=0,1``: one row per latent size, each the mean
+    over its two seeds; the seed itself never splits a row."""
+    migs = {(5, 0): 0.1, (5, 1): 0.3, (10, 0): 0.6, (10, 1): 0.8}
+    for n, ((size, seed), mig) in enumerate(migs.items()):
+        record = {"status": "completed", "model": "beta_vae", "metrics": {"disent/mig": mig}}
+        job(tmp_path, f"{n}_beta_vae_beta=4_seed={seed}",
+            ["beta=4", f"arch.latent_dim={size}", f"seed={seed}"], record)  # fmt: skip
+    markdown, files = write_report(tmp_path)
+    lines = markdown.splitlines()
+    assert "| model | beta | arch.latent_dim | jobs | steps | disent/mig |" in lines
+    assert "| beta_vae | 4 | 5 | 2 | – | 0.200 ± 0.100 |" in lines
+    assert "| beta_vae | 4 | 10 | 2 | – | 0.700 ± 0.100 |" in lines
+    assert "overrides" not in (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert (tmp_path / "metrics_vs_beta.png").is_file()

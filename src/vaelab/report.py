@@ -98,6 +98,7 @@ def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
             "job": job.name, "status": status, "error": record.get("error", ""),
             "model": overrides.get("model", record.get("model", "beta_vae")),
             "step": record.get("step"), **overrides, **renamed(record.get("metrics", {})),
+            "overrides": tuple(overrides),
         })  # fmt: skip
         published = _published(job / ".hydra" / "config.yaml")
         if published:
@@ -121,16 +122,43 @@ def default_by(rows: list[dict[str, Any]]) -> str:
     return "reproduce" if any("reproduce" in row for row in rows) else "beta"
 
 
+# Overrides that differ between repeats of one setting: averaged over, never a row of their own.
+REPEATS = ("seed", "ckpt_path", "resume")
+NOT_CSV = ("published", "overrides")  # the rows' own bookkeeping
+
+
+def swept_settings(rows: list[dict[str, Any]], by: str) -> list[str]:
+    """The override keys, besides the model, ``by`` and the seed, whose values differ between
+    completed jobs (``arch.latent_dim=5,10``, an Optuna search's learning rates): jobs that
+    differ in one are different settings, shown apart, not averaged as if they were seeds."""
+    done = [row for row in rows if row["status"] == "completed"]
+    keys = dict.fromkeys(key for row in done for key in row.get("overrides", ()))
+    return [
+        key for key in keys
+        if key not in ("model", by, *REPEATS) and len({repr(row.get(key)) for row in done}) > 1
+    ]  # fmt: skip
+
+
+def _order(value: Any) -> tuple:
+    """A sort key for mixed values: numbers in order, then the rest by their text."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return (0, value, "") if number else (1, 0, str(value))
+
+
 def summarize(rows: list[dict[str, Any]], by: str = "beta") -> list[dict[str, Any]]:
-    """Mean and std over seeds of each key metric, per (model, β); completed jobs only; the
-    steps trained (their range) and the published values of the group's first job."""
+    """Mean and std over seeds of each key metric, per (model, ``by``, each other swept
+    setting); completed jobs only; the steps trained (their range) and the published values
+    of the group's first job."""
+    settings = swept_settings(rows, by)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["status"] == "completed":
-            groups[(row["model"], row.get(by))].append(row)
+            groups[(row["model"], row.get(by), *(row.get(k) for k in settings))].append(row)
     table = []
-    for (model, value), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        entry: dict[str, Any] = {"model": model, by: value, "jobs": len(members)}
+    for group, members in sorted(groups.items(), key=lambda kv: [_order(v) for v in kv[0]]):
+        model, value, *others = group
+        entry: dict[str, Any] = {"model": model, by: value, "settings": settings}
+        entry.update(zip(settings, others, strict=True), jobs=len(members))
         entry["published"] = members[0].get("published", {})
         steps = sorted({m["step"] for m in members if isinstance(m.get("step"), int)})
         ends = sorted({steps[0], steps[-1]}) if steps else []
@@ -160,6 +188,7 @@ def _cell(entry: dict[str, Any], key: str) -> str:
 def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]) -> str:
     keys = [k for k in KEY_METRICS if any(k in e for e in table)]
     grouped = [] if by == "model" else [by]  # by model: one column for it
+    grouped += table[0]["settings"] if table else []
     head = ["model", *grouped, "jobs", "steps", *keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in table:
@@ -180,6 +209,11 @@ def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]
     return "\n".join(lines) + "\n"
 
 
+def _line(entry: dict[str, Any]) -> str:
+    """A plotted line's label: the model, and the other swept settings of its jobs."""
+    return " ".join([str(entry["model"]), *(f"{k}={entry[k]}" for k in entry["settings"])])
+
+
 def _plot_against(table: list[dict[str, Any]], by: str, path: Path) -> Path | None:
     keys = [k for k in KEY_METRICS if any(k in e for e in table)]
     if not keys:
@@ -198,13 +232,13 @@ def _plot_against(table: list[dict[str, Any]], by: str, path: Path) -> Path | No
         return float(names.index(str(value))) if named else float(value)
 
     for ax, key in zip(axes.flat, keys, strict=False):
-        for model in sorted({e["model"] for e in table}):
+        for line in sorted({_line(e) for e in table}):
             points = [
-                (position(e[by]), *e[key][:2]) for e in table if e["model"] == model and key in e
+                (position(e[by]), *e[key][:2]) for e in table if _line(e) == line and key in e
             ]
             if points:
                 x, mean, std = (np.array(v, dtype=float) for v in zip(*points, strict=True))
-                ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=model,
+                ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=line,
                             linestyle="none" if named else "-")  # fmt: skip
         paper = [(position(e[by]), e["published"][key]["value"]) for e in table
                  if key in e["published"]]  # fmt: skip
@@ -260,7 +294,7 @@ def write_report(sweep_dir: str | Path, by: str | None = None) -> tuple[str, lis
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no job folders (*/.hydra/overrides.yaml)")
     by = by or default_by(rows)
-    columns = list(dict.fromkeys(k for row in rows for k in row if k != "published"))
+    columns = list(dict.fromkeys(k for row in rows for k in row if k not in NOT_CSV))
     with open(sweep_dir / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -29,6 +29,7 @@ from vaelab.cli.arguments import normalize_overrides
 from vaelab.config import validate
 from vaelab.console import logging_restored
 from vaelab.errors import ConfigError
+from vaelab.run_folder import drop_if_empty
 from vaelab.runs import LoadedRun, load_run
 
 __all__ = ["load_run", "train"]
@@ -51,6 +52,8 @@ def _task(cfg: DictConfig) -> float | Exception | None:
 
         return run(cfg)
     except Exception as error:
+        if isinstance(error, ConfigError):  # refused: no empty folder left behind
+            drop_if_empty(Path(HydraConfig.get().runtime.output_dir))
         return error
 
 

@@ -10,10 +10,12 @@ writes the same three files once the run has passed its checks.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,28 @@ def write_hydra_files(cfg: DictConfig, out_dir: Path) -> None:
     OmegaConf.save(cfg, folder / "config.yaml")
     OmegaConf.save(hydra_cfg, folder / "hydra.yaml")
     OmegaConf.save(hydra_cfg.hydra.overrides.task, folder / "overrides.yaml")
+
+
+def entries(out_dir: Path) -> set[Path]:
+    """What the folder holds now (its top level), to tell later what a run added."""
+    return set(Path(out_dir).iterdir()) if Path(out_dir).is_dir() else set()
+
+
+def remove_added(out_dir: Path, before: set[Path]) -> None:
+    """Remove what a refused run added to its folder since ``before`` (``entries``): its
+    log, logger files and ``.hydra/``; what was there before is left as it was."""
+    for path in entries(out_dir) - before:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def drop_if_empty(out_dir: Path) -> None:
+    """Remove the folder Hydra made for a run that was then refused, when nothing is in it
+    (``rmdir`` removes only an empty folder: anything written there is kept)."""
+    with contextlib.suppress(OSError):
+        Path(out_dir).rmdir()
 
 
 def _update_unfinished(out_dir: Path, statuses: tuple[str | None, ...], **fields: Any) -> bool:

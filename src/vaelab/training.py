@@ -39,8 +39,10 @@ from vaelab.run_folder import (
     METRICS,
     completed_run,
     config_hash,
+    entries,
     mark_resumed,
     owner,
+    remove_added,
     write_hydra_files,
 )
 from vaelab.viz import save_run_figures
@@ -250,6 +252,7 @@ def run(cfg: DictConfig) -> float | None:
         "status": "running", "model": cfg.model.name, "config_hash": fingerprint, **owner(),
     }  # fmt: skip
     trainer: L.Trainer | None = None
+    before = entries(out_dir)  # a refused run leaves the folder as it found it
     chief = rank_zero_only.rank == 0  # DDP ranks > 0 write nothing
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -323,6 +326,8 @@ def run(cfg: DictConfig) -> float | None:
             write_json_atomic(metrics_path, record)
         if trainer is not None:
             finish_loggers(trainer, failed=record["status"] != "completed")
+        if chief and record["status"] == "invalid":  # refused as training started (a corrupt
+            remove_added(out_dir, before)  # data file): its log and logger files go too
     value = record["metrics"].get(cfg.optimized_metric)
     log_result(cfg.optimized_metric, value, out_dir)
     return value

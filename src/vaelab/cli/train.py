@@ -21,7 +21,7 @@ from vaelab.cli import config_path, with_user_configs
 from vaelab.cli.arguments import call_hydra_main, normalize_overrides, output_location_problem
 from vaelab.config import validate
 from vaelab.errors import EXIT_BAD_INPUT, ConfigError, NonFiniteLossError
-from vaelab.run_folder import mark_failed
+from vaelab.run_folder import drop_if_empty, mark_failed
 from vaelab.sweep import note_refused
 
 started = False  # set once Hydra has composed the config and called the task
@@ -45,6 +45,8 @@ def task(cfg: DictConfig) -> float | None:
                 note_refused(out_dir.parent, out_dir.name, message)  # the sweep's folder
             return float("nan")
         if isinstance(error, ConfigError | NonFiniteLossError):  # said plainly
+            if isinstance(error, ConfigError):  # refused: no empty folder left behind
+                drop_if_empty(Path(HydraConfig.get().runtime.output_dir))
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT if isinstance(error, ConfigError) else 1)
         raise

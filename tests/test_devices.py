@@ -117,6 +117,17 @@ def test_ddp_cpu_logs_and_learns_the_same_as_one_process(cli, model: str):
     assert loader[0] == loader[1] == [{"epoch": 0, "batches_done": 6}]
 
 
+def test_ddp_cpu_prints_each_progress_line_once(cli):
+    """Two ranks, one set of log lines: `training from step`, `validating`, `testing`."""
+    run_dir, result = cli("trainer=ddp_cpu", "trainer.max_steps=4", "trainer.val_check_interval=2",
+                          "evaluation=none", name="ddp_lines", process=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout + result.stderr
+    for line in ("training from step 0 to 4", "validating at step 2", "testing at step 4"):
+        assert printed.count(line) == 1, (line, printed[-3000:])
+    assert (run_dir / "train.log").read_text().count("training from step 0 to 4") == 1
+
+
 # ---- precision ---------------------------------------------------------------------------
 
 

@@ -69,11 +69,15 @@ class StepProgress(RichProgressBar):
         return {short: metrics[key] for key, short in SHOWN.items() if key in metrics}
 
     # ---- both ------------------------------------------------------------------------
+    def _writes_lines(self, trainer: L.Trainer) -> bool:
+        """The log-line form, in one process only: DDP's other ranks would repeat each line."""
+        return not self.terminal and trainer.is_global_zero
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._started = self._last_line = time.monotonic()
         self._first_step = trainer.global_step
-        if not self.terminal:
+        if self._writes_lines(trainer):
             log.info("training from step %d to %d", trainer.global_step, trainer.max_steps)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
@@ -83,7 +87,7 @@ class StepProgress(RichProgressBar):
                 self._update(self.train_progress_bar_id, trainer.global_step)
             return
         now = time.monotonic()
-        if now - self._last_line >= self.every_s:
+        if self._writes_lines(trainer) and now - self._last_line >= self.every_s:
             self._last_line = now
             log.info("%s", self.line(trainer, pl_module, now))
 
@@ -104,10 +108,10 @@ class StepProgress(RichProgressBar):
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_start(trainer, pl_module)
-        if not self.terminal and not trainer.sanity_checking:
+        if self._writes_lines(trainer) and not trainer.sanity_checking:
             log.info("validating at step %d", trainer.global_step)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_test_start(trainer, pl_module)
-        if not self.terminal:
+        if self._writes_lines(trainer):
             log.info("testing at step %d", trainer.global_step)

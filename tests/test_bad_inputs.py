@@ -3,7 +3,6 @@ folder that claims success."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 

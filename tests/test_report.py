@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from vaelab.report import renamed, write_report
+
+from .conftest import ROOT
 
 
 def job(sweep: Path, name: str, overrides: list[str], record: dict) -> None:
@@ -73,10 +78,30 @@ def test_jobs_that_differ_in_another_swept_setting_are_not_averaged_as_seeds(tmp
         record = {"status": "completed", "model": "beta_vae", "metrics": {"disent/mig": mig}}
         job(tmp_path, f"{n}_beta_vae_beta=4_seed={seed}",
             ["beta=4", f"arch.latent_dim={size}", f"seed={seed}"], record)  # fmt: skip
-    markdown, files = write_report(tmp_path)
+    markdown, _ = write_report(tmp_path)
     lines = markdown.splitlines()
     assert "| model | beta | arch.latent_dim | jobs | steps | disent/mig |" in lines
     assert "| beta_vae | 4 | 5 | 2 | – | 0.200 ± 0.100 |" in lines
     assert "| beta_vae | 4 | 10 | 2 | – | 0.700 ± 0.100 |" in lines
     assert "overrides" not in (tmp_path / "results.csv").read_text().splitlines()[0]
     assert (tmp_path / "metrics_vs_beta.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("folder", "words"),
+    [("missing", "is not a folder"), ("one_run", "is the folder of one run, not of a sweep"),
+     ("empty", "holds no job folders")],
+)  # fmt: skip
+def test_a_folder_without_a_sweep_is_said_plainly(tmp_path: Path, folder: str, words: str):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one_run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "one_run" / ".hydra" / "overrides.yaml").write_text("- beta=4\n")
+    (tmp_path / "one_run" / "metrics.json").write_text('{"status": "completed"}')
+    before = sorted(tmp_path.rglob("*"))
+    result = subprocess.run([sys.executable, str(ROOT / "src" / "report.py"),
+                             str(tmp_path / folder)], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2
+    message = result.stderr.strip()
+    assert message == (f"error: {tmp_path / folder} {words}" + message.split(words, 1)[1])
+    assert "give the folder a sweep was written to" in message and len(message.splitlines()) == 1
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written

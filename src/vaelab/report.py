@@ -286,13 +286,27 @@ def _plot_tradeoff(rows: list[dict[str, Any]], by: str, path: Path) -> Path | No
     return path
 
 
+def _not_a_sweep(folder: Path) -> str:
+    """Why ``folder`` has no report: it is missing, one run's folder, or holds no jobs."""
+    if not folder.is_dir():
+        problem = "is not a folder"
+    elif (folder / ".hydra" / "overrides.yaml").is_file() or (folder / "metrics.json").is_file():
+        problem = "is the folder of one run, not of a sweep (its metrics.json holds its results)"
+    else:
+        problem = "holds no job folders (*/.hydra/overrides.yaml)"
+    return (
+        f"{folder} {problem}; give the folder a sweep was written to "
+        f"(outputs/multirun/<date>/<time>, or the sweep's hydra.sweep.dir)"
+    )
+
+
 def write_report(sweep_dir: str | Path, by: str | None = None) -> tuple[str, list[Path]]:
     """Write results.csv, report.md and plots into ``sweep_dir``; return (markdown, files).
     ``by``: the swept key (default ``default_by``)."""
     sweep_dir = Path(sweep_dir)
     rows = collect_jobs(sweep_dir)
     if not rows:
-        raise FileNotFoundError(f"{sweep_dir} holds no job folders (*/.hydra/overrides.yaml)")
+        raise FileNotFoundError(_not_a_sweep(sweep_dir))
     by = by or default_by(rows)
     columns = list(dict.fromkeys(k for row in rows for k in row if k not in NOT_CSV))
     with open(sweep_dir / "results.csv", "w", newline="") as f:

@@ -178,6 +178,9 @@ def bad(tmp_path: Path, case: str):
     table = write_csv(tmp_path / "f.csv", ["a", "b"], factors)
     if case == "rows":
         return FactorImages(ImageFiles(imgs), write_csv(tmp_path / "g.csv", ["a"], [[1]] * 5))
+    if case == "named rows":  # a `file` column that leaves img_003.png out
+        rows = [[f"img_{i:03d}.png", 1] for i in (0, 1, 2, 4, 5)]
+        return FactorImages(ImageFiles(imgs), write_csv(tmp_path / "g.csv", ["file", "a"], rows))
     if case == "column":
         return FactorImages(ImageFiles(imgs), table, columns=["a", "colour"])
     if case == "text":
@@ -202,6 +205,7 @@ def bad(tmp_path: Path, case: str):
     ("case", "words"),
     [
         ("rows", ["has 5 rows", "holds 6 images", "one row per image"]),
+        ("named rows", ["has a row for 5 of the 6 images", "none names e.g. 'img_003.png'"]),
         ("column", ["['colour']", "its columns are ['a', 'b']"]),
         ("text", ["column 'c' is not numeric", "line 2", "'red'"]),
         ("sizes", ["differ in size or kind", "img_100.png is grey 8x9"]),

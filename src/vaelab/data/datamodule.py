@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 LOAD_CHUNK_BYTES = 64 << 20  # source images read, resized and binarised this much at a time
 
 
+def _kind(channels: int) -> str:
+    """What ``channels`` per pixel are called: grey, colour, or a count."""
+    return {1: "grey", 3: "colour"}.get(channels, f"{channels} values a pixel")
+
+
 class ImageDataModule(L.LightningDataModule):
     """Splits ``source`` (or a seeded ``subset`` of it) into train / val / test.
 
@@ -94,8 +99,9 @@ class ImageDataModule(L.LightningDataModule):
         name, channels = self.source.name, self.source.image_shape[0]
         if channels != self.channels:
             raise DataError(
-                f"data.channels is {self.channels} but {name} has {channels} channels; "
-                f"set data.channels={channels}."
+                f"data.channels is {self.channels} but the images of {name} have {channels} "
+                f"channel{'s' if channels != 1 else ''} ({_kind(channels)}); set "
+                f"data.channels={channels}."
             )
         if (self.binarize or self.source.binary) and self.likelihood != "bernoulli":
             raise DataError(

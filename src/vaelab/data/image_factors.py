@@ -145,6 +145,14 @@ class FactorImages(TableSource):
             names, values = read_array(self.path, self.names)
         n = len(self.image_files)
         self._rows = np.arange(n) if files is None else self._match(files)
+        if len(values) != n and files is not None:
+            named = set(self._rows.tolist())
+            missing = next(p for i, p in enumerate(self.image_files.files) if i not in named)
+            raise DataError(
+                f"The factor table {self.path} has a row for {len(values)} of the {n} images in "
+                f"{self.image_files.path}: give one row per image (none names e.g. "
+                f"{missing.relative_to(self.image_files.path).as_posix()!r})."
+            )
         if len(values) != n:
             raise DataError(
                 f"The factor table {self.path} has {len(values)} rows but {self.image_files.path} "

@@ -117,3 +117,11 @@ def test_model_specific_beta_mismatch_is_an_error(tmp_path: Path):
 
 def test_mlp_takes_any_image_size(tmp_path: Path):
     validate(compose_train("arch=mlp", "data.image_size=28", tmp=tmp_path))
+
+
+def test_the_ae_vs_vae_comparison_gets_a_folder_named_after_it():
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        plain = compose("train", return_hydra_config=True)
+        compared = compose("train", ["experiment=ae_vs_vae"], return_hydra_config=True)
+    assert plain.hydra.run.dir.endswith("_beta_vae")  # a training run: its model
+    assert compared.hydra.run.dir.endswith("_ae_vs_vae")  # not the default model, beta_vae

@@ -90,11 +90,14 @@ def test_a_failed_job_does_not_stop_the_sweep_and_a_rerun_skips_finished_jobs(tm
 
 
 def test_optuna_preset_runs_two_trials(tmp_path: Path):
-    result = sweep(tmp_path / "sweep", "sweep=optuna", "hydra.sweeper.n_trials=2")
+    result = sweep(tmp_path / "sweep", "sweep=optuna", "hydra.sweeper.n_trials=2", process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     done = jobs(tmp_path / "sweep")
     assert len(done) == 2 and all(m["status"] == "completed" for m in done.values())
     assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
+    printed = result.stdout + result.stderr  # Optuna's line once, in the job's format; no
+    assert printed.count("A new study created in RDB with name: vaelab") == 1  # colour codes,
+    assert "\x1b[" not in printed and "setup plugin" not in printed  # no alembic chatter
 
 
 KILL_AT_3 = kill_at(3)

@@ -1,5 +1,5 @@
-"""What a run prints: each of Lightning's lines once, through the job's own logging, without
-Lightning's advertisement for another logging service.
+"""What a run prints: each of Lightning's and Optuna's lines once, through the job's own
+logging, without Lightning's advertisement for another logging service or libraries' chatter.
 
 Lightning gives its loggers a console handler of their own; under Hydra the job's handlers
 (console and ``<job>.log``) receive the same records, so each line appeared twice. With a
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 LIGHTNING = ("lightning", "lightning.pytorch", "lightning.fabric")
+QUIET = ("alembic",)  # Optuna's database migrations
 ADVERTISEMENT = "💡 Tip:"  # Lightning 2.6: "💡 Tip: For seamless cloud logging ... litlogger"
 
 
@@ -33,6 +34,22 @@ def route_lightning_logs() -> None:
         for source in (logger, logging.getLogger(f"{name}.utilities.rank_zero")):
             if not any(isinstance(f, _NoAdvertisement) for f in source.filters):
                 source.addFilter(_NoAdvertisement())
+
+
+def quiet_libraries() -> None:
+    """INFO lines of libraries that say nothing to a user, silenced before Hydra starts:
+    alembic's "setup plugin ..." (7 lines as Hydra's plugin scan imports Optuna's storage)."""
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def optuna_through_logging() -> None:
+    """Optuna's lines through the job's logging (once, in its format, into its log file)
+    instead of Optuna's own handler, which colours them with escape codes even in a file."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
 
 
 @contextmanager

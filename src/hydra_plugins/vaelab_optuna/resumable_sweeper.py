@@ -7,7 +7,6 @@ search is ``vaelab_optuna._resumable.ResumableOptunaSweeperImpl``.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
@@ -20,7 +19,10 @@ class ResumableOptunaSweeper(Sweeper):
     ``hydra.sweeper.storage``, is continued when the same command runs again."""
 
     def __init__(self, **settings: Any) -> None:
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # "setup plugin" lines on import
+        from vaelab.console import optuna_through_logging, quiet_libraries
+
+        quiet_libraries()  # also when Hydra is started by other code than vaelab-train
+        optuna_through_logging()
         from ._resumable import ResumableOptunaSweeperImpl
 
         self.sweeper = ResumableOptunaSweeperImpl(**settings)

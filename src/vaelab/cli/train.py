@@ -20,6 +20,7 @@ from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
 from vaelab.cli.arguments import call_hydra_main, normalize_overrides, output_location_problem
 from vaelab.config import validate
+from vaelab.console import quiet_libraries
 from vaelab.errors import EXIT_BAD_INPUT, ConfigError, NonFiniteLossError
 from vaelab.run_folder import drop_if_empty, mark_failed
 from vaelab.sweep import note_refused
@@ -58,6 +59,7 @@ def in_sweep() -> bool:
 
 def main() -> None:
     keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
+    quiet_libraries()
     global started
     started = False
     sweep.failed_jobs.clear()

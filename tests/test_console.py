@@ -100,3 +100,23 @@ def test_without_the_progress_callback_no_bar_counts_epochs(cli):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Epoch" not in result.stdout + result.stderr
     assert "/-2" not in result.stdout + result.stderr
+
+
+def test_python_warnings_reach_the_jobs_handlers_once_and_stop_after_the_job():
+    """In a job (root handlers: console and <job>.log) a warning is a log record, written
+    by each handler once; after the job (logging_restored) warnings print as before."""
+    import io
+    import logging
+    import warnings
+
+    from vaelab.console import logging_restored, route_lightning_logs
+
+    stream = io.StringIO()
+    with logging_restored():
+        logging.getLogger().addHandler(logging.StreamHandler(stream))
+        route_lightning_logs()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("a hint for the job's log", UserWarning, stacklevel=1)
+    assert stream.getvalue().count("UserWarning: a hint for the job's log") == 1
+    assert warnings.showwarning.__module__ == "warnings"  # not logging's: capture ended

@@ -24,7 +24,11 @@ class _NoAdvertisement(logging.Filter):
 
 
 def route_lightning_logs() -> None:
-    """Lightning's records to the root handlers only (when there are some), tips dropped."""
+    """Lightning's records to the root handlers only (when there are some), tips dropped;
+    Python's warnings (Lightning's advice among them) go there too, so the job's log file
+    holds them as well as the console."""
+    if logging.getLogger().handlers:
+        logging.captureWarnings(True)
     for name in LIGHTNING:
         logger = logging.getLogger(name)
         if logging.getLogger().handlers:
@@ -62,6 +66,7 @@ def logging_restored() -> Iterator[None]:
     try:
         yield
     finally:
+        logging.captureWarnings(False)  # warnings printed as before the job
         for handler in root.handlers[:]:
             if handler not in handlers:
                 root.removeHandler(handler)

@@ -62,6 +62,11 @@ warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*
 # needs (kill-and-resume equality is tested): Lightning's advice to save the state before
 # them does not apply.
 warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
+# bf16-mixed keeps float32 weights, so the model summary's 32-bit size is the true one.
+warnings.filterwarnings("ignore", message=".*is not supported by the model summary.*")
+# A run resumed from another (killed) run's folder writes its checkpoints to its own folder;
+# only last.ckpt is used, so the best-model bookkeeping Lightning says it drops does not apply.
+warnings.filterwarnings("ignore", message=".*The dirpath has changed from.*")
 # A single-process SLURM batch job needs no srun, yet Lightning advises it wherever srun is
 # installed (several tasks without srun fail with Lightning's own error anyway).
 warnings.filterwarnings("ignore", message=".*The `srun` command is available on your system.*")

@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_throughput as tt
 
+from vaelab.console import route_lightning_logs
 from vaelab.training import build_module
 
 NO_BAR = ["~callbacks.progress", "+trainer.enable_progress_bar=false"]
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="timed steps per block")
     parser.add_argument("--images", type=int, default=20_000)
     args = parser.parse_args()
+    route_lightning_logs()  # as a run does: without Lightning's advertisement
     print("| variant | vaelab ms/step | bare ms/step | overhead ms/step |")
     print("|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:

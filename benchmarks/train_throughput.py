@@ -1,5 +1,6 @@
-"""Training throughput of vaelab's whole stack against a bare PyTorch loop, and the cost of
-procedural dSprites. Prints figures and a markdown table; never fails on time.
+"""Training throughput of vaelab's whole stack against a bare PyTorch loop.
+
+Also the cost of procedural dSprites. Prints figures and a markdown table; never fails on time.
 
 vaelab: Trainer + VAEModule + ImageDataModule with the default callbacks (checkpointing,
 progress bar, LR monitor, training speed, random state) and CSV logging, composed from conf/
@@ -23,6 +24,7 @@ Writes benchmarks/results/<machine>.json (machine: e.g. cpu-2core-x86_64).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -41,6 +43,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from vaelab.allocator import keep_freed_memory
+from vaelab.console import route_lightning_logs
 from vaelab.training import build_module, build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +107,10 @@ class Clock(L.Callback):
 
 def vaelab_block(cfg, module, datamodule, warmup: int, steps: int) -> tuple[float, L.Trainer]:
     """Seconds for ``steps`` training steps of a fresh Trainer after ``warmup`` steps, and
-    the Trainer."""
+    the Trainer; it writes into a folder of its own under ``paths.output_dir``, as a new run
+    would (a reused one makes Lightning warn that it replaces the logs there)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.paths.output_dir = tempfile.mkdtemp(prefix="block-", dir=cfg.paths.output_dir)
     cfg.trainer.max_steps = warmup + steps
     trainer = build_trainer(cfg)
     clock = Clock(warmup, steps)
@@ -173,7 +179,7 @@ def checkpoint_ms(trainer: L.Trainer, out_dir: Path) -> float:
     """Milliseconds to write one checkpoint (saved every
     ``callbacks.model_checkpoint.every_n_train_steps`` steps; none falls in a block)."""
     started = time.perf_counter()
-    trainer.save_checkpoint(out_dir / "timing.ckpt")
+    trainer.save_checkpoint(out_dir / "timing.ckpt", weights_only=False)  # as last.ckpt is
     return 1000 * (time.perf_counter() - started)
 
 
@@ -336,6 +342,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default results/)")
     args = parser.parse_args()
     kept = keep_freed_memory()  # as the programs do (VAELAB_MALLOC=system: glibc's defaults)
+    route_lightning_logs()  # as a run does: without Lightning's advertisement
     args.warmup, args.min_steps = 10, 20
     if args.tiny:
         args.rounds, args.seconds, args.images, args.size = 1, 0.3, 2048, "small"

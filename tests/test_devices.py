@@ -209,6 +209,8 @@ def test_the_throughput_benchmark_writes_its_json_at_tiny_size(tmp_path: Path):
         assert case["ratio_of_totals"] > 0
     assert {"generate_s", "generate_peak_rss_gib", "load_s"} <= set(record["dsprites"])
     assert "| vaelab / bare (median of pairs) |" in result.stdout
+    printed = result.stdout + result.stderr  # as a run prints: no advertisement, no warning
+    assert "Tip" not in printed and "is not empty" not in printed and "weights_only" not in printed
 
     # The GPU table's variants, where a CPU can run them: bf16 autocast (MLP only: bf16
     # convolutions are slow on CPUs without bf16 instructions).

@@ -85,6 +85,7 @@ def test_in_a_terminal_the_bar_counts_training_steps(cli):
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"Training\s+\S+ 6/6 ", result.stdout)
     assert "Epoch" not in result.stdout and "step 6/6 (" not in result.stdout
+    assert "0.00it/s" not in result.stdout  # a bar of one batch (limit_val_batches=1): no rate
 
 
 def test_a_run_shorter_than_one_validation_interval_returns_its_metric(cli):

@@ -16,7 +16,10 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
-from rich.console import Console
+from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
+from rich.console import Console, RenderableType
+from rich.progress import Task
+from rich.text import Text
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,14 @@ def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class MeasuredSpeed(ProcessingSpeedColumn):
+    """Lightning's it/s column, blank until rich has measured a speed (a 1-batch test bar
+    read ``0.00it/s``)."""
+
+    def render(self, task: Task) -> RenderableType:
+        return super().render(task) if task.speed is not None else Text("")
 
 
 class StepProgress(RichProgressBar):
@@ -50,6 +61,13 @@ class StepProgress(RichProgressBar):
     def total_train_batches(self) -> int | float:
         max_steps = self.trainer.max_steps
         return max_steps if max_steps and max_steps > 0 else super().total_train_batches
+
+    def configure_columns(self, trainer: L.Trainer) -> list:
+        return [
+            MeasuredSpeed(style=self.theme.processing_speed)
+            if isinstance(column, ProcessingSpeedColumn) else column
+            for column in super().configure_columns(trainer)
+        ]  # fmt: skip
 
     def _get_train_description(self, current_epoch: int) -> str:
         return f"{'Training':{len(self.validation_description)}}"

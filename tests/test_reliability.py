@@ -78,6 +78,7 @@ def test_kill_9_then_the_same_command_resumes_and_matches_an_uninterrupted_run(
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(again)
     assert "resumed_from" not in metrics and metrics["start_step"] == 0
+    assert f"the newest run of these overrides, {resumed}, completed" in result.stdout
     assert compared(metrics) == compared(read_metrics(whole))
 
 

@@ -156,6 +156,12 @@ def find_resumable(log_dir: str | Path, overrides: list[str], exclude: str | Pat
         record = read_record(newest) or {}
     except ConfigError:  # its record cannot be read: whether it finished is unknown
         return None
-    if record.get("status") == "completed" or running_elsewhere(record):
-        return None  # finished, or still training in another process: not to be taken over
+    if record.get("status") == "completed":
+        log.info("the newest run of these overrides, %s, completed: this one trains afresh",
+                 newest)  # fmt: skip
+        return None
+    if running_elsewhere(record):  # still training in another process: not to be taken over
+        log.info("the newest run of these overrides, %s, is training in process %s: this one "
+                 "trains afresh", newest, record.get("pid"))  # fmt: skip
+        return None
     return newest / "checkpoints" / "last.ckpt"

@@ -117,6 +117,27 @@ def test_resume_false_starts_afresh_and_ckpt_path_last_resumes(tmp_path: Path, m
     assert read_metrics(killed_again)["status"] == "running"  # not resumed: left as it was
 
 
+def test_a_resume_refused_as_training_starts_leaves_both_folders_as_they_were(
+    tmp_path: Path, monkeypatch
+):
+    """The killed run keeps saying ``running`` (it was not resumed after all) and the refused
+    run's folder is gone: here the resuming run finds a corrupt data cache as it starts."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
+    runs = tmp_path / "outputs" / "runs"
+    overrides = [*TINY, f"paths.log_dir={tmp_path / 'outputs'}"]
+    killed = runs / "day" / "a_killed"
+    assert run_cli(killed, *overrides, *KILL_AT_3).returncode == -signal.SIGKILL
+    record = (killed / "metrics.json").read_bytes()
+    (runs / "day2" / "data").mkdir(parents=True)  # run_cli's data folder for day2's runs
+    (runs / "day2" / "data" / "dsprites_procedural_v1.npy").write_text("not an array\n")
+    refused = runs / "day2" / "b_refused"
+    result = run_cli(refused, *overrides, process=False)
+    assert result.returncode == 2 and "cannot be used" in result.stderr, result.stderr[-3000:]
+    assert "resuming the unfinished run in" in result.stdout
+    assert (killed / "metrics.json").read_bytes() == record  # still "running", resumable
+    assert not refused.exists()
+
+
 def test_factor_vae_killed_and_resumed_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch):
     """Both networks, both optimizers and the permutation's random state come back."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer

@@ -154,14 +154,27 @@ def mark_failed(out_dir: Path, message: str) -> bool:
     return _update_unfinished(out_dir, (None, "running"), status="failed", error=message)
 
 
-def mark_resumed(out_dir: Path, resumed_in: Path) -> bool:
+def mark_resumed(out_dir: Path, resumed_in: Path) -> bytes | None:
     """``metrics.json`` of an unfinished run whose training goes on in another folder says
     ``resumed`` and where (``resumed_in``): it is no longer a run that may still finish. A
-    completed or unreadable record is left as it is (False)."""
-    return _update_unfinished(
+    completed or unreadable record is left as it is. Returns the file as it was (None: there
+    was none), for ``restore_record`` if the run that resumes it is refused."""
+    path = Path(out_dir) / METRICS
+    before = path.read_bytes() if path.is_file() else None
+    _update_unfinished(
         out_dir, (None, "running", "failed", "resumed"), status="resumed",
         resumed_in=str(Path(resumed_in).resolve()),
     )  # fmt: skip
+    return before
+
+
+def restore_record(out_dir: Path, before: bytes | None) -> None:
+    """``metrics.json`` put back as it was (``before``: its bytes; None: there was none)."""
+    path = Path(out_dir) / METRICS
+    if before is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_bytes(before)
 
 
 def owner() -> dict[str, Any]:

@@ -43,6 +43,7 @@ from vaelab.run_folder import (
     mark_resumed,
     owner,
     remove_added,
+    restore_record,
     write_hydra_files,
 )
 from vaelab.viz import save_run_figures
@@ -258,6 +259,7 @@ def run(cfg: DictConfig) -> float | None:
     }  # fmt: skip
     trainer: L.Trainer | None = None
     before = entries(out_dir)  # a refused run leaves the folder as it found it
+    taken_over, taken_over_record = None, None  # the killed run this one resumes, its record
     chief = rank_zero_only.rank == 0  # DDP ranks > 0 write nothing
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -277,7 +279,7 @@ def run(cfg: DictConfig) -> float | None:
             write_json_atomic(metrics_path, record)  # a run that is killed stays "running"
             taken_over = resumed_run(cfg, ckpt_path)
             if taken_over is not None:  # its metrics.json: resumed, and where
-                mark_resumed(taken_over, out_dir)
+                taken_over_record = mark_resumed(taken_over, out_dir)
         with building("the trainer (`trainer`, `callbacks`, `logger`)"):
             trainer = build_trainer(cfg)
         # Lightning's DDP seeds every process again as fit starts (reset_seed); doing the
@@ -312,11 +314,11 @@ def run(cfg: DictConfig) -> float | None:
         if evaluation.notes:
             record["notes"] = evaluation.notes
     except ConfigError:
-        record["status"] = "invalid"  # bad input: no run happened, the folder as it was
-        if chief and earlier is not None:
-            metrics_path.write_bytes(earlier)
-        elif chief:
-            metrics_path.unlink(missing_ok=True)
+        record["status"] = "invalid"  # bad input: no run happened, the folders as they were
+        if chief:
+            restore_record(out_dir, earlier)
+        if chief and taken_over is not None:
+            restore_record(taken_over, taken_over_record)
         raise
     except Exception as error:
         record.update(

@@ -28,6 +28,12 @@ def sweep(sweep_dir: Path, *overrides: str, process: bool = False) -> subprocess
     )
 
 
+def losses(metrics_csv: Path) -> list[tuple[str, str]]:
+    """(step, train/loss) of each row of a run's csv/metrics.csv that logged the loss."""
+    rows = csv.DictReader(metrics_csv.open())
+    return [(r["step"], r["train/loss"]) for r in rows if r.get("train/loss")]
+
+
 def jobs(sweep_dir: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")}
 
@@ -107,7 +113,7 @@ def test_a_job_killed_inside_a_sweep_resumes_on_the_rerun_and_matches_an_uninter
     tmp_path: Path, monkeypatch
 ):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
-    exact = ["trainer.deterministic=true", "seed=0"]
+    exact = ["trainer.deterministic=true", "seed=0", "+logger.csv.flush_logs_every_n_steps=1"]
     whole = tmp_path / "whole"
     assert sweep(whole, "beta=1", *exact, process=True).returncode == 0
     killed = tmp_path / "killed"  # job 0 is killed after its step-3 checkpoint; job 1 never ran
@@ -123,3 +129,8 @@ def test_a_job_killed_inside_a_sweep_resumes_on_the_rerun_and_matches_an_uninter
     (reference,) = jobs(whole).values()
     logged = ("train/loss", "train/recon", "train/kl", "val/elbo", "test/elbo", "test/loss")
     assert {k: first["metrics"][k] for k in logged} == {k: reference["metrics"][k] for k in logged}
+    # its csv/metrics.csv holds the losses logged before the kill and after it, each once, as
+    # the uninterrupted run's (Lightning's logger deleted the earlier ones); the kill came
+    # after step 2's checkpoint, before its loss was logged: that row alone is missing
+    kept, reference = (losses(next(f.glob("0_*")) / "csv" / "metrics.csv") for f in (killed, whole))
+    assert kept == [row for row in reference if row[0] != "2"] and len(kept) == 5

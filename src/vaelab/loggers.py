@@ -1,7 +1,9 @@
-"""Experiment loggers that never prompt and never hang."""
+"""Experiment loggers that never prompt and never hang, and a CSV log that a resumed run
+continues instead of replacing."""
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from pathlib import Path
@@ -10,7 +12,9 @@ from typing import Any
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.loggers import WandbLogger
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 _told_offline = False
 
@@ -54,3 +58,49 @@ def finish_loggers(trainer: L.Trainer, failed: bool) -> None:
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger.experiment.finish(exit_code=1 if failed else 0)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSV logger (``<save_dir>/<name>/metrics.csv``), whose file a run resumed in
+    the same folder continues: Lightning's writer deletes an existing ``metrics.csv``; here its
+    rows are written back at once, and at the first step logged after the resume those from
+    that step on (logged after the checkpoint, before the kill) are dropped, as the resumed
+    run logs them again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._earlier: tuple[list[str], list[dict[str, str]]] | None = None
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        if path.is_file():
+            with path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                self._earlier = (list(reader.fieldnames or []), list(reader))
+        writer = super().experiment  # removes metrics.csv
+        if self._earlier is not None:
+            self._write_earlier(writer, None)
+        return writer
+
+    def _write_earlier(self, writer, before_step: int | None) -> None:
+        """``metrics.csv`` holding the earlier rows (those before ``before_step``), which the
+        writer's next rows are appended to."""
+        header, rows = self._earlier
+        if before_step is not None:
+            rows = [r for r in rows if r.get("step", "") == "" or float(r["step"]) < before_step]
+        with (Path(self.log_dir) / "metrics.csv").open("w", newline="") as handle:
+            table = csv.DictWriter(handle, fieldnames=header)
+            table.writeheader()
+            table.writerows(rows)
+        writer.metrics_keys = list(header)  # the file's columns, in its order
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if self._earlier is not None and step is not None:
+            self._write_earlier(self.experiment, step)
+            self._earlier = None
+        super().log_metrics(metrics, step)

@@ -68,6 +68,10 @@ warnings.filterwarnings("ignore", message=".*is not supported by the model summa
 # A run resumed from another (killed) run's folder writes its checkpoints to its own folder;
 # only last.ckpt is used, so the best-model bookkeeping Lightning says it drops does not apply.
 warnings.filterwarnings("ignore", message=".*The dirpath has changed from.*")
+# A run resumed in its own folder finds its checkpoints and CSV log there: vaelab's CSV logger
+# keeps the earlier rows (vaelab.loggers.ResumableCSVLogger), unlike what Lightning says.
+warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty")
+warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty")
 # A single-process SLURM batch job needs no srun, yet Lightning advises it wherever srun is
 # installed (several tasks without srun fail with Lightning's own error anyway).
 warnings.filterwarnings("ignore", message=".*The `srun` command is available on your system.*")

@@ -203,3 +203,26 @@ def test_a_job_a_stack_cannot_train_exactly_is_refused_in_one_line(tmp_path: Pat
         assert record["status"] == "failed"
         assert "cannot train in a stack: it sets gradient clipping" in record["error"]
         assert "drop hydra/launcher=stacked" in record["error"]
+
+
+def test_a_members_images_per_second_counts_its_own_batch_not_the_stack():
+    """A stack's batch is ``[K, B, C, H, W]``: each step trains every member on B images, so
+    a member's images/s counts B a step (it counted K: 16x too low for 4 members of 64)."""
+    from types import SimpleNamespace
+
+    from vaelab.callbacks import TrainingSpeed
+    from vaelab.stacked.module import StackedVAEModule
+
+    trainer = SimpleNamespace(world_size=1)
+    logged = []
+    member = SimpleNamespace(
+        images_in=StackedVAEModule.images_in, log=lambda *a, **k: logged.append(a)
+    )
+    single = SimpleNamespace(log=lambda *a, **k: None)
+    for module, batch, expected in ((member, torch.zeros(4, 64, 1, 8, 8), 3 * 64),
+                                    (single, torch.zeros(64, 1, 8, 8), 3 * 64)):  # fmt: skip
+        speed = TrainingSpeed(warmup=0)
+        for step in range(4):  # the first batch end starts the clock
+            speed.on_train_batch_end(trainer, module, None, batch, step)
+        assert speed.images == expected
+    assert logged and logged[-1][0] == "train/images_per_sec"

@@ -33,7 +33,8 @@ class TrainingSpeed(L.Callback):
 
     images/s = (images in counted batches) / (wall time between their ends), skipping the
     first ``warmup`` batches and any interval that contained a validation run. Under DDP the
-    images are those of the global batch (this rank's slice times the number of ranks).
+    images are those of the global batch (this rank's slice times the number of ranks); for a
+    stack of models, those of one member's batch (its ``images_in``).
     Logged (and shown in the progress bar) on the steps Lightning writes logs.
     """
 
@@ -62,7 +63,8 @@ class TrainingSpeed(L.Callback):
         now = time.perf_counter()
         self._seen += 1
         if self._last is not None and self._seen > self.warmup:
-            self.images += len(batch) * trainer.world_size
+            count = getattr(pl_module, "images_in", len)  # a stack: one member's batch
+            self.images += count(batch) * trainer.world_size
             self.seconds += now - self._last
             if logs_written_this_step(trainer):
                 pl_module.log("train/images_per_sec", self.images / self.seconds, prog_bar=True)

@@ -71,6 +71,12 @@ class StackedVAEModule(L.LightningModule):
     def size(self) -> int:
         return len(self._members)
 
+    @staticmethod
+    def images_in(batch: torch.Tensor) -> int:
+        """Images of one member's batch (``batch`` is ``[K, B, ...]``): what a member's
+        images/s counts (``callbacks.TrainingSpeed``)."""
+        return batch.shape[1]
+
     # ---- random streams ------------------------------------------------------------------
     def _seeded_state(self, seed: int) -> dict[str, torch.Tensor]:
         """The torch random state right after ``seed_everything(seed)``: where a single run's

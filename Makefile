@@ -39,11 +39,13 @@ report: $(STAMP)
 
 # Locatello et al.'s dSprites grid for the β question, beside the published values
 # (conf/experiment/reproduce_dsprites.yaml: 21 jobs of 150k-300k steps, for a GPU). Run again to
-# resume; ARGS trains a piece, e.g. ARGS="reproduce=beta_vae_b4 seed=0". The report is written
+# resume; ARGS trains a piece, e.g. ARGS="reproduce=beta_vae_b4 seed=0"; REPRODUCE_DIR=... puts
+# the sweep and its report elsewhere. The report is written
 # whatever the jobs' status; the exit status is the sweep's.
 REPRODUCE_DIR ?= outputs/reproduce/dsprites
 reproduce: $(STAMP)
-	$(PY) src/train.py -m experiment=reproduce_dsprites $(ARGS); status=$$?; \
+	$(PY) src/train.py -m experiment=reproduce_dsprites hydra.sweep.dir=$(REPRODUCE_DIR) $(ARGS); \
+	status=$$?; \
 	$(PY) src/report.py $(REPRODUCE_DIR) && exit $$status
 
 # 2018 vs 2024 on one network: β-VAE, β-TCVAE, FactorVAE, Ada-GVAE, QLAE and Tripod
@@ -51,7 +53,8 @@ reproduce: $(STAMP)
 # for a shorter run). Reported by model, whatever the jobs' status; the exit status is the sweep's.
 COMPARE_DIR ?= outputs/compare_2024
 compare: $(STAMP)
-	$(PY) src/train.py -m experiment=compare_2024 $(ARGS); status=$$?; \
+	$(PY) src/train.py -m experiment=compare_2024 hydra.sweep.dir=$(COMPARE_DIR) $(ARGS); \
+	status=$$?; \
 	$(PY) src/report.py $(COMPARE_DIR) --by model && exit $$status
 
 bench: $(STAMP)

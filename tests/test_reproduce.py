@@ -71,13 +71,13 @@ def make_reproduce(log_dir: Path, *args: str) -> subprocess.CompletedProcess:
     """``make reproduce ARGS=...`` with this interpreter (no venv check)."""
     arg = " ".join([*args, f"paths.log_dir={log_dir}", *TINY_SUITE])
     cmd = ["make", "-s", "reproduce", "STAMP=", f"PY={sys.executable}", f"ARGS={arg}",
-           f"REPRODUCE_DIR={log_dir / 'reproduce' / 'dsprites'}"]  # fmt: skip
+           f"REPRODUCE_DIR={log_dir / 'pieces'}"]  # fmt: skip
     env = {**os.environ, "VAELAB_DATA_DIR": str(log_dir / "data")}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_tiny_reproduction_in_two_pieces_reports_beside_the_published_values(tmp_path: Path):
-    sweep = tmp_path / "reproduce" / "dsprites"
+    sweep = tmp_path / "pieces"  # REPRODUCE_DIR: where the jobs and the report go
     first = make_reproduce(tmp_path, "reproduce=beta_vae_b1", "seed=0")
     assert first.returncode == 0, first.stderr[-3000:]
     done = (sweep / "beta_vae_b1_seed=0" / "metrics.json").read_bytes()

@@ -134,3 +134,19 @@ def test_a_job_killed_inside_a_sweep_resumes_on_the_rerun_and_matches_an_uninter
     # after step 2's checkpoint, before its loss was logged: that row alone is missing
     kept, reference = (losses(next(f.glob("0_*")) / "csv" / "metrics.csv") for f in (killed, whole))
     assert kept == [row for row in reference if row[0] != "2"] and len(kept) == 5
+
+
+def test_a_job_stopped_by_a_nan_is_listed_as_failed_with_advice_that_fits_it(
+    tmp_path: Path, monkeypatch
+):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.poison
+    poison = ["model.objective._target_=tests.poison.PoisonedBetaVAE",
+              "+model.objective.poison_calls=[4]"]  # fmt: skip
+    result = sweep(tmp_path / "sweep", "beta=4", *poison, process=True)
+    assert result.returncode == 1
+    summary = next(line for line in result.stdout.splitlines() if "FAILED" in line)
+    assert ": failed NonFiniteLossError: the training loss became nan at step 4" in summary
+    assert "refused" not in summary  # its metrics.json says failed, as the summary now does
+    assert "float32" not in summary  # the run is float32 already: no advice to switch to it
+    (record,) = jobs(tmp_path / "sweep").values()
+    assert record["status"] == "failed" and "traceback" in record

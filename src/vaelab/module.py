@@ -257,12 +257,14 @@ class VAEModule(L.LightningModule):
             self.log("train/skipped_batches", float(self.skipped_batches), prog_bar=True)
             return None
         bad = [k for k, v in parts.items() if not torch.isfinite(v).all()] or ["loss"]
+        precision = str(self._trainer.precision) if self._trainer else "32-true"
+        reduced = precision.startswith(("16", "bf16"))  # float32 is the first thing to try
         raise NonFiniteLossError(
             f"the training loss became {loss.item()} at step {self.global_step} "
             f"({self._skips_in_a_row} batches skipped in a row before it); non-finite "
             f"parts: {', '.join(bad)}. Nothing of this step was saved. Try a lower learning rate "
-            f"(optimizer.lr), float32 (precision=32), or trainer.nan_policy=skip to skip such "
-            f"batches."
+            f"(optimizer.lr), {'float32 (precision=32), ' if reduced else ''}or "
+            f"trainer.nan_policy=skip to skip such batches."
         )
 
     def _manual_steps(self, loss: torch.Tensor, out: VAEOutput) -> dict[str, torch.Tensor]:

@@ -149,9 +149,10 @@ def _update_unfinished(out_dir: Path, statuses: tuple[str | None, ...], **fields
 
 
 def mark_failed(out_dir: Path, message: str) -> bool:
-    """``metrics.json`` says ``failed`` with ``message``: a new record, or the running one with
-    its fingerprint kept; a completed or unreadable record is left as it is (False)."""
-    return _update_unfinished(out_dir, (None, "running"), status="failed", error=message)
+    """``metrics.json`` says ``failed`` with ``message``: a new record, or the running (or
+    already failed) one with its fingerprint kept; a completed or unreadable record, or
+    another config's, is left as it is (False)."""
+    return _update_unfinished(out_dir, (None, "running", "failed"), status="failed", error=message)
 
 
 def mark_resumed(out_dir: Path, resumed_in: Path) -> bytes | None:

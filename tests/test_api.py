@@ -86,6 +86,16 @@ def test_bad_input_raises_the_cli_paragraph_and_a_sweep_is_refused(tmp_path) -> 
         vaelab.train(["-m", "beta=1,2"])
     with pytest.raises(TypeError, match="as a list"):
         vaelab.train("beta=4")
+    with pytest.raises(ConfigError, match=r"Could not find 'model/nope'\. Available options"):
+        vaelab.train(["model=nope"])  # Hydra's own exception before, its search path dump
+    with pytest.raises(ConfigError, match=r"a list of values is a sweep.*vaelab-train -m"):
+        vaelab.train(["beta=1,4"])
+    for device, words in (("gpu0", "is not a device"), ("cuda:7", "no GPU is visible")):
+        if device.startswith("cuda") and torch.cuda.is_available():
+            continue
+        with pytest.raises(ConfigError, match=words):  # said before training, not after it
+            vaelab.train([*DIGITS, f"hydra.run.dir={tmp_path / device}"], device=device)
+        assert not (tmp_path / device).exists()
 
 
 def test_import_vaelab_is_light_and_names_the_api() -> None:

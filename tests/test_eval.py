@@ -214,6 +214,16 @@ def test_a_bad_suite_setting_is_refused_before_the_model_is_loaded(
     assert snapshot(run_copy) == before
 
 
+def test_a_device_that_is_not_one_is_one_paragraph(run_copy: Path):
+    before = snapshot(run_copy)
+    result = eval_cli(f"run={run_copy}", *EVAL, "device=gpu0", data=run_copy.parent / "data")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    message = result.stderr.strip()  # it was torch's RuntimeError with Hydra's traceback
+    assert message.startswith("error: `device`='gpu0' is not a device: use auto")
+    assert "Traceback" not in message and len(message.splitlines()) == 1
+    assert snapshot(run_copy) == before
+
+
 def test_missing_data_is_said_with_where_to_put_it(run_copy: Path, tmp_path: Path):
     _edit_config(run_copy, "_target_: vaelab.data.dsprites.ProceduralDSprites",
                  "_target_: vaelab.data.shapes3d.Shapes3D")  # fmt: skip

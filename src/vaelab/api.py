@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import run_job
+from hydra.errors import ConfigCompositionException, HydraException
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
@@ -30,7 +31,7 @@ from vaelab.config import validate
 from vaelab.console import logging_restored
 from vaelab.errors import ConfigError
 from vaelab.run_folder import drop_if_empty
-from vaelab.runs import LoadedRun, load_run
+from vaelab.runs import LoadedRun, load_run, pick_device
 
 __all__ = ["load_run", "train"]
 
@@ -64,12 +65,17 @@ def train(overrides: Sequence[str] = (), device: str = "auto") -> LoadedRun:
     keep_freed_memory()  # as the programs do (vaelab.allocator)
     if isinstance(overrides, str):
         raise TypeError("give the overrides as a list, e.g. ['model=beta_vae', 'beta=4']")
+    pick_device(device)  # a device that cannot be used is said before training, not after
     if any(a in ("-m", "--multirun") for a in overrides):
         raise ConfigError("vaelab.train runs one model; run sweeps with vaelab-train -m ...")
     args = with_user_configs(normalize_overrides(list(overrides)))
     GlobalHydra.instance().clear()
     with _initialize(), logging_restored():  # Hydra's job logging lasts as long as the job
-        cfg = compose("train", overrides=args, return_hydra_config=True)
+        try:
+            cfg = compose("train", overrides=args, return_hydra_config=True)
+        except HydraException as error:  # an unknown option or key, a sweep's a,b list
+            raise ConfigError(f"the overrides {list(overrides)} cannot be composed: "
+                              f"{_first_paragraph(error)}") from None  # fmt: skip
         context = HydraContext(
             config_loader=GlobalHydra.instance().config_loader(),
             callbacks=_callbacks(cfg),
@@ -88,6 +94,15 @@ def train(overrides: Sequence[str] = (), device: str = "auto") -> LoadedRun:
         finally:
             HydraConfig.instance().cfg = None  # later direct calls are not this job
     return load_run(out_dir, device=device)
+
+
+def _first_paragraph(error: Exception) -> str:
+    """Hydra's message on one line, without the config search path it appends to a missing
+    option (its list of the options is kept)."""
+    text = str(error).split("Config search path:", 1)[0].replace("\n\n", ". ")
+    if isinstance(error, ConfigCompositionException) and "--multirun" in text:
+        text = "a list of values is a sweep, which vaelab.train does not run (vaelab-train -m)"
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _callbacks(cfg: DictConfig):

@@ -182,10 +182,17 @@ def pick_device(device: str) -> torch.device:
     """``auto``: the GPU when there is one, else the CPU; otherwise the device named."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"`device`={device!r} is not a device: use auto (the GPU when there is one), cpu, "
+            f"cuda or cuda:<index>."
+        ) from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"`device`={device} was asked for but no GPU is visible; use "
                           f"device=cpu or device=auto.")  # fmt: skip
-    return torch.device(device)
+    return chosen
 
 
 def load_run(

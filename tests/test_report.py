@@ -105,3 +105,16 @@ def test_a_folder_without_a_sweep_is_said_plainly(tmp_path: Path, folder: str, w
     assert message == (f"error: {tmp_path / folder} {words}" + message.split(words, 1)[1])
     assert "give the folder a sweep was written to" in message and len(message.splitlines()) == 1
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_beta_not_swept_is_read_from_the_jobs_saved_config(tmp_path: Path):
+    """``-m optimizer.lr=1e-3,1e-4``: β is the config's (4), not None; one row per lr."""
+    for n, lr in enumerate((0.001, 0.0001)):
+        record = {"status": "completed", "model": "beta_vae", "metrics": {"disent/mig": lr * 100}}
+        job(tmp_path, f"{n}_beta_vae_beta=4_seed=0", [f"optimizer.lr={lr}"], record)
+        (tmp_path / f"{n}_beta_vae_beta=4_seed=0" / ".hydra" / "config.yaml").write_text(
+            yaml.safe_dump({"beta": 4, "optimizer": {"lr": lr}})
+        )
+    markdown, _ = write_report(tmp_path)
+    assert "| model | beta | optimizer.lr | jobs | steps | disent/mig |" in markdown
+    assert "| beta_vae | 4 | 0.0001 | 1 | – | 0.010 |" in markdown and "None" not in markdown

@@ -100,19 +100,27 @@ def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
             "step": record.get("step"), **overrides, **renamed(record.get("metrics", {})),
             "overrides": tuple(overrides),
         })  # fmt: skip
-        published = _published(job / ".hydra" / "config.yaml")
+        saved = _saved_config(job / ".hydra" / "config.yaml")
+        if "beta" not in overrides and isinstance(saved.get("beta"), int | float):
+            rows[-1]["beta"] = saved["beta"]  # not swept: the value the job was trained with
+        published = _published(saved)
         if published:
             rows[-1]["published"] = published
     return rows
 
 
-def _published(config: Path) -> dict[str, dict[str, Any]]:
-    """``reproduce.published`` of a job's saved config: ``{metric: {value, std?, source}}``."""
+def _saved_config(config: Path) -> dict[str, Any]:
+    """A job's saved ``.hydra/config.yaml`` as plain data (empty when it cannot be read)."""
     try:
         saved = yaml.safe_load(config.read_text()) if config.is_file() else None
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
-    reproduce = saved.get("reproduce") if isinstance(saved, dict) else None
+    return saved if isinstance(saved, dict) else {}
+
+
+def _published(saved: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``reproduce.published`` of a job's saved config: ``{metric: {value, std?, source}}``."""
+    reproduce = saved.get("reproduce")
     published = reproduce.get("published") if isinstance(reproduce, dict) else None
     return published if isinstance(published, dict) else {}
 
@@ -266,7 +274,9 @@ def _plot_tradeoff(rows: list[dict[str, Any]], by: str, path: Path) -> Path | No
         return None
     ncols = min(len(keys), 5)
     nrows = -(-len(keys) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4 * ncols, 3.4 * nrows), squeeze=False, layout="constrained"
+    )  # titles, labels and colour bar apart
     raw = [r.get(by) for r in done]
     if all(isinstance(v, int | float) or v is None for v in raw):  # β: coloured on a log scale
         colour, label = np.log2(np.maximum([float(v or 0) for v in raw], 1e-3)), f"log2 {by}"

@@ -98,6 +98,8 @@ def test_true_factors_score_one_and_constant_or_noise_codes_zero():
 def test_a_tuple_gives_its_first_element_and_settings_reach_the_suite():
     source = ToySource()
     plain = evaluate(true_factors, data=source, metrics=["mig"], **SMALL)
+    named = evaluate(true_factors, data=source, metrics="mig", **SMALL)  # one name, not letters
+    assert scores(named["metrics"]) == scores(plain["metrics"])
     paired = evaluate(lambda x: (true_factors(x), None), data=source, metrics=["mig"], **SMALL)
     assert scores(paired["metrics"]) == scores(plain["metrics"])
     assert plain["settings"]["suite"]["num_train"] == 200

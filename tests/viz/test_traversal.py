@@ -80,3 +80,9 @@ def test_the_gif_has_one_frame_per_step(bars, tmp_path):
     grid = to_grid(images[:, :, 0].flatten(0, 1), 2)  # base images in rows, dims in columns
     scale = size[0] // grid.shape[2]
     assert size == (grid.shape[2] * scale, (grid.shape[1] + 3) * scale) and scale >= 2
+
+
+def test_one_figure_named_alone_is_a_list_of_one_and_a_typo_is_named():
+    assert FigureSettings.from_config({"include": "traversal"}).include == ("traversal",)
+    with pytest.raises(ValueError, match=r"figures.include: unknown \['travesal'\]"):
+        FigureSettings.from_config({"include": "travesal"})  # was: unknown ['a', 'e', 'l', ...]

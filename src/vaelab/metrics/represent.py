@@ -137,6 +137,8 @@ def evaluate(
     cfg = _compose(evaluation, data if isinstance(data, str) else None, seed, overrides)
     evaluator = build_evaluator(cfg, evaluation)
     chosen = list(evaluator.metrics if metrics is None else metrics)
+    if isinstance(metrics, str):  # metrics="mig": one metric, not its letters
+        chosen = [metrics]
     settings_suite = {**evaluator.suite, **suite}
     check_choice(chosen, settings_suite)
     source, images, data_name = _data(cfg, data)

@@ -103,6 +103,8 @@ class FigureSettings:
 
     def __post_init__(self) -> None:
         _check_choice("figures.split", self.split, SPLITS)
+        if isinstance(self.include, str):  # figures.include=samples: one figure, not letters
+            self.include = (self.include,)
         unknown = sorted(set(self.include) - set(FIGURES))
         if unknown:
             raise ValueError(f"figures.include: unknown {unknown}; choose from {list(FIGURES)}")

@@ -231,4 +231,4 @@ def test_a_bad_represent_exits_2_with_one_paragraph(tmp_path, monkeypatch, args,
     assert result.returncode == 2, result.stderr[-3000:]
     error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(error) == 1 and message in error[0], result.stderr[-3000:]
-    assert not (tmp_path / "out" / "evaluation").exists()
+    assert not (tmp_path / "out").exists()  # no folder, log or evaluation/ left behind

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -31,6 +32,7 @@ from vaelab.eval_runs import (
     record_failure,
 )
 from vaelab.eval_udr import UDREvaluation, evaluate_sweep_udr
+from vaelab.run_folder import drop_if_empty, entries, remove_added
 
 failed = 0  # evaluations that failed in sweep=<folder> mode
 started = False  # set once Hydra has composed the config and called the task
@@ -46,7 +48,13 @@ def task(cfg: DictConfig) -> float | None:
     try:
         if cfg.represent is not None:
             runtime = HydraConfig.get().runtime
-            evaluate_represent(cfg, name, runtime.choices["data"], runtime.output_dir)
+            out, before = Path(runtime.output_dir), entries(Path(runtime.output_dir))
+            try:
+                evaluate_represent(cfg, name, runtime.choices["data"], runtime.output_dir)
+            except ConfigError:  # refused: its log and the folder Hydra made go
+                remove_added(out, before)
+                drop_if_empty(out)
+                raise
             return None
         if sweep_level(cfg.evaluation):
             failed += _evaluate_sweep_level(cfg, name)

@@ -246,12 +246,18 @@ Each run's time, training and its end-of-run evaluation and figures: {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3000, help="training steps on the digits")
-    parser.add_argument("--dsprites-steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps on the digits (3000; --quick: 200)")  # fmt: skip
+    parser.add_argument("--dsprites-steps", type=int, default=None,
+                        help="training steps on dSprites (2000; --quick: 100)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a few steps on small data")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="tutorial.md goes here")
     parser.add_argument("--work", type=Path, default=ROOT / "outputs" / "tutorial")
     args = parser.parse_args(argv)
+    if args.steps is None:
+        args.steps = 200 if args.quick else 3000
+    if args.dsprites_steps is None:
+        args.dsprites_steps = 100 if args.quick else 2000
     data_dir = Path(os.environ.get("VAELAB_DATA_DIR", ROOT / "data"))
     data_name, data = first_data(data_dir)
     work = args.work.absolute()

@@ -56,8 +56,8 @@ def test_old_dci_keys_are_read_under_the_new_names(tmp_path: Path):
     row = next(line for line in markdown.splitlines() if "beta_vae" in line)
     cells = dict(zip(*(map(str.strip, r.split("|")) for r in (header, row)), strict=True))
     assert cells["disent/dci[gbt]/d"] == "0.300 ± 0.100"  # 0.2 (old key) and 0.4 (new)
-    assert cells["disent/dci[rf]/d"] == "0.700"  # one job holds it: no std
-    assert cells["disent/infomec[iqr]/m"] == "0.500"
+    assert cells["disent/dci[rf]/d"] == "0.700 (1 of 2 jobs)"  # one job holds it: no std
+    assert cells["disent/infomec[iqr]/m"] == "0.500 (1 of 2 jobs)"
 
 
 def test_by_model_the_table_has_one_model_column(tmp_path: Path):

@@ -180,12 +180,14 @@ def summarize(rows: list[dict[str, Any]], by: str = "beta") -> list[dict[str, An
 
 
 def _cell(entry: dict[str, Any], key: str) -> str:
-    """``mean ± std`` over seeds (the value alone from one job), and ``[published value ±
-    std]`` where one is given."""
+    """``mean ± std`` over seeds (the value alone from one job; how many jobs hold it when not
+    all of the row's do), and ``[published value ± std]`` where one is given."""
     text = "–"
     if key in entry:
         mean, std, count = entry[key]
         text = f"{mean:.3f} ± {std:.3f}" if count > 1 else f"{mean:.3f}"
+        if count < entry["jobs"]:  # the other jobs lack this metric (not evaluated with it)
+            text += f" ({count} of {entry['jobs']} jobs)"
     paper = entry["published"].get(key)
     if paper:
         spread = f" ± {paper['std']:.2f}" if "std" in paper else ""

@@ -63,6 +63,13 @@ def test_the_methods_agree_with_each_other_and_with_the_module(api_run) -> None:
     out = api_run.traverse(x, dims=[2], steps=1, limits=(1.5, 1.5))
     assert out.shape == (4, 1, 1, 1, 8, 8)
     torch.testing.assert_close(out[:, 0, 0], api_run.decode(moved))
+    torch.testing.assert_close(api_run.traverse(x, dims=2, steps=1, limits=(1.5, 1.5)), out)
+    torch.testing.assert_close(api_run.encode(x[0])[0], mu[:1])  # one image: a batch of one
+    latents = api_run.cfg.arch.latent_dim
+    with pytest.raises(ValueError, match=rf"dims \[{latents}\] are not latent dimensions"):
+        api_run.traverse(x, dims=[latents])
+    with pytest.raises(ValueError, match="split='tset': choose train, val or test"):
+        api_run.images("tset")
     path = api_run.interpolate(x[0], x[1], steps=5)
     torch.testing.assert_close(path[0], api_run.decode(mu[:1])[0])
     torch.testing.assert_close(path[-1], api_run.decode(mu[1:2])[0])

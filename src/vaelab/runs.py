@@ -44,14 +44,20 @@ class LoadedRun:
         return dict(self.record.get("metrics", {}))
 
     def images(self, split: str = "test", n: int | None = None) -> torch.Tensor:
-        """uint8 images of a split (train / val / test), all or ``n`` spread evenly over it."""
+        """uint8 images of a split (train / val / test), all or ``n`` spread evenly over it
+        (all when the split holds fewer than ``n``)."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split={split!r}: choose train, val or test")
         self.datamodule.setup()
         return self.datamodule.split_images(split, n=n)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(mu, logvar)`` of q(z|x), ``[N, D]`` each (logvar None for an AE)."""
+        """``(mu, logvar)`` of q(z|x), ``[N, D]`` each (logvar None for an AE), of images
+        ``[N, C, H, W]`` (one image ``[C, H, W]`` is a batch of one)."""
         from vaelab.viz.common import encode_means
 
+        if images.dim() == 3:
+            images = images[None]
         return encode_means(self.module, images)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -77,7 +83,7 @@ class LoadedRun:
     def traverse(
         self,
         images: torch.Tensor,
-        dims: list[int] | None = None,
+        dims: list[int] | int | None = None,
         steps: int = 9,
         limits: tuple[float, float] = (-2.5, 2.5),
     ) -> torch.Tensor:
@@ -87,7 +93,13 @@ class LoadedRun:
         from vaelab.viz.traversal import traversal_values, traverse
 
         mu, _ = self.encode(images)
-        dims = list(range(mu.shape[1])) if dims is None else list(dims)
+        if dims is None:
+            dims = list(range(mu.shape[1]))
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        outside = [d for d in dims if not -mu.shape[1] <= d < mu.shape[1]]
+        if outside:
+            raise ValueError(f"dims {outside} are not latent dimensions: the model has "
+                             f"{mu.shape[1]} (0 to {mu.shape[1] - 1})")  # fmt: skip
         values = traversal_values(mu, steps, "fixed", limits, codebook=self.module.codebook())
         return traverse(self.module, mu, np.asarray(dims), values)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -248,6 +249,21 @@ def test_fid_without_the_inception_weights_is_one_paragraph_and_exit_2(run_copy:
     assert "Traceback" not in message and len(message.splitlines()) == 1
     assert read_metrics(run_copy) == before and not (run_copy / "evaluation").exists()
     assert "(step 6)" not in result.stdout + result.stderr  # said before the run was loaded
+
+
+def test_fid_without_its_weights_stops_a_sweep_once_before_any_job(run_copy: Path, monkeypatch):
+    """Said once with exit 2 (it was said for every job, then 'run the same command again to
+    retry them', with exit 1)."""
+    without_internet(monkeypatch, run_copy.parent)
+    sweep = run_copy.parent / "sweep"
+    for job in ("0_beta_vae_beta=4_seed=0", "1_beta_vae_beta=4_seed=1"):
+        shutil.copytree(run_copy, sweep / job)
+    inception = [a for a in EVAL if not a.startswith("evaluation.fid.features")]
+    result = eval_cli(f"sweep={sweep}", *inception, data=run_copy.parent / "data")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    printed = result.stdout + result.stderr
+    assert printed.count("need the Inception v3 weights") == 1 and "retry" not in printed
+    assert not any(sweep.glob("*/evaluation"))
 
 
 def test_no_target_is_exit_2():

@@ -80,6 +80,20 @@ def _done_before(path: Path, sha: str, settings: dict[str, Any]) -> bool:
     return record.get("status") == "completed" and same
 
 
+def build_evaluation(run_dir: Path, evaluation: DictConfig, name: str, seed: int | None):
+    """The evaluator of ``evaluation`` in the run's config, built and checked (e.g. FID's
+    network and weights) before the run is loaded. ``ConfigError`` when it cannot be."""
+    from hydra.utils import instantiate
+
+    cfg = evaluation_config(run_config(run_dir), evaluation, seed)
+    try:
+        evaluator = instantiate(cfg.evaluation)
+    except Exception as error:
+        raise ConfigError(f"evaluation={name} cannot be built: {build_error(error)}") from None
+    evaluator.check_available()
+    return evaluator
+
+
 def evaluate_run(
     run_dir: str | Path,
     evaluation: DictConfig,
@@ -92,7 +106,6 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate one run folder (module docstring); returns the evaluation's record, with
     ``status`` ``completed`` or ``skipped`` (done before). ``ConfigError`` for bad input."""
-    from hydra.utils import instantiate
 
     run_dir = Path(run_dir)
     record = run_record(run_dir)
@@ -112,12 +125,7 @@ def evaluate_run(
             f"resumes it), or give ckpt_path={run_dir / LAST} to evaluate that "
             f"checkpoint as it is (the result then goes to {RESULTS}/ only)."
         )
-    cfg = evaluation_config(run_config(run_dir), evaluation, seed)
-    try:
-        evaluator = instantiate(cfg.evaluation)
-    except Exception as error:
-        raise ConfigError(f"evaluation={name} cannot be built: {build_error(error)}") from None
-    evaluator.check_available()  # e.g. FID's network and weights, before the run is loaded
+    evaluator = build_evaluation(run_dir, evaluation, name, seed)
     settings = evaluator.settings()
     checkpoint = Path(ckpt_path) if ckpt_path is not None else run_dir / LAST
     sha = file_sha256(checkpoint) if checkpoint.is_file() else ""
@@ -257,6 +265,8 @@ def sweep_jobs(sweep_dir: str | Path) -> tuple[list[Path], list[tuple[Path, str]
 def evaluate_sweep(sweep_dir: str | Path, evaluation: DictConfig, name: str, **options) -> int:
     """Evaluate every completed job one after another; returns the number that failed."""
     done, others = sweep_jobs(sweep_dir)
+    if done:  # an evaluation that cannot run here (FID offline) is said once, not per job
+        build_evaluation(done[0], evaluation, name, options.get("seed"))
     failed = []
     for job in done:
         try:

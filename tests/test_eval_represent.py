@@ -46,6 +46,10 @@ def centroid_features(x: torch.Tensor) -> np.ndarray:
     return torch.cat([centre, mass.sqrt()[:, None]], 1).numpy()
 
 
+def interrupted(x: torch.Tensor) -> torch.Tensor:
+    raise KeyboardInterrupt  # what Ctrl-C raises while the codes are computed
+
+
 def wrong_shape(x: torch.Tensor) -> torch.Tensor:
     return torch.zeros(len(x))
 
@@ -232,3 +236,12 @@ def test_a_bad_represent_exits_2_with_one_paragraph(tmp_path, monkeypatch, args,
     error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(error) == 1 and message in error[0], result.stderr[-3000:]
     assert not (tmp_path / "out").exists()  # no folder, log or evaluation/ left behind
+
+
+def test_ctrl_c_is_one_line_and_the_shells_status(tmp_path, monkeypatch):
+    args = [f"represent={HERE}:interrupted", f"out={tmp_path / 'out'}", *SUITE_ARGS,
+            "evaluation.disentanglement=[mig]"]  # fmt: skip
+    result = eval_script(args, tmp_path / "data", monkeypatch)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr  # it was Python's 85-line KeyboardInterrupt
+    assert result.stderr.strip().splitlines()[-1].startswith("interrupted: the evaluations")

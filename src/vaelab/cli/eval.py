@@ -34,6 +34,7 @@ from vaelab.eval_runs import (
 from vaelab.eval_udr import UDREvaluation, evaluate_sweep_udr
 from vaelab.run_folder import drop_if_empty, entries, remove_added
 
+EXIT_INTERRUPTED = 130  # the shell's status for a program stopped by Ctrl-C (128 + SIGINT)
 failed = 0  # evaluations that failed in sweep=<folder> mode
 started = False  # set once Hydra has composed the config and called the task
 
@@ -127,7 +128,15 @@ def main() -> None:
     if problem and not {"--help", "-h", "--cfg", "-c", "--info"} & set(sys.argv[1:]):
         print(problem, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    call_hydra_main(task, lambda: started)
+    try:
+        call_hydra_main(task, lambda: started)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not Python's traceback
+        print(
+            "interrupted: the evaluations that finished are written; the same command skips "
+            "them and does the rest",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_INTERRUPTED)
     if failed or eval_runs.failed_jobs:
         logging.shutdown()
         sys.exit(1)

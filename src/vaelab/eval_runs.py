@@ -103,9 +103,11 @@ def evaluate_run(
     device: str = "auto",
     seed: int | None = None,
     allow_unsafe_checkpoints: bool = False,
+    evaluator: Any = None,
 ) -> dict[str, Any]:
     """Evaluate one run folder (module docstring); returns the evaluation's record, with
-    ``status`` ``completed`` or ``skipped`` (done before). ``ConfigError`` for bad input."""
+    ``status`` ``completed`` or ``skipped`` (done before). ``ConfigError`` for bad input.
+    ``evaluator``: ``build_evaluation``'s for this run when the caller has built it already."""
 
     run_dir = Path(run_dir)
     record = run_record(run_dir)
@@ -125,7 +127,7 @@ def evaluate_run(
             f"resumes it), or give ckpt_path={run_dir / LAST} to evaluate that "
             f"checkpoint as it is (the result then goes to {RESULTS}/ only)."
         )
-    evaluator = build_evaluation(run_dir, evaluation, name, seed)
+    evaluator = evaluator or build_evaluation(run_dir, evaluation, name, seed)
     settings = evaluator.settings()
     checkpoint = Path(ckpt_path) if ckpt_path is not None else run_dir / LAST
     sha = file_sha256(checkpoint) if checkpoint.is_file() else ""
@@ -265,12 +267,13 @@ def sweep_jobs(sweep_dir: str | Path) -> tuple[list[Path], list[tuple[Path, str]
 def evaluate_sweep(sweep_dir: str | Path, evaluation: DictConfig, name: str, **options) -> int:
     """Evaluate every completed job one after another; returns the number that failed."""
     done, others = sweep_jobs(sweep_dir)
-    if done:  # an evaluation that cannot run here (FID offline) is said once, not per job
-        build_evaluation(done[0], evaluation, name, options.get("seed"))
+    # built for the first job before any: an evaluation that cannot run here (FID offline)
+    # is said once, not per job
+    first = build_evaluation(done[0], evaluation, name, options.get("seed")) if done else None
     failed = []
-    for job in done:
+    for i, job in enumerate(done):
         try:
-            evaluate_run(job, evaluation, name, **options)
+            evaluate_run(job, evaluation, name, **options, evaluator=first if i == 0 else None)
         except Exception as error:
             log.error("%s: evaluation failed: %s: %s", job.name, type(error).__name__, error)
             log.debug("%s", traceback.format_exc())

@@ -19,10 +19,9 @@ class ResumableOptunaSweeper(Sweeper):
     ``hydra.sweeper.storage``, is continued when the same command runs again."""
 
     def __init__(self, **settings: Any) -> None:
-        from vaelab.console import optuna_through_logging, quiet_libraries
+        from vaelab.console import optuna_through_logging
 
-        quiet_libraries()  # also when Hydra is started by other code than vaelab-train
-        optuna_through_logging()
+        optuna_through_logging()  # alembic's lines are quieted before Hydra's plugin scan
         from ._resumable import ResumableOptunaSweeperImpl
 
         self.sweeper = ResumableOptunaSweeperImpl(**settings)

@@ -77,7 +77,9 @@ RUN_THERE = (
 # reference comparison alone is ~50 s of one CPU core: now left out there). The sum stays
 # under the device's 10 minutes a command.
 # With the stack part (60 s; issue 18) the others were cut to fit: 580 s in all.
-LIMITS = {"tests": 200, "bench": 110, "bench_compiled": 60, "stack": 60, "metrics": 150}
+# The stack part's 21 separate runs a case start in ~1 s each (18.6 s for the MLP on 2 cores).
+LIMITS = {"tests": 200, "bench": 110, "bench_compiled": 60, "stack": 120, "metrics": 150}
+PARTS = tuple(LIMITS)
 
 
 def canonical(name: str) -> str:
@@ -164,8 +166,18 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def run(out: Path, tiny: bool) -> int:
+def run(
+    out: Path,
+    tiny: bool,
+    parts: tuple[str, ...] = PARTS,
+    tests_k: str | None = None,
+    limits: dict[str, float] | None = None,
+) -> int:
+    """The ``parts`` named (all by default), in the order of ``PARTS``; ``tests_k`` selects GPU
+    tests as pytest's ``-k``; ``limits`` replaces some parts' seconds."""
     import torch
+
+    limits = {**LIMITS, **(limits or {})}
 
     out.mkdir(parents=True, exist_ok=True)
     missing = [m for m in MODULES if importlib.util.find_spec(m) is None]
@@ -192,39 +204,50 @@ def run(out: Path, tiny: bool) -> int:
     # cores well (--tiny, where they skip: no workers to start); -v names each test as it
     # ends, so a part cut short still shows which one was running
     parallel = ["-n", "8"] if importlib.util.find_spec("xdist") and not tiny else []
-    tests = part("tests", [py, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider", *parallel,
-                           "-v", "-rA", "--durations=0"], out, LIMITS["tests"])  # fmt: skip
-    tests["counts"] = test_counts(out / "tests.log")
-    record["parts"]["tests"] = tests
-    save()
+    chosen = ["-k", tests_k] if tests_k else []
+    if "tests" in parts:
+        tests = part("tests", [py, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider",
+                               *parallel, *chosen, "-v", "-rA", "--durations=0"], out,
+                     limits["tests"])  # fmt: skip
+        tests["counts"] = test_counts(out / "tests.log")
+        if tests_k:
+            tests["selected"] = tests_k
+        record["parts"]["tests"] = tests
+        save()
 
     bench = [py, "benchmarks/train_throughput.py", "--skip-dsprites"]
     if tiny:
         bench += ["--tiny", "--cases", "mlp:64"]
     else:
         bench += ["--rounds", "2", "--seconds", "1.5", "--compile", "false"]
-    record["parts"]["bench"] = part(
-        "bench", [*bench, "--out", str(out / "bench.json")], out, LIMITS["bench"]
-    )
-    record["throughput"] = (read_json(out / "bench.json") or {}).get("throughput", [])
-    save()
-    if not tiny:  # compiling costs a minute or more a variant: the one case that matters most
+    if "bench" in parts:
+        record["parts"]["bench"] = part(
+            "bench", [*bench, "--out", str(out / "bench.json")], out, limits["bench"]
+        )
+        record["throughput"] = (read_json(out / "bench.json") or {}).get("throughput", [])
+        save()
+    # compiling costs a minute or more a variant: the one case that matters most
+    if not tiny and "bench_compiled" in parts:
         compiled = [py, "benchmarks/train_throughput.py", "--skip-dsprites", "--rounds", "2",
                     "--seconds", "1.5", "--cases", "conv:256", "--compile", "true",
                     "--precision", "bf16-mixed", "--data-device", "cuda",
                     "--out", str(out / "bench-compiled.json")]  # fmt: skip
         record["parts"]["bench_compiled"] = part(
-            "bench_compiled", compiled, out, LIMITS["bench_compiled"]
+            "bench_compiled", compiled, out, limits["bench_compiled"]
         )
+        record.setdefault("throughput", [])
         record["throughput"] += (read_json(out / "bench-compiled.json") or {}).get("throughput", [])
         save()
 
     stack = [py, "benchmarks/stack_throughput.py", "--out", str(out / "stack.json")]
     if tiny:
         stack += ["--cases", "mlp:16", "--stacks", "1,2", "--steps", "1", "--warmup", "1"]
-    record["parts"]["stack"] = part("stack", stack, out, LIMITS["stack"])
-    record["stacks"] = (read_json(out / "stack.json") or {}).get("stacks", [])
-    save()
+    elif gpu:  # a step takes milliseconds there: time more of them
+        stack += ["--steps", "30", "--warmup", "5"]
+    if "stack" in parts:
+        record["parts"]["stack"] = part("stack", stack, out, limits["stack"])
+        record["stacks"] = (read_json(out / "stack.json") or {}).get("stacks", [])
+        save()
 
     timing = [
         py,
@@ -238,15 +261,16 @@ def run(out: Path, tiny: bool) -> int:
     timing += ["--jobs", "2" if tiny else "-1"]  # the classifiers on every core
     if tiny:
         timing += ["--encoder", "cheap", "--scale", "0.01", "--skip-floor"]
-    record["parts"]["metrics"] = part("metrics", timing, out, LIMITS["metrics"])
-    record["metric_suite"] = read_json(out / "metrics.json")
-
-    save()
+    if "metrics" in parts:
+        record["parts"]["metrics"] = part("metrics", timing, out, limits["metrics"])
+        record["metric_suite"] = read_json(out / "metrics.json")
+        save()
     if gpu and not tiny:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / name).write_text((out / name).read_text())
     summary = {k: v["status"] for k, v in record["parts"].items()}
-    print(f"[gpu-check] {summary}; tests {tests['counts']}; written {out / name}", flush=True)
+    counts = record["parts"].get("tests", {}).get("counts")
+    print(f"[gpu-check] {summary}; tests {counts}; written {out / name}", flush=True)
     return 0 if all(v == "passed" for v in summary.values()) else 1
 
 
@@ -368,6 +392,11 @@ def main() -> None:
         help="reproduce: evaluation.disentanglement (default: reproduce_dsprites "
         f"{REPRODUCE_METRICS}, compare_2024 the experiment's own)",
     )
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"run: which parts, of {','.join(PARTS)}")  # fmt: skip
+    parser.add_argument("--tests-k", default=None, help="run: pytest -k for the GPU tests")
+    parser.add_argument("--limits", default=None,
+                        help="run: part=seconds,... in place of the default limits")  # fmt: skip
     args, extra = parser.parse_known_args()
     mode = args.mode
     if mode is None:
@@ -387,7 +416,13 @@ def main() -> None:
                            extra, args.tiny, args.experiment))  # fmt: skip
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    sys.exit(run(out, args.tiny))
+    parts = tuple(p for p in args.parts.split(",") if p)
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"unknown parts {sorted(unknown)}: choose from {','.join(PARTS)}")
+    limits = dict(item.split("=") for item in args.limits.split(",")) if args.limits else {}
+    if unknown := set(limits) - set(PARTS):
+        parser.error(f"unknown parts in --limits {sorted(unknown)}")
+    sys.exit(run(out, args.tiny, parts, args.tests_k, {k: float(v) for k, v in limits.items()}))
 
 
 if __name__ == "__main__":

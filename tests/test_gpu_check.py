@@ -51,6 +51,23 @@ def test_the_tiny_run_goes_through_every_part_and_writes_the_figures(tmp_path: P
     }  # fmt: skip
 
 
+def test_a_run_of_some_parts_runs_those_with_the_tests_chosen(tmp_path: Path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "benchmarks/gpu_check.py", "run", "--tiny", "--parts", "tests",
+           "--tests-k", "stack", "--out", str(out)]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = json.loads((out / "cpu-tiny.json").read_text())
+    assert list(record["parts"]) == ["tests"] and record["parts"]["tests"]["selected"] == "stack"
+    log = (out / "tests.log").read_text()
+    assert record["parts"]["tests"]["counts"]["skipped"] == log.count(" SKIPPED") == 2
+    assert "test_a_stack_trains_on_the_gpu" in log and "test_trains_on_the_gpu[" not in log
+    assert {p.name for p in out.iterdir()} == {"cpu-tiny.json", "tests.log"}
+    wrong = subprocess.run([*cmd[:4], "--parts", "tests,stacks"], cwd=ROOT, capture_output=True,
+                           text=True)  # fmt: skip
+    assert wrong.returncode == 2 and "unknown parts ['stacks']" in wrong.stderr
+
+
 def test_counts_read_the_summary_or_for_a_run_cut_short_its_result_lines(tmp_path: Path):
     log = tmp_path / "tests.log"
     log.write_text("....\n== 12 passed, 1 skipped, 590 deselected in 180.2s ==\n")

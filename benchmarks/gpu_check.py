@@ -358,10 +358,14 @@ def reproduce(out: Path, seed: int, rows: list[str] | None, train_seconds: int, 
     sweep = work / layout
     by = [] if experiment == "reproduce_dsprites" else ["--by", key]
     subprocess.run([sys.executable, "src/report.py", str(sweep), *by], cwd=ROOT, env=env)
-    for ckpt in work.rglob("*.ckpt"):  # 9 MB each: the figures and metrics come back
-        ckpt.unlink()
+
+    # checkpoints (9 MB each; a job stopped while saving leaves .last.ckpt.tmp<pid>) stay
+    # behind: the device returns files of 16 MiB at most, and the metrics and figures are small
+    def small(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        return None if ".ckpt" in info.name or info.size > 2**20 else info
+
     with tarfile.open(out / f"{name}-seed{seed}.tar.gz", "w:gz") as tar:
-        tar.add(work, arcname=f"{name}-seed{seed}")
+        tar.add(work, arcname=f"{name}-seed{seed}", filter=small)
     if (sweep / "report.md").is_file():
         shutil.copy(sweep / "report.md", out / "report.md")
     shutil.rmtree(work)

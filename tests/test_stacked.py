@@ -47,7 +47,8 @@ def train_log(job: Path) -> list[dict[str, float]]:
 
 
 def weights(job: Path) -> dict[str, torch.Tensor]:
-    return torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    ckpt = job / "checkpoints" / "last.ckpt"  # a single run's on a GPU holds CUDA tensors
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def assert_same_runs(stack: Path, single: Path, count: int) -> None:

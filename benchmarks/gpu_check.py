@@ -22,10 +22,12 @@ runs the same pipeline in about a minute on a CPU (the tests do), where the GPU 
 ``reproduce``: a piece of ``make reproduce`` in one command: the rows of
 conf/experiment/reproduce_dsprites.yaml for one seed, all at once on the GPU (one process
 each), each trained for ``--train-seconds`` (Lightning's ``max_time``; the steps reached are
-in its ``metrics.json``) and evaluated with the suite's metrics named in ``--metrics``; then
-``src/report.py`` sets them beside the published values. Jobs still running at
-``--deadline`` are stopped, so the report always comes back. ``reproduce --experiment
-compare_2024`` does the same for the six methods of conf/experiment/compare_2024.yaml.
+in its ``metrics.json``); then the completed jobs are evaluated one after another on every
+core (``src/eval.py sweep=``, the experiment's evaluation with the suite's metrics named in
+``--metrics``) in the last ``--eval-seconds`` before ``--deadline``, and ``src/report.py``
+sets them beside the published values. What still runs at either deadline is stopped, so
+the report always comes back. ``reproduce --experiment compare_2024`` does the same for the
+six methods of conf/experiment/compare_2024.yaml.
 
     python benchmarks/gpu_check.py [gather|run|reproduce] [--tiny] [--out DIR]
 """
@@ -294,13 +296,56 @@ TINY_REPRODUCE = [
 ]  # fmt: skip
 
 
+def piece_evaluation(experiment: str, first_row: str, overrides: list[str], folder: Path) -> str:
+    """The end-of-run evaluation that ``experiment`` configures (with ``overrides`` of
+    ``evaluation.*``) saved as ``folder/evaluation/<experiment>.yaml``, for ``src/eval.py``
+    with ``VAELAB_CONFIG_PATH=folder``; returns its name."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    key = EXPERIMENTS[experiment][0]
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose("train", overrides=[f"experiment={experiment}", f"{key}={first_row}",
+                                          *overrides])  # fmt: skip
+    (folder / "evaluation").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg.evaluation, folder / "evaluation" / f"{experiment}.yaml")
+    return experiment
+
+
+def stop_at(jobs: dict, codes: dict, start: float, until: float, what: str) -> None:
+    """Wait for the processes in ``jobs`` (name -> (process, log)) to end, up to ``until``
+    seconds after ``start``; those still running then are killed. Exit codes go in ``codes``
+    (None: stopped)."""
+    while len(codes) < len(jobs) and time.monotonic() - start < until:
+        for name, (proc, log) in jobs.items():
+            if name not in codes and proc.poll() is not None:
+                codes[name] = proc.returncode
+                log.close()
+                print(f"[reproduce] {name}: exit {proc.returncode} after "
+                      f"{time.monotonic() - start:.0f} s", flush=True)  # fmt: skip
+        time.sleep(1)
+    for name, (proc, log) in jobs.items():
+        if name not in codes:
+            proc.kill()
+            proc.wait()
+            codes[name] = None
+            log.close()
+            print(f"[reproduce] {name}: stopped at the {what} deadline ({until:.0f} s)", flush=True)
+
+
 def reproduce(out: Path, seed: int, rows: list[str] | None, train_seconds: int, deadline: float,
               metrics: str | None, extra: list[str], tiny: bool = False,
-              experiment: str = "reproduce_dsprites") -> int:  # fmt: skip
+              experiment: str = "reproduce_dsprites",
+              eval_seconds: float = 180) -> int:  # fmt: skip
     """Train ``rows`` of ``experiment`` (make reproduce's by default; None: all its rows) at
-    once (one process each), report them. The jobs run in ``out/work``; what comes back is
-    ``out/<experiment>-seed<seed>.tar.gz`` (the job folders and logs without checkpoints) and
-    ``out/report.md``: the device returns only a few files, two folders down at most."""
+    once (one process each, no evaluation), then evaluate the completed ones one after another
+    with every core (``src/eval.py sweep=``, the experiment's own evaluation), and report them.
+    Training still running at ``deadline - eval_seconds`` is stopped, and the evaluation at
+    ``deadline``: the jobs evaluated by then are in the report. The jobs run in ``out/work``;
+    what comes back is ``out/<experiment>-seed<seed>.tar.gz`` (the job folders and logs
+    without checkpoints) and ``out/report.md``: the device returns only a few files, two
+    folders down at most. ``extra``: overrides of every job, ``evaluation.*`` ones of the
+    evaluation."""
     import shutil
     import tarfile
 
@@ -314,9 +359,8 @@ def reproduce(out: Path, seed: int, rows: list[str] | None, train_seconds: int, 
     work.mkdir(parents=True, exist_ok=True)
     # the dSprites cache (3 GiB) stays out of $OUT
     data_dir = Path(os.environ.get("VAELAB_DATA_DIR") or ROOT / "data")
-    cores = max(1, (os.cpu_count() or 2) // len(rows))  # each job's share of the CPU
-    env = {**os.environ, "VAELAB_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1",
-           "OMP_NUM_THREADS": str(cores)}  # fmt: skip
+    cores = max(1, (os.cpu_count() or 2) // len(rows))  # each training job's share of the CPU
+    env = {**os.environ, "VAELAB_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     sys.path.insert(0, str(ROOT / "src"))
     from vaelab.data.dsprites import ProceduralDSprites
 
@@ -325,37 +369,35 @@ def reproduce(out: Path, seed: int, rows: list[str] | None, train_seconds: int, 
         cache.write_cache()  # once, before the jobs start, rather than once per job
     print(f"[reproduce] dSprites cache ready after {time.monotonic() - start:.0f} s", flush=True)
     gpu = ["data.device=cuda"] if torch.cuda.is_available() and not tiny else []
-    extra = [*(TINY_REPRODUCE if tiny else []), *extra]
+    overrides = [*(TINY_REPRODUCE if tiny else []), *extra]
+    scoring = [o for o in overrides if o.lstrip("+~").startswith("evaluation.")]
+    training = [o for o in overrides if o not in scoring]
+    scoring += [f"evaluation.disentanglement={metrics}"] if metrics else []
+    evaluation = piece_evaluation(experiment, rows[0], scoring, work / "conf")
     minutes, secs = divmod(train_seconds, 60)
     max_time = f"00:{minutes // 60:02d}:{minutes % 60:02d}:{secs:02d}"  # DD:HH:MM:SS
     jobs = {}
-    chosen = [f"evaluation.disentanglement={metrics}"] if metrics else []
-    chosen += [f"evaluation.suite.jobs={cores}"]  # the suite's classifiers on that share
     for row in rows:
         folder = work / layout / f"{row}_seed={seed}"  # the sweep's layout
         cmd = [sys.executable, "src/train.py", f"experiment={experiment}",
                f"{key}={row}", f"seed={seed}", f"hydra.run.dir='{folder}'",
-               f"+trainer.max_time='{max_time}'", *chosen, *gpu, *extra]  # fmt: skip
+               f"+trainer.max_time='{max_time}'", "evaluation=none", *gpu,
+               *training]  # fmt: skip
         log = open(work / f"{row}_seed={seed}.log", "w")  # noqa: SIM115 - closed when it ends
-        jobs[row] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
-                                      stderr=subprocess.STDOUT), log)  # fmt: skip
+        jobs[row] = (subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                      env={**env, "OMP_NUM_THREADS": str(cores)}), log)  # fmt: skip
     print(f"[reproduce] {len(jobs)} jobs started: {' '.join(rows)}", flush=True)
     codes: dict[str, int | None] = {}
-    while len(codes) < len(jobs) and time.monotonic() - start < deadline:
-        for row, (proc, log) in jobs.items():
-            if row not in codes and proc.poll() is not None:
-                codes[row] = proc.returncode
-                log.close()
-                print(f"[reproduce] {row}: exit {proc.returncode} after "
-                      f"{time.monotonic() - start:.0f} s", flush=True)  # fmt: skip
-        time.sleep(2)
-    for row, (proc, log) in jobs.items():
-        if row not in codes:
-            proc.kill()
-            codes[row] = None
-            log.close()
-            print(f"[reproduce] {row}: stopped at the deadline ({deadline:.0f} s)", flush=True)
+    stop_at(jobs, codes, start, deadline - eval_seconds, "training")
     sweep = work / layout
+    score = [sys.executable, "src/eval.py", f"sweep={sweep}", f"evaluation={evaluation}",
+             "evaluation.suite.jobs=-1"]  # fmt: skip
+    scored: dict[str, int | None] = {}
+    log = open(work / "evaluation.log", "w")  # noqa: SIM115 - closed by stop_at
+    process = subprocess.Popen(score, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env={**env, "VAELAB_CONFIG_PATH": str(work / "conf")})  # fmt: skip
+    print(f"[reproduce] evaluating the completed jobs (evaluation={evaluation})", flush=True)
+    stop_at({"evaluation": (process, log)}, scored, start, deadline, "evaluation")
     by = [] if experiment == "reproduce_dsprites" else ["--by", key]
     subprocess.run([sys.executable, "src/report.py", str(sweep), *by], cwd=ROOT, env=env)
 
@@ -369,8 +411,9 @@ def reproduce(out: Path, seed: int, rows: list[str] | None, train_seconds: int, 
     if (sweep / "report.md").is_file():
         shutil.copy(sweep / "report.md", out / "report.md")
     shutil.rmtree(work)
-    print(f"[reproduce] done after {time.monotonic() - start:.0f} s: {codes}", flush=True)
-    return 0 if all(code == 0 for code in codes.values()) else 1
+    print(f"[reproduce] done after {time.monotonic() - start:.0f} s: {codes}, "
+          f"evaluation {scored['evaluation']}", flush=True)  # fmt: skip
+    return 0 if all(code == 0 for code in [*codes.values(), *scored.values()]) else 1
 
 
 def main() -> None:
@@ -388,8 +431,10 @@ def main() -> None:
     parser.add_argument("--experiment", default="reproduce_dsprites", choices=EXPERIMENTS,
                         help="reproduce: make reproduce's rows or compare_2024's")  # fmt: skip
     parser.add_argument("--rows", default=None, help="reproduce: the rows (default: all)")
-    parser.add_argument("--train-seconds", type=int, default=330, help="reproduce: per job")
+    parser.add_argument("--train-seconds", type=int, default=300, help="reproduce: per job")
     parser.add_argument("--deadline", type=float, default=540, help="reproduce: seconds in all")
+    parser.add_argument("--eval-seconds", type=float, default=180,
+                        help="reproduce: the last seconds, for evaluating")  # fmt: skip
     parser.add_argument(
         "--metrics",
         default=None,
@@ -417,7 +462,7 @@ def main() -> None:
             metrics = REPRODUCE_METRICS
         rows = args.rows.split(",") if args.rows else None
         sys.exit(reproduce(out, args.seed, rows, args.train_seconds, args.deadline, metrics,
-                           extra, args.tiny, args.experiment))  # fmt: skip
+                           extra, args.tiny, args.experiment, args.eval_seconds))  # fmt: skip
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     parts = tuple(p for p in args.parts.split(",") if p)

@@ -105,15 +105,23 @@ def test_a_reproduce_piece_trains_its_rows_at_once_and_brings_back_two_files(tmp
         record = json.loads((sweep / f"{row}_seed=0" / "metrics.json").read_text())
         assert record["status"] == "completed" and record["step"] > 0
         assert 0 <= record["metrics"]["disent/mig"] <= 1
+        # trained without its evaluation, then scored by src/eval.py with the experiment's
+        assert record["evaluations"]["reproduce_dsprites"]["step"] == record["step"]
+        scored = json.loads((sweep / f"{row}_seed=0" / "evaluation" / "reproduce_dsprites.json")
+                            .read_text())  # fmt: skip
+        assert scored["settings"]["disentanglement"] == ["mig", "factor_vae"]
         overrides = (sweep / f"{row}_seed=0" / ".hydra" / "overrides.yaml").read_text()
-        assert "+trainer.max_time='00:00:00:05'" in overrides
+        assert "+trainer.max_time='00:00:00:05'" in overrides and "evaluation=none" in overrides
         assert (tmp_path / "back" / "reproduce-seed0" / f"{row}_seed=0.log").is_file()
+    assert (tmp_path / "back" / "reproduce-seed0" / "evaluation.log").is_file()
 
 
 def test_jobs_still_running_at_the_deadline_are_stopped_and_the_piece_fails(tmp_path: Path):
-    result = reproduce(tmp_path / "out", "--deadline", "1", data=tmp_path / "data")
+    result = reproduce(tmp_path / "out", "--deadline", "1", "--eval-seconds", "0",
+                       data=tmp_path / "data")  # fmt: skip
     assert result.returncode == 1
-    assert result.stdout.count("stopped at the deadline (1 s)") == 2
+    assert result.stdout.count("stopped at the training deadline (1 s)") == 2
+    assert "evaluation: stopped at the evaluation deadline (1 s)" in result.stdout
     assert (tmp_path / "out" / "reproduce-seed0.tar.gz").is_file()
 
 

@@ -6,8 +6,12 @@ Both through Lightning with the run's callbacks (progress left out): the stack w
 is that of ``--steps`` steps after ``--warmup`` steps, for the stack and for each separate
 run, so the separate runs' start-up (a new process, data loading) is not counted against them.
 
+``--ops`` also counts the tensor operations of a step (one kernel launch each on a GPU, views
+aside), for the stack and for the K separate models: on a GPU a small model's step costs
+about its launches, so fewer operations there is what a CPU can show of a GPU gain.
+
     python benchmarks/stack_throughput.py [--cases mlp:64,conv:64] [--stacks 1,4,16]
-        [--steps 5] [--warmup 2] [--out FILE]
+        [--steps 5] [--warmup 2] [--ops] [--out FILE]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import DEVICE, RESULTS, Clock, compose_cfg, machine_name
@@ -45,29 +50,54 @@ def member(arch: str, batch: int, seed: int, images: int, out: Path):
     return cfg, datamodule, build_module(cfg)
 
 
-def stacked_seconds(arch: str, batch: int, k: int, args, out: Path) -> float:
+class CountOps(TorchDispatchMode):
+    """Counts the tensor operations dispatched (each a kernel launch on a GPU, views aside)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+class OpsPerStep(Clock):
+    """``Clock``'s window, counting the operations of its steps instead of timing them."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen += 1
+        if self.seen == self.warmup:
+            self.counter = CountOps()
+            self.counter.__enter__()
+        elif self.seen == self.warmup + self.steps:
+            self.counter.__exit__(None, None, None)
+            self.seconds = self.counter.count / self.steps  # operations a step
+
+
+def stacked_seconds(arch: str, batch: int, k: int, args, out: Path, clock=Clock) -> float:
     members = [member(arch, batch, seed, args.images, out) for seed in range(k)]
     cfg = members[0][0]
     cfg.trainer.max_steps = args.warmup + args.steps
     module = StackedVAEModule([m[2] for m in members], list(range(k)),
                               vectorize=VECTORIZE[args.vectorize])  # fmt: skip
     trainer = build_stack_trainer(cfg, out / "stack")
-    clock = Clock(args.warmup, args.steps)
-    trainer.callbacks.append(clock)
+    window = clock(args.warmup, args.steps)
+    trainer.callbacks.append(window)
     trainer.fit(module, datamodule=StackedData([m[1] for m in members]))
-    return clock.seconds
+    return window.seconds
 
 
-def separate_seconds(arch: str, batch: int, k: int, args, out: Path) -> float:
+def separate_seconds(arch: str, batch: int, k: int, args, out: Path, clock=Clock) -> float:
     total = 0.0
     for seed in range(k):
         cfg, datamodule, module = member(arch, batch, seed, args.images, out)
         cfg.trainer.max_steps = args.warmup + args.steps
         trainer = build_trainer(cfg)
-        clock = Clock(args.warmup, args.steps)
-        trainer.callbacks.append(clock)
+        window = clock(args.warmup, args.steps)
+        trainer.callbacks.append(window)
         trainer.fit(module, datamodule=datamodule)
-        total += clock.seconds
+        total += window.seconds
     return total
 
 
@@ -79,11 +109,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--images", type=int, default=4096, help="data.subset of each member")
     parser.add_argument("--vectorize", default="auto", choices=("auto", "true", "false"))
+    parser.add_argument(
+        "--ops",
+        action="store_true",
+        help="also count the tensor operations a step (a GPU's kernel launches)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON (default: results/)")
     args = parser.parse_args()
     rows = []
+    ops = f" {'stack ops':>10} {'separate ops':>11}" if args.ops else ""
     print(f"{'arch':5} {'batch':>5} {'K':>3} {'stacked img/s':>14} {'separate img/s':>15} "
-          f"{'ratio':>6}", flush=True)  # fmt: skip
+          f"{'ratio':>6}{ops}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases.split(","):
             arch, batch = case.split(":")[0], int(case.split(":")[1])
@@ -91,12 +127,22 @@ def main() -> None:
                 images = k * args.steps * batch
                 stacked = images / stacked_seconds(arch, batch, k, args, Path(tmp) / f"s{k}")
                 separate = images / separate_seconds(arch, batch, k, args, Path(tmp) / f"r{k}")
-                rows.append({"arch": arch, "batch": batch, "models": k,
-                             "stacked_images_per_s": round(stacked, 1),
-                             "separate_images_per_s": round(separate, 1),
-                             "ratio": round(stacked / separate, 3)})  # fmt: skip
+                row = {"arch": arch, "batch": batch, "models": k,
+                       "stacked_images_per_s": round(stacked, 1),
+                       "separate_images_per_s": round(separate, 1),
+                       "ratio": round(stacked / separate, 3)}  # fmt: skip
+                ops = ""
+                if args.ops:  # counted in runs of their own: counting slows the steps
+                    row["stacked_ops_per_step"] = stacked_seconds(
+                        arch, batch, k, args, Path(tmp) / f"so{k}", OpsPerStep
+                    )
+                    row["separate_ops_per_step"] = separate_seconds(
+                        arch, batch, 1, args, Path(tmp) / f"ro{k}", OpsPerStep) * k  # fmt: skip
+                    counts = row["stacked_ops_per_step"], row["separate_ops_per_step"]
+                    ops = f" {counts[0]:>10.0f} {counts[1]:>11.0f}"
+                rows.append(row)
                 print(f"{arch:5} {batch:>5} {k:>3} {stacked:>14.0f} {separate:>15.0f} "
-                      f"{stacked / separate:>6.2f}", flush=True)  # fmt: skip
+                      f"{stacked / separate:>6.2f}{ops}", flush=True)  # fmt: skip
     record = {"machine": machine_name(), "device": str(DEVICE), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d"), "steps": args.steps, "warmup": args.warmup,
               "vectorize": args.vectorize,

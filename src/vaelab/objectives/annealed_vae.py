@@ -17,6 +17,8 @@ from vaelab.schedules import Linear
 class AnnealedVAE(Objective):
     """recon + γ |KL − C(t)| with C(t) = c_max · min(t / c_steps, 1)."""
 
+    batchable = True
+
     def __init__(
         self,
         likelihood: str = "bernoulli",

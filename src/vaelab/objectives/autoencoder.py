@@ -10,6 +10,8 @@ from vaelab.objectives.base import Objective, Parts, VAEOutput
 class Autoencoder(Objective):
     """loss = -log p(x|z): BCE summed over pixels (Bernoulli) or MSE / 2 + const (Gaussian)."""
 
+    batchable = True
+
     variational = False
 
     def forward(

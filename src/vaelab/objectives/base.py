@@ -51,6 +51,10 @@ class Objective(nn.Module):
     # The loss draws random numbers from the global stream in training (Tripod's Hessian
     # probes): a stack draws them from each member's own stream.
     draws_in_training: bool = False
+    # ``forward`` is tensor arithmetic of its inputs and β alone (no draws, no network of its
+    # own, no branch on a tensor's value): a stack whose members have equal settings computes
+    # all their losses in one vmapped call (vaelab.stacked.module).
+    batchable: bool = False
 
     def __init__(self, likelihood: str = "bernoulli") -> None:
         super().__init__()

@@ -97,6 +97,8 @@ def tc_decomposition(
 class BetaTCVAE(Objective):
     """recon + α MI + β TC + γ DWKL; logs mi, tc, dwkl and kl_sampled = mi + tc + dwkl."""
 
+    batchable = True
+
     uses_batch_statistics = True
 
     def __init__(

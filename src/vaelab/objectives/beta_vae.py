@@ -7,3 +7,5 @@ from vaelab.objectives.base import Objective
 
 class BetaVAE(Objective):
     """recon + β · KL; β comes from the β schedule at every step."""
+
+    batchable = True

@@ -33,6 +33,8 @@ def dip_penalty(cov: torch.Tensor, lambda_od: float, lambda_d: float) -> torch.T
 class DIPVAE(Objective):
     """β · KL plus the DIP penalty on the covariance of the codes."""
 
+    batchable = True
+
     uses_batch_statistics = True
 
     def __init__(

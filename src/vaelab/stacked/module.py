@@ -21,6 +21,7 @@ is marked failed and leaves the sum; the others train on.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -36,6 +37,24 @@ from vaelab.objectives import VAEOutput
 from vaelab.objectives.base import Parts
 from vaelab.stacked.nets import StackedNet
 from vaelab.weak import AdaGVAEModule, pair_outputs, pair_parts, pair_samples
+
+log = logging.getLogger(__name__)
+Stacked = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]
+
+
+def objective_settings(value: Any) -> Any:
+    """What an objective computes with: its class and, recursively, its public attributes
+    (numbers, strings, and the settings of objects such as its likelihood and schedules;
+    tensors by value). Members whose objectives' settings are equal can share one vmapped
+    loss."""
+    if isinstance(value, int | float | str | bool | type(None)):
+        return value
+    if isinstance(value, list | tuple):
+        return tuple(objective_settings(v) for v in value)
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.detach().cpu().tolist())
+    public = {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")}
+    return (type(value), {k: objective_settings(v) for k, v in public.items()})
 
 
 class StackedVAEModule(L.LightningModule):
@@ -66,6 +85,7 @@ class StackedVAEModule(L.LightningModule):
         self.member_loggers: list[list[Any]] = [[] for _ in members]  # each job's own loggers
         # val / test: per member, name -> (Σ value · batch size, Σ batch size), as tensors
         self._sums: list[dict[str, tuple[torch.Tensor, int]]] = [{} for _ in members]
+        self.batched_loss = False  # set in setup: the K losses in one vmapped call
 
     @property
     def size(self) -> int:
@@ -124,17 +144,22 @@ class StackedVAEModule(L.LightningModule):
         self.member_logs = stack["member_logs"]
 
     # ---- the model -------------------------------------------------------------------------
-    def outputs(self, x: torch.Tensor, eps: torch.Tensor | None) -> list[VAEOutput]:
+    def stacked_outputs(self, x: torch.Tensor, eps: torch.Tensor | None) -> Stacked:
         """Every member's forward pass on its ``x[k]`` with noise ``eps[k]`` (``[K, B, D]``;
         None for a deterministic autoencoder, whose z is mu, and a quantized one, whose z is
-        its quantizer's straight-through code of z_c = mu)."""
+        its quantizer's straight-through code of z_c = mu): ``(mu, logvar, z, logits)``, each
+        ``[K, B, ...]`` (logvar None without a posterior variance)."""
         mu, logvar = self.encoder(x)
         if self.quantized:
             coded = [o.quantizer(mu[k]) for k, o in enumerate(self.objectives)]
             mu, z = torch.stack([c[0] for c in coded]), torch.stack([c[1] for c in coded])
         else:
             z = mu if logvar is None or eps is None else mu + torch.exp(0.5 * logvar) * eps
-        logits = self.decoder(z)
+        return mu, logvar, z, self.decoder(z)
+
+    def outputs(self, x: torch.Tensor, eps: torch.Tensor | None) -> list[VAEOutput]:
+        """``stacked_outputs`` as each member's ``VAEOutput``."""
+        mu, logvar, z, logits = self.stacked_outputs(x, eps)
         return [
             VAEOutput(mu[k], None if logvar is None else logvar[k], z[k], logits[k],
                       decode=partial(self.decoder.member_forward, k))
@@ -178,6 +203,13 @@ class StackedVAEModule(L.LightningModule):
                                    strict=False):  # fmt: skip
             if data.split_indices:
                 objective.setup(dataset_size=len(data.split_indices["train"]))
+        settings = [objective_settings(o) for o in self.objectives]
+        self.batched_loss = (self.size > 1 and self.vectorize is not False
+                             and self.objectives[0].batchable
+                             and all(s == settings[0] for s in settings))  # fmt: skip
+        if stage == "fit":
+            how = "in one vmapped call" if self.batched_loss else "member by member"
+            log.info("the %d members' losses %s", self.size, how)
 
     def _member_parts(self, k: int, x: torch.Tensor, out: VAEOutput, step: int) -> Parts:
         """Member k's loss and parts at its β; an objective that draws random numbers
@@ -190,6 +222,24 @@ class StackedVAEModule(L.LightningModule):
         else:
             parts = objective(x, out, beta, step)
         return {**parts, "beta": torch.tensor(beta)}
+
+    def _batched_parts(self, x: torch.Tensor, eps: torch.Tensor | None, step: int) -> list[Parts]:
+        """Every member's loss and parts from one call of the (shared) objective vmapped over
+        the members, with member k's β: the K losses of ``_member_parts`` in one batched
+        computation instead of K, for members whose objectives have equal settings."""
+        mu, logvar, z, logits = self.stacked_outputs(x, eps)
+        objective = self.objectives[0]
+
+        def member_loss(x, mu, logvar, z, logits, beta) -> Parts:  # one member's tensors
+            return objective(x, VAEOutput(mu, logvar, z, logits), beta, step)
+
+        betas = [m.beta_schedule(step) for m in self._members]
+        dims = (0, 0, None if logvar is None else 0, 0, 0, 0)
+        parts = torch.func.vmap(member_loss, in_dims=dims, randomness="error")(
+            x, mu, logvar, z, logits, torch.tensor(betas, device=x.device)
+        )
+        return [{**{n: v[k] for n, v in parts.items()}, "beta": torch.tensor(beta)}
+                for k, beta in enumerate(betas)]  # fmt: skip
 
     def _pair_parts(self, x: torch.Tensor, step: int) -> list[Parts]:
         """Every member's pair loss (``AdaGVAEModule``'s step) for pairs ``x [K, B, 2, ...]``:
@@ -213,6 +263,8 @@ class StackedVAEModule(L.LightningModule):
         step = self.global_step
         if self.pairs:
             out, parts = [], self._pair_parts(x, step)
+        elif self.batched_loss:
+            out, parts = [], self._batched_parts(x, self._noise(x), step)
         else:
             out = self.outputs(x, self._noise(x))
             parts = [self._member_parts(k, x[k], out[k], step) for k in range(self.size)]

@@ -31,6 +31,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import DEVICE, RESULTS, Clock, compose_cfg, machine_name
 
+from vaelab.console import route_lightning_logs
 from vaelab.stacked.data import StackedData
 from vaelab.stacked.module import StackedVAEModule
 from vaelab.stacked.training import build_stack_trainer
@@ -116,6 +117,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON (default: results/)")
     args = parser.parse_args()
+    route_lightning_logs()  # as a run does: without Lightning's advertisement
     rows = []
     ops = f" {'stack ops':>10} {'separate ops':>11}" if args.ops else ""
     print(f"{'arch':5} {'batch':>5} {'K':>3} {'stacked img/s':>14} {'separate img/s':>15} "

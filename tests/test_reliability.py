@@ -117,6 +117,29 @@ def test_resume_false_starts_afresh_and_ckpt_path_last_resumes(tmp_path: Path, m
     assert read_metrics(killed_again)["status"] == "running"  # not resumed: left as it was
 
 
+def test_ctrl_c_says_in_one_line_where_the_same_command_resumes_and_it_does(
+    tmp_path: Path, monkeypatch
+):
+    """Lightning's graceful shutdown ends in SystemExit(1): it was exit 1 with no word of the
+    checkpoint (2 in a stacked sweep, read as bad input)."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
+    overrides = [*TINY, f"paths.log_dir={tmp_path / 'outputs'}"]
+    run = tmp_path / "outputs" / "runs" / "day" / "a"
+    result = run_cli(run, *overrides, *kill_at(3, "SIGINT"))
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert last == (f"interrupted: training stopped at step 3; the same command resumes it "
+                    f"from {ckpt} (step 3)")  # fmt: skip
+    assert read_metrics(run)["status"] == "running"
+    again = tmp_path / "outputs" / "runs" / "day" / "b"
+    result = run_cli(again, *overrides, process=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_metrics(again)["resumed_from"] == str(ckpt)
+    assert read_metrics(again)["start_step"] == 3 and read_metrics(again)["step"] == 6
+
+
 def test_a_resume_refused_as_training_starts_leaves_both_folders_as_they_were(
     tmp_path: Path, monkeypatch
 ):

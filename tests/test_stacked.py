@@ -145,6 +145,24 @@ def test_every_objective_trains_stacked_as_alone(tmp_path: Path, grid: list[str]
     assert_same_runs(tmp_path / "stack", tmp_path / "single", count)
 
 
+def test_ctrl_c_in_a_stack_says_where_the_same_command_resumes(tmp_path: Path):
+    """It was exit 2 (Lightning's SystemExit(1) read as bad input) with no word of the
+    checkpoint."""
+    grid = ["seed=0,1", "callbacks.model_checkpoint.every_n_train_steps=5"]
+    ctrl_c = ["+hydra.callbacks.killer._target_=tests.killer.KillStackAfterCheckpoint",
+              "+hydra.callbacks.killer.step=5",
+              "+hydra.callbacks.killer.signal=SIGINT"]  # fmt: skip
+    result = sweep(tmp_path / "s", *grid, *ctrl_c, stacked=True, env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 130, result.stderr[-3000:]
+    (ckpt,) = (tmp_path / "s").glob(".stacks/*/checkpoints/last.ckpt")
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"interrupted: training stopped at step 5; the same command resumes it from {ckpt} (step 5)"
+    )
+    result = sweep(tmp_path / "s", *grid, stacked=True)  # the same command again
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [read_metrics(j)["start_step"] for j in jobs(tmp_path / "s")] == [5, 5]
+
+
 LONG = [
     "trainer.max_steps=75",  # killed at 40 (mid-epoch 2); resumed across epoch 3 and 2 validations
     "trainer.val_check_interval=25",

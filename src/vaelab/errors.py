@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 EXIT_BAD_INPUT = 2  # the exit status of bad input: a config, file or folder that cannot be used
+EXIT_INTERRUPTED = 130  # the shell's status for a program stopped by Ctrl-C (128 + SIGINT)
 
 
 class ConfigError(ValueError):
@@ -11,3 +12,8 @@ class ConfigError(ValueError):
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite (``trainer.nan_policy=stop``)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; the message says what was kept and how to go on (printed as one
+    line, exit status ``EXIT_INTERRUPTED``)."""

@@ -24,13 +24,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.callbacks import ModelSummary, TrainingSpeed
-from vaelab.checkpoint import check_checkpoint, find_resumable
+from vaelab.checkpoint import check_checkpoint, find_resumable, read_checkpoint
 from vaelab.cli import command
 from vaelab.compile import compile_networks
 from vaelab.config import building, validate
 from vaelab.console import route_lightning_logs
 from vaelab.data import ImageDataModule
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, Interrupted
 from vaelab.evaluate import Evaluator
 from vaelab.io import write_json_atomic
 from vaelab.loggers import finish_loggers
@@ -239,6 +239,28 @@ def log_result(metric: str, value: float | None, out_dir: Path | str) -> None:
     log.info("%s = %s; run folder %s", metric, shown, out_dir)
 
 
+def fit(trainer: L.Trainer, module: L.LightningModule, **kwargs: Any) -> None:
+    """``trainer.fit``. Ctrl-C ends in Lightning's ``SystemExit(1)`` after its graceful
+    shutdown; it is raised as ``Interrupted``, saying where the same command goes on from."""
+    try:
+        trainer.fit(module, **kwargs)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise Interrupted(interruption(trainer)) from None
+
+
+def interruption(trainer: L.Trainer) -> str:
+    """What an interrupted run kept: the checkpoint the same command resumes from, and its step."""
+    saver = trainer.checkpoint_callback
+    last = getattr(saver, "last_model_path", "") or ""
+    stopped = f"training stopped at step {trainer.global_step}"
+    if not last or not Path(last).is_file():
+        return f"{stopped} before its first checkpoint; the same command starts it again"
+    step = int(read_checkpoint(last).get("global_step", 0))
+    return f"{stopped}; the same command resumes it from {last} (step {step})"
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train and evaluate one model; write ``metrics.json`` in ``cfg.paths.output_dir``.
 
@@ -289,7 +311,7 @@ def run(cfg: DictConfig) -> float | None:
         # Lightning's DDP seeds every process again as fit starts (reset_seed); doing the
         # same here gives one process the random stream (ε) of the DDP ranks.
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not unsafe)
+        fit(trainer, module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not unsafe)
         if str(cfg.optimized_metric).startswith("val/") and (
             cfg.optimized_metric not in trainer.callback_metrics
         ):  # a run shorter than one validation interval: validate once at its end

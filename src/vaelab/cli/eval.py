@@ -22,7 +22,7 @@ from vaelab.allocator import keep_freed_memory
 from vaelab.cli import command, config_path, with_user_configs
 from vaelab.cli.arguments import call_hydra_main
 from vaelab.config import build_error
-from vaelab.errors import EXIT_BAD_INPUT, ConfigError
+from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError
 from vaelab.eval_args import expand_sweep, register_resolvers, target_problem, with_default_data
 from vaelab.eval_runs import (
     evaluate_represent,
@@ -34,7 +34,6 @@ from vaelab.eval_runs import (
 from vaelab.eval_udr import UDREvaluation, evaluate_sweep_udr
 from vaelab.run_folder import drop_if_empty, entries, remove_added
 
-EXIT_INTERRUPTED = 130  # the shell's status for a program stopped by Ctrl-C (128 + SIGINT)
 failed = 0  # evaluations that failed in sweep=<folder> mode
 started = False  # set once Hydra has composed the config and called the task
 

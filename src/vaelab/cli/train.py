@@ -1,7 +1,8 @@
 """``vaelab-train`` (``python src/train.py``): train one model, or a sweep with ``-m``.
 
 Exit status 2 means bad input (a config that cannot run, an unknown group option, missing
-data), reported in one paragraph before any work starts; 1 means a sweep's job failed.
+data), reported in one paragraph before any work starts; 1 means a sweep's job failed; 130
+means Ctrl-C, said in one line with the checkpoint the same command resumes from.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from vaelab.cli import config_path, with_user_configs
 from vaelab.cli.arguments import call_hydra_main, normalize_overrides, output_location_problem
 from vaelab.config import validate
 from vaelab.console import quiet_libraries
-from vaelab.errors import EXIT_BAD_INPUT, ConfigError, NonFiniteLossError
+from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, NonFiniteLossError
 from vaelab.run_folder import drop_if_empty, mark_failed
 from vaelab.sweep import note_refused
 
@@ -68,7 +69,11 @@ def main() -> None:
     if problem:
         print(problem, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    call_hydra_main(task, lambda: started)
+    try:
+        call_hydra_main(task, lambda: started)
+    except KeyboardInterrupt as stop:  # Ctrl-C: one line, not Python's traceback
+        print(f"interrupted: {stop}" if str(stop) else "interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     if sweep.failed_jobs:
         sys.exit(1)
 

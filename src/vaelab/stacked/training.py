@@ -40,6 +40,7 @@ from vaelab.training import (
     build_evaluator,
     build_module,
     check_figure_settings,
+    fit,
     log_result,
     speed_of,
     trainer_from,
@@ -245,7 +246,7 @@ def _train(members: list[MemberJob], stack_dir: Path,
     )  # fmt: skip
     trainer = build_stack_trainer(first, stack_dir, figures)
     log.info("training %d models as one stack in %s", len(members), stack_dir)
-    trainer.fit(stacked, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    fit(trainer, stacked, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     if stacked.failed and len(stacked.failed) == len(members):
         raise RuntimeError(next(iter(stacked.failed.values())))
     trainer.test(stacked, datamodule=data, verbose=False)

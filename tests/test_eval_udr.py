@@ -91,6 +91,12 @@ def test_udr_finds_the_permuted_copy_and_reports_it(udr_sweep: Path):
     record = json.loads((first / "evaluation" / "udr.json").read_text())
     assert record["settings"]["method"] == "spearman"  # other settings: scored again
     assert record["pairwise"][copy.name] > record["pairwise"][other.name]
+    # under its own key: the Lasso score in metrics.json is kept, not overwritten
+    assert set(record["metrics"]) == {"disent/udr[spearman]", "disent/udr[spearman]_active_dims",
+                                      "disent/udr[spearman]_models"}  # fmt: skip
+    metrics = read_metrics(first)["metrics"]
+    assert metrics["disent/udr"] == pytest.approx(expected, abs=1e-12)
+    assert metrics["disent/udr[spearman]"] == record["metrics"]["disent/udr[spearman]"]
 
 
 @pytest.mark.parametrize(

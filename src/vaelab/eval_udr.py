@@ -2,7 +2,8 @@
 are grouped by their overrides without ``seed`` (the models trained alike), every model of a
 group encodes the same ``num_inputs`` test images, and each model's UDR within its group
 (``vaelab.metrics.udr``) goes to ``<job>/evaluation/udr.json`` and into its
-``metrics.json`` as ``disent/udr``, where ``src/report.py`` finds it.
+``metrics.json`` as ``disent/udr`` (``disent/udr[spearman]`` with ``evaluation.method=spearman``),
+where ``src/report.py`` finds it.
 
 A group is scored again only when a member's checkpoint or the settings changed (or
 ``force``); a job alone with its hyperparameters has no UDR and is listed.
@@ -31,6 +32,14 @@ from vaelab.runs import LAST, load_run
 log = logging.getLogger(__name__)
 
 NAME = "udr"  # evaluation=udr: conf/evaluation/udr.yaml, evaluation/udr.json
+
+
+def metric_key(method: Similarity) -> str:
+    """``disent/udr`` for Lasso (disentanglement_lib's default), ``disent/udr[spearman]`` for
+    the other similarity: the two scores of one model are kept apart in its metrics.json."""
+    return "disent/udr" if method == "lasso" else f"disent/udr[{method}]"
+
+
 ENCODE_BATCH = 1000
 
 
@@ -124,6 +133,7 @@ def evaluate_group(
         kls.append(kl)
         steps.append(loaded.step)
     result = udr(codes, kls, evaluation.method, evaluation.kl_threshold, evaluation.lasso_alpha)
+    key = metric_key(evaluation.method)
     seconds = round(time.time() - start, 3)
     names = [job.name for job in group]
     for b, job in enumerate(group):
@@ -137,9 +147,9 @@ def evaluate_group(
             "settings": settings,
             "group_sha256": shas,
             "metrics": {
-                "disent/udr": float(result.scores[b]),
-                "disent/udr_active_dims": float(result.active[b].sum()),
-                "disent/udr_models": float(len(group)),
+                key: float(result.scores[b]),
+                f"{key}_active_dims": float(result.active[b].sum()),
+                f"{key}_models": float(len(group)),
             },
             "pairwise": others,  # UDR_ab of each other model a of the group with this one
             "inputs": len(images),

@@ -36,6 +36,7 @@ KEY_METRICS = (
     "disent/mig", "disent/dci[gbt]/d", "disent/dci[gbt]/c", "disent/sap", "disent/modularity",
     "disent/beta_vae_eval", "disent/factor_vae_eval", "disent/irs", "disent/gaussian_tc",
     "disent/mutual_info", "disent/sample_efficiency_lr", "disent/fairness", "disent/udr",
+    "disent/udr[spearman]",
     "disent/dci[rf]/d", "disent/dci[rf]/c",
     "disent/infomec[range]/m", "disent/infomec[range]/e", "disent/infomec[range]/c",
     "disent/infomec[iqr]/m", "disent/infomec[iqr]/e", "disent/infomec[iqr]/c",

@@ -50,7 +50,15 @@ def wandb_logger(save_dir: str, project: str = "vaelab", **kwargs: Any) -> Wandb
         # the jobs of one sweep share a W&B group, each named by its overrides
         kwargs["group"] = kwargs.get("group") or Path(HydraConfig.get().sweep.dir).name
         kwargs["name"] = kwargs.get("name") or HydraConfig.get().job.override_dirname
-    return WandbLogger(save_dir=save_dir, project=project, offline=offline, **kwargs)
+    if offline:  # the line above says where and how to sync: wandb's own ~30 lines say it again
+        import wandb
+
+        kwargs.setdefault("settings", wandb.Settings(silent=True))
+    logger = WandbLogger(save_dir=save_dir, project=project, offline=offline, **kwargs)
+    # Lightning passes anonymous=None, which wandb >= 0.19 warns "has no effect"
+    if logger._wandb_init.get("anonymous", "") is None:
+        del logger._wandb_init["anonymous"]
+    return logger
 
 
 def finish_loggers(trainer: L.Trainer, failed: bool) -> None:

@@ -34,6 +34,11 @@ def test_a_run_writes_and_logs_every_figure(cli):
         tiny=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # offline W&B is said once, by vaelab; wandb's ~30 lines (its anonymous-setting warning,
+    # its offline notice and sync hint, the run's history) are not printed again
+    output = result.stdout + result.stderr
+    assert output.count("W&B: no API key found (or WANDB_MODE=offline), logging offline") == 1
+    assert "wandb:" not in output
     figures = json.loads((run_dir / "metrics.json").read_text())["figures"]
     assert {f.split("/")[1] for f in figures} == {
         "reconstructions_samples.png",

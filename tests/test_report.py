@@ -30,7 +30,8 @@ def test_report_gives_mean_and_std_over_seeds_and_lists_failures(tmp_path: Path)
     markdown, files = write_report(tmp_path)
     assert {f.name for f in files} >= {"results.csv", "report.md", "metrics_vs_beta.png"}
     rows = {line.split(" | ")[1]: line for line in markdown.splitlines() if "beta_vae" in line}
-    assert "| 2 | – | 0.200 ± 0.100 |" in rows["1"]  # two seeds: mean 0.2, population std 0.1
+    assert "| 2 | – | 0.200 ± 0.141 |" in rows["1"]  # two seeds: mean 0.2, sample std 0.1·√2
+    assert "mean ± sample standard deviation (÷ n − 1)" in markdown
     assert "| 1 | – | 0.500 |" in rows["4"]  # the failed seed is not averaged in; one value: no std
     assert "- `3_b4_s1`: failed NaN at 7" in markdown
     assert (tmp_path / "report.md").read_text().endswith(markdown)
@@ -55,7 +56,7 @@ def test_old_dci_keys_are_read_under_the_new_names(tmp_path: Path):
     assert "disent/dci_d" not in header
     row = next(line for line in markdown.splitlines() if "beta_vae" in line)
     cells = dict(zip(*(map(str.strip, r.split("|")) for r in (header, row)), strict=True))
-    assert cells["disent/dci[gbt]/d"] == "0.300 ± 0.100"  # 0.2 (old key) and 0.4 (new)
+    assert cells["disent/dci[gbt]/d"] == "0.300 ± 0.141"  # 0.2 (old key) and 0.4 (new)
     assert cells["disent/dci[rf]/d"] == "0.700 (1 of 2 jobs)"  # one job holds it: no std
     assert cells["disent/infomec[iqr]/m"] == "0.500 (1 of 2 jobs)"
 
@@ -81,8 +82,8 @@ def test_jobs_that_differ_in_another_swept_setting_are_not_averaged_as_seeds(tmp
     markdown, _ = write_report(tmp_path)
     lines = markdown.splitlines()
     assert "| model | beta | arch.latent_dim | jobs | steps | disent/mig |" in lines
-    assert "| beta_vae | 4 | 5 | 2 | – | 0.200 ± 0.100 |" in lines
-    assert "| beta_vae | 4 | 10 | 2 | – | 0.700 ± 0.100 |" in lines
+    assert "| beta_vae | 4 | 5 | 2 | – | 0.200 ± 0.141 |" in lines
+    assert "| beta_vae | 4 | 10 | 2 | – | 0.700 ± 0.141 |" in lines
     assert "overrides" not in (tmp_path / "results.csv").read_text().splitlines()[0]
     assert (tmp_path / "metrics_vs_beta.png").is_file()
 

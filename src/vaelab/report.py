@@ -155,9 +155,9 @@ def _order(value: Any) -> tuple:
 
 
 def summarize(rows: list[dict[str, Any]], by: str = "beta") -> list[dict[str, Any]]:
-    """Mean and std over seeds of each key metric, per (model, ``by``, each other swept
-    setting); completed jobs only; the steps trained (their range) and the published values
-    of the group's first job."""
+    """Mean and sample std (÷ n − 1) over seeds of each key metric, per (model, ``by``, each
+    other swept setting); completed jobs only; the steps trained (their range) and the
+    published values of the group's first job."""
     settings = swept_settings(rows, by)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -175,7 +175,8 @@ def summarize(rows: list[dict[str, Any]], by: str = "beta") -> list[dict[str, An
         for key in KEY_METRICS:
             values = [m[key] for m in members if isinstance(m.get(key), int | float)]
             if values:
-                entry[key] = (float(np.mean(values)), float(np.std(values)), len(values))
+                spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                entry[key] = (float(np.mean(values)), spread, len(values))
         table.append(entry)
     return table
 
@@ -211,8 +212,9 @@ def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]
         for e in table
         for k, p in e["published"].items()
     }
+    lines += ["", "Cells: mean ± sample standard deviation (÷ n − 1) over the row's jobs."]
     if sources:
-        lines += ["", "Measured: mean ± std over seeds; [published value] from:", ""]
+        lines += ["", "[published value] from:", ""]
         lines += [f"- {s}" for s in sorted(sources)]
     if failed:
         lines += ["", f"Jobs not completed ({len(failed)}):", ""]

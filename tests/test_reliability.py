@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -115,6 +116,23 @@ def test_resume_false_starts_afresh_and_ckpt_path_last_resumes(tmp_path: Path, m
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed_from" not in read_metrics(fresh) and read_metrics(fresh)["start_step"] == 0
     assert read_metrics(killed_again)["status"] == "running"  # not resumed: left as it was
+
+
+def test_a_killed_run_keeps_its_logged_rows_up_to_its_last_checkpoint(tmp_path, monkeypatch):
+    """Lightning's logger connector writes the CSV file at every logged step (not every
+    ``flush_logs_every_n_steps``, the CSV logger's own setting), so a kill loses no row of a
+    step before the checkpoint the run resumes from."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
+    killed = tmp_path / "killed"
+    result = run_cli(killed, *TINY, "callbacks=default", "~callbacks.progress",
+                     "callbacks.model_checkpoint.every_n_train_steps=3",
+                     "trainer.val_check_interval=6", *kill_at(4))  # fmt: skip
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    with (killed / "csv" / "metrics.csv").open() as handle:
+        steps = {int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")}
+    # the rows of the three steps before the checkpoint of step 3 (that of step 2 is logged
+    # just after it); step 3's, not yet written when the kill came, is trained again
+    assert steps == {0, 1, 2}
 
 
 def test_ctrl_c_says_in_one_line_where_the_same_command_resumes_and_it_does(

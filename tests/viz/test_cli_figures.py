@@ -32,6 +32,7 @@ def test_a_run_writes_and_logs_every_figure(cli):
         "figures.n_images=4",
         f"figures.include=[{','.join(SHOWN)}]",
         tiny=False,
+        process=True,  # its own process: the offline line is said once a process
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # offline W&B is said once, by vaelab; wandb's ~30 lines (its anonymous-setting warning,

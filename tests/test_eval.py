@@ -81,6 +81,10 @@ def test_eval_equals_the_in_training_evaluation_and_skips_when_done(run_copy: Pa
     assert "disent/beta_vae_eval" in values and "disent/factor_vae_eval" in values
     assert values["test/fid"] > 0 and {"test/kid", "test/kid_std"} <= set(values)
     assert saved["settings"]["fid"]["features"].endswith("PixelFeatures(size=8)")
+    # 51 test images: KID's subsets held them, not the 1,000 the settings ask for
+    assert saved["settings"]["fid"]["kid_subset_size"] == 1000
+    assert ("KID's subsets held 51 images (fewer test images or samples), not "
+            "evaluation.fid.kid_subset_size=1000") in saved["notes"]  # fmt: skip
     assert {k: trained_values[k] for k in values} == values  # the same values, exactly
     merged = read_metrics(run_copy)
     assert merged["status"] == "completed" and merged["evaluations"]["full"]["step"] == 6

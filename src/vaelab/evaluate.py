@@ -116,6 +116,13 @@ class Evaluator:
                 time.perf_counter() - start, fid["fid"], fid["kid"], fid["kid_std"],
                 self.fid.num_samples, len(test),
             )  # fmt: skip
+            subset = self.fid.kid_subset(len(test), self.fid.num_samples)
+            if subset < self.fid.kid_subset_size:  # settings() records the size asked for
+                out.notes.append(
+                    f"KID's subsets held {subset} images (fewer test images or samples), not "
+                    f"evaluation.fid.kid_subset_size={self.fid.kid_subset_size}"
+                )
+                log.info("fid: %s", out.notes[-1])
         if not self.metrics:
             return out
         if not datamodule.source.has_factors:

@@ -155,9 +155,14 @@ class SampleQuality:
             for i in range(0, len(images), self.batch_size)
         ])  # fmt: skip
 
+    def kid_subset(self, real: int, samples: int) -> int:
+        """Images in each of KID's subsets: ``kid_subset_size``, or fewer when fewer ``real``
+        images or ``samples`` are there."""
+        return min(self.kid_subset_size, real, samples)
+
     def _distances(self, real: torch.Tensor, samples: torch.Tensor, seed: int) -> dict[str, float]:
         """torchmetrics' FID and KID of features ``[N, d]``; KID's subsets drawn with ``seed``."""
-        subset = min(self.kid_subset_size, len(real), len(samples))
+        subset = self.kid_subset(len(real), len(samples))
         fid = FrechetInceptionDistance(feature=_Given(real.shape[1]))
         with warnings.catch_warnings():  # that it keeps every feature: 160 MB for 10,000
             warnings.simplefilter("ignore", UserWarning)

@@ -145,6 +145,27 @@ def test_every_objective_trains_stacked_as_alone(tmp_path: Path, grid: list[str]
     assert_same_runs(tmp_path / "stack", tmp_path / "single", count)
 
 
+def test_a_member_whose_loss_is_not_finite_fails_and_the_others_train_as_alone(tmp_path: Path):
+    """In the vmapped loss the failed member's slice is still computed (its backward gets a
+    zero gradient times inf); the other member must not feel it."""
+    result = sweep(tmp_path / "stack", "beta=1,inf", stacked=True)
+    assert result.returncode == 1
+    assert "the 2 members' losses in one vmapped call" in stack_log(tmp_path / "stack")
+    healthy, failed = jobs(tmp_path / "stack")
+    assert read_metrics(failed)["status"] == "failed"
+    assert "the training loss became inf at step 0" in read_metrics(failed)["error"]
+    assert "The other members of its stack trained on" in read_metrics(failed)["error"]
+    result = sweep(tmp_path / "single", "beta=1", stacked=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (alone,) = jobs(tmp_path / "single")
+    assert read_metrics(healthy)["status"] == "completed"
+    assert read_metrics(healthy)["metrics"]["val/elbo"] == pytest.approx(
+        read_metrics(alone)["metrics"]["val/elbo"], rel=RTOL
+    )
+    assert all(torch.allclose(weights(healthy)[k], w, atol=5e-5)
+               for k, w in weights(alone).items())  # fmt: skip
+
+
 def test_ctrl_c_in_a_stack_says_where_the_same_command_resumes(tmp_path: Path):
     """It was exit 2 (Lightning's SystemExit(1) read as bad input) with no word of the
     checkpoint."""

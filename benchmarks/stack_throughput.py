@@ -64,7 +64,8 @@ class CountOps(TorchDispatchMode):
 
 
 class OpsPerStep(Clock):
-    """``Clock``'s window, counting the operations of its steps instead of timing them."""
+    """``Clock``'s window, counting the operations of its steps instead of timing them: its
+    ``figure`` is operations a step."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.seen += 1
@@ -73,32 +74,38 @@ class OpsPerStep(Clock):
             self.counter.__enter__()
         elif self.seen == self.warmup + self.steps:
             self.counter.__exit__(None, None, None)
-            self.seconds = self.counter.count / self.steps  # operations a step
+            self.ops_per_step = self.counter.count / self.steps
+
+    @property
+    def figure(self) -> float:
+        return self.ops_per_step
 
 
-def stacked_seconds(arch: str, batch: int, k: int, args, out: Path, clock=Clock) -> float:
+def stacked_figure(arch: str, batch: int, k: int, args, out: Path, window=Clock) -> float:
+    """The ``window``'s figure (``Clock``: seconds) for a stack of ``k`` models."""
     members = [member(arch, batch, seed, args.images, out) for seed in range(k)]
     cfg = members[0][0]
     cfg.trainer.max_steps = args.warmup + args.steps
     module = StackedVAEModule([m[2] for m in members], list(range(k)),
                               vectorize=VECTORIZE[args.vectorize])  # fmt: skip
     trainer = build_stack_trainer(cfg, out / "stack")
-    window = clock(args.warmup, args.steps)
-    trainer.callbacks.append(window)
+    measured = window(args.warmup, args.steps)
+    trainer.callbacks.append(measured)
     trainer.fit(module, datamodule=StackedData([m[1] for m in members]))
-    return window.seconds
+    return measured.figure
 
 
-def separate_seconds(arch: str, batch: int, k: int, args, out: Path, clock=Clock) -> float:
+def separate_figure(arch: str, batch: int, k: int, args, out: Path, window=Clock) -> float:
+    """The ``window``'s figures of the same ``k`` models trained one after another, summed."""
     total = 0.0
     for seed in range(k):
         cfg, datamodule, module = member(arch, batch, seed, args.images, out)
         cfg.trainer.max_steps = args.warmup + args.steps
         trainer = build_trainer(cfg)
-        window = clock(args.warmup, args.steps)
-        trainer.callbacks.append(window)
+        measured = window(args.warmup, args.steps)
+        trainer.callbacks.append(measured)
         trainer.fit(module, datamodule=datamodule)
-        total += window.seconds
+        total += measured.figure
     return total
 
 
@@ -127,18 +134,18 @@ def main() -> None:
             arch, batch = case.split(":")[0], int(case.split(":")[1])
             for k in map(int, args.stacks.split(",")):
                 images = k * args.steps * batch
-                stacked = images / stacked_seconds(arch, batch, k, args, Path(tmp) / f"s{k}")
-                separate = images / separate_seconds(arch, batch, k, args, Path(tmp) / f"r{k}")
+                stacked = images / stacked_figure(arch, batch, k, args, Path(tmp) / f"s{k}")
+                separate = images / separate_figure(arch, batch, k, args, Path(tmp) / f"r{k}")
                 row = {"arch": arch, "batch": batch, "models": k,
                        "stacked_images_per_s": round(stacked, 1),
                        "separate_images_per_s": round(separate, 1),
                        "ratio": round(stacked / separate, 3)}  # fmt: skip
                 ops = ""
                 if args.ops:  # counted in runs of their own: counting slows the steps
-                    row["stacked_ops_per_step"] = stacked_seconds(
+                    row["stacked_ops_per_step"] = stacked_figure(
                         arch, batch, k, args, Path(tmp) / f"so{k}", OpsPerStep
                     )
-                    row["separate_ops_per_step"] = separate_seconds(
+                    row["separate_ops_per_step"] = separate_figure(
                         arch, batch, 1, args, Path(tmp) / f"ro{k}", OpsPerStep) * k  # fmt: skip
                     counts = row["stacked_ops_per_step"], row["separate_ops_per_step"]
                     ops = f" {counts[0]:>10.0f} {counts[1]:>11.0f}"

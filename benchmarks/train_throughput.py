@@ -84,7 +84,8 @@ def compose_cfg(arch: str, batch: int, images: int, size: str, out_dir: Path, ex
 
 
 class Clock(L.Callback):
-    """Wall time from the end of batch ``warmup`` to the end of batch ``warmup + steps``."""
+    """Wall time from the end of batch ``warmup`` to the end of batch ``warmup + steps``
+    (``seconds``, also its ``figure``)."""
 
     def __init__(self, warmup: int, steps: int) -> None:
         self.warmup, self.steps, self.seen = warmup, steps, 0
@@ -103,6 +104,10 @@ class Clock(L.Callback):
                     now - self.started,
                 )
             )
+
+    @property
+    def figure(self) -> float:
+        return self.seconds
 
 
 def vaelab_block(cfg, module, datamodule, warmup: int, steps: int) -> tuple[float, L.Trainer]:

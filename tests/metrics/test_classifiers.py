@@ -146,10 +146,10 @@ def test_a_failed_item_cancels_the_items_not_started(tmp_path):
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
+            return stat.read().split(") ")[-1][0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):  # gone, also between the two looks
         return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
-        return stat.read().split(") ")[-1][0] != "Z"
 
 
 @pytest.mark.parametrize("setting", ["dci_estimator", "downstream_estimator"])

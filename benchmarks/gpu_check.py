@@ -15,9 +15,11 @@ Where a GPU is, ``run``: each part under its own time limit, logs and JSON under
 4. ``benchmarks/metrics_timing.py``: the full metric suite on all of dSprites, its
    classifiers fitted on every core (``--jobs -1``);
 
-then ``gpu-<device>.json`` with every figure, copied to ``benchmarks/results/`` too. A part
-that fails or runs out of time is recorded as such and the next one runs. ``run --tiny``
-runs the same pipeline in about a minute on a CPU (the tests do), where the GPU tests skip.
+then ``gpu-<device>.json`` with every figure, copied to ``benchmarks/results/`` too; the
+parts an earlier run on that device made and this one did not (``--parts``) stay in it, each
+with the date it ran. A part that fails or runs out of time is recorded as such and the
+next one runs. ``run --tiny`` runs the same pipeline in about a minute on a CPU (the tests
+do), where the GPU tests skip.
 
 ``reproduce``: a piece of ``make reproduce`` in one command: the rows of
 conf/experiment/reproduce_dsprites.yaml for one seed, all at once on the GPU (one process
@@ -79,6 +81,9 @@ RUN_THERE = (
 # dSprites cache written first).
 LIMITS = {"tests": 220, "bench": 110, "bench_compiled": 60, "stack": 90, "metrics": 90}
 PARTS = tuple(LIMITS)
+# where each part's figures go in gpu-<device>.json
+FIGURES = {"bench": "throughput", "bench_compiled": "throughput_compiled", "stack": "stacks",
+           "metrics": "metric_suite"}  # fmt: skip
 
 
 def canonical(name: str) -> str:
@@ -147,7 +152,25 @@ def part(name: str, cmd: list[str], out: Path, limit: float) -> dict:
             code, status = None, "timed out"
     seconds = round(time.perf_counter() - start, 1)
     print(f"[gpu-check] {name}: {status} after {seconds} s", flush=True)
-    return {"status": status, "exit_code": code, "seconds": seconds}
+    return {"status": status, "exit_code": code, "seconds": seconds,
+            "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+
+
+def merged(previous: dict | None, record: dict) -> dict:
+    """``record``, and the parts of ``previous`` (an earlier run's record on the same device)
+    that it did not run, with their figures and the date each ran: several short runs of some
+    parts add up to one file instead of each replacing the last."""
+    if not previous or previous.get("device") != record["device"]:
+        return record
+    out = {**record, "parts": {}}
+    for name, earlier in previous.get("parts", {}).items():
+        if name in record["parts"]:
+            continue
+        out["parts"][name] = {"date": previous.get("date"), **earlier}
+        if FIGURES.get(name) in previous:
+            out[FIGURES[name]] = previous[FIGURES[name]]
+    out["parts"].update(record["parts"])
+    return out
 
 
 def test_counts(log: Path) -> dict[str, int]:
@@ -197,9 +220,12 @@ def run(
         "parts": {},
     }
     name = f"{device}{'-tiny' if tiny else ''}.json"
+    # the parts run before on this device: in $OUT from an earlier call on the same machine,
+    # else the repository's copy (a fresh machine's $OUT is empty)
+    previous = read_json(out / name) or (None if tiny else read_json(RESULTS / name))
 
     def save() -> None:  # after every part: a command cut short still brings back the rest
-        (out / name).write_text(json.dumps(record, indent=2) + "\n")
+        (out / name).write_text(json.dumps(merged(previous, record), indent=2) + "\n")
 
     # the GPU tests are mostly CLI runs of a few steps: 8 at a time share the GPU and the 16
     # cores well (--tiny, where they skip: no workers to start); -v names each test as it
@@ -236,8 +262,8 @@ def run(
         record["parts"]["bench_compiled"] = part(
             "bench_compiled", compiled, out, limits["bench_compiled"]
         )
-        record.setdefault("throughput", [])
-        record["throughput"] += (read_json(out / "bench-compiled.json") or {}).get("throughput", [])
+        compiled_rows = (read_json(out / "bench-compiled.json") or {}).get("throughput", [])
+        record["throughput_compiled"] = compiled_rows
         save()
 
     stack = [py, "benchmarks/stack_throughput.py", "--out", str(out / "stack.json")]

@@ -145,3 +145,23 @@ def test_the_2018_vs_2024_comparison_runs_as_a_piece_and_reports_by_model(tmp_pa
         assert "disent/infomec[range]/m" in record["metrics"] and "disent/mig" in record["metrics"]
     report = (out / "report.md").read_text()
     assert "qlae" in report and "ada_gvae" in report
+
+
+def test_runs_of_some_parts_add_up_in_one_file_each_part_with_its_figures(tmp_path: Path):
+    out = tmp_path / "out"
+    base = [sys.executable, "benchmarks/gpu_check.py", "run", "--tiny", "--out", str(out)]
+    for parts in ("stack", "metrics"):
+        result = subprocess.run([*base, "--parts", parts], cwd=ROOT, capture_output=True,
+                                text=True, timeout=200)  # fmt: skip
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = json.loads((out / "cpu-tiny.json").read_text())
+    assert list(record["parts"]) == ["stack", "metrics"]
+    assert all(p["status"] == "passed" and p["date"] for p in record["parts"].values())
+    assert [r["models"] for r in record["stacks"]] == [1, 2]  # the first run's figures kept
+    assert record["metric_suite"]["suite_s"] > 0
+    # a part run again replaces its earlier figures; another device's record is not merged
+    earlier = {"device": "another GPU", "parts": {"bench": {"status": "passed"}}, "throughput": []}
+    assert gpu_check.merged(earlier, record) is record
+    again = {**record, "parts": {"stack": {"status": "timed out"}}, "stacks": []}
+    assert gpu_check.merged(record, again)["stacks"] == []
+    assert gpu_check.merged(record, again)["parts"]["metrics"] == record["parts"]["metrics"]

@@ -22,7 +22,7 @@ is marked failed and leaves the sum; the others train on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -55,6 +55,24 @@ def objective_settings(value: Any) -> Any:
         return ("tensor", value.detach().cpu().tolist())
     public = {k: v for k, v in getattr(value, "__dict__", {}).items() if not k.startswith("_")}
     return (type(value), {k: objective_settings(v) for k, v in public.items()})
+
+
+class MemberParts(Sequence[Parts]):
+    """The K members' parts stacked, ``{name: [K, ...]}``; ``parts[k]`` is member k's, indexed
+    when read."""
+
+    def __init__(self, stacked: dict[str, torch.Tensor]) -> None:
+        self.stacked = stacked
+
+    @property
+    def losses(self) -> torch.Tensor:
+        return self.stacked["loss"]
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
+    def __getitem__(self, k: int) -> Parts:  # type: ignore[override]
+        return {n: v[k] for n, v in self.stacked.items()}
 
 
 class StackedVAEModule(L.LightningModule):
@@ -226,23 +244,23 @@ class StackedVAEModule(L.LightningModule):
             parts = objective(x, out, beta, step)
         return {**parts, "beta": torch.tensor(beta)}
 
-    def _batched_parts(self, x: torch.Tensor, eps: torch.Tensor | None, step: int) -> list[Parts]:
+    def _batched_parts(self, x: torch.Tensor, eps: torch.Tensor | None, step: int) -> MemberParts:
         """Every member's loss and parts from one call of the (shared) objective vmapped over
         the members, with member k's β: the K losses of ``_member_parts`` in one batched
-        computation instead of K, for members whose objectives have equal settings."""
+        computation instead of K, for members whose objectives have equal settings; kept
+        stacked (member k's parts are read only on the steps that log)."""
         mu, logvar, z, logits = self.stacked_outputs(x, eps)
         objective = self.objectives[0]
 
         def member_loss(x, mu, logvar, z, logits, beta) -> Parts:  # one member's tensors
             return objective(x, VAEOutput(mu, logvar, z, logits), beta, step)
 
-        betas = [m.beta_schedule(step) for m in self._members]
+        betas = torch.tensor([m.beta_schedule(step) for m in self._members])
         dims = (0, 0, None if logvar is None else 0, 0, 0, 0)
         parts = torch.func.vmap(member_loss, in_dims=dims, randomness="error")(
-            x, mu, logvar, z, logits, torch.tensor(betas, device=x.device)
+            x, mu, logvar, z, logits, betas.to(x.device)
         )
-        return [{**{n: v[k] for n, v in parts.items()}, "beta": torch.tensor(beta)}
-                for k, beta in enumerate(betas)]  # fmt: skip
+        return MemberParts({**parts, "beta": betas})
 
     def _pair_parts(self, x: torch.Tensor, step: int) -> list[Parts]:
         """Every member's pair loss (``AdaGVAEModule``'s step) for pairs ``x [K, B, 2, ...]``:
@@ -264,15 +282,19 @@ class StackedVAEModule(L.LightningModule):
 
     def training_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
         step = self.global_step
+        out: list[VAEOutput] = []
+        parts: list[Parts] | MemberParts
         if self.pairs:
-            out, parts = [], self._pair_parts(x, step)
+            parts = self._pair_parts(x, step)
         elif self.batched_loss:
-            out, parts = [], self._batched_parts(x, self._noise(x), step)
+            parts = self._batched_parts(x, self._noise(x), step)
         else:
             out = self.outputs(x, self._noise(x))
             parts = [self._member_parts(k, x[k], out[k], step) for k in range(self.size)]
-        losses = [p["loss"] for p in parts]
-        finite = torch.isfinite(torch.stack(losses)).tolist()  # one synchronisation a step
+        losses = parts.losses if isinstance(parts, MemberParts) else torch.stack(
+            [p["loss"] for p in parts]
+        )  # [K]
+        finite = torch.isfinite(losses).tolist()  # one synchronisation a step
         for k, ok in enumerate(finite):
             if not ok and k not in self.failed:
                 bad = [n for n, v in parts[k].items() if not torch.isfinite(v).all()]
@@ -284,7 +306,7 @@ class StackedVAEModule(L.LightningModule):
         active = [k for k in range(self.size) if k not in self.failed]
         if not active:
             raise NonFiniteLossError(next(iter(self.failed.values())))
-        total = torch.stack([losses[k] for k in active]).sum()
+        total = losses.sum() if len(active) == self.size else losses[active].sum()
         if self.has_auxiliary:
             for k, logs in self._manual_steps(total, out, active).items():
                 parts[k].update(logs)
@@ -313,7 +335,9 @@ class StackedVAEModule(L.LightningModule):
         aux_opt.optimizer.step()
         return logs
 
-    def _keep_train_logs(self, parts: list[dict[str, torch.Tensor]], active: list[int]) -> None:
+    def _keep_train_logs(self, parts: list[Parts] | MemberParts, active: list[int]) -> None:
+        if isinstance(parts, MemberParts):  # one copy to the CPU a part, not one a member
+            parts = MemberParts({n: v.detach().float().cpu() for n, v in parts.stacked.items()})
         for k in active:
             values = {n: v.detach().float().cpu() for n, v in parts[k].items()}
             kl_dims = values.pop("kl_per_dim")

@@ -291,9 +291,10 @@ class StackedVAEModule(L.LightningModule):
         else:
             out = self.outputs(x, self._noise(x))
             parts = [self._member_parts(k, x[k], out[k], step) for k in range(self.size)]
-        losses = parts.losses if isinstance(parts, MemberParts) else torch.stack(
-            [p["loss"] for p in parts]
-        )  # [K]
+        if isinstance(parts, MemberParts):
+            losses = parts.losses  # [K]
+        else:
+            losses = torch.stack([p["loss"] for p in parts])
         finite = torch.isfinite(losses).tolist()  # one synchronisation a step
         for k, ok in enumerate(finite):
             if not ok and k not in self.failed:

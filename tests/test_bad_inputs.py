@@ -70,7 +70,7 @@ BAD_INPUTS = [
      "`evaluation.suite` has unknown settings ['num_codes']"),
     ("evaluation=fast evaluation.suite.jobs=0",
      "evaluation.suite.jobs=0 is not a number of worker processes"),
-    ("evaluation=full evaluation.suite.jobs=auto", "-1 for one per CPU core"),
+    ("evaluation=full evaluation.suite.jobs=many", "-1 for one per CPU core"),
     ("data.subset=0.001 data.batch_size=1024", "fewer than one batch of data.batch_size=1024"),
     ("evaluation=full evaluation.fid.features=100", "`evaluation.fid.features` must be inception"),
     ("evaluation=full evaluation.fid.num_samples=1",

@@ -92,6 +92,8 @@ def test_eval_equals_the_in_training_evaluation_and_skips_when_done(run_copy: Pa
     assert snapshot(run_copy / "checkpoints") == checkpoints  # checkpoints never touched
     log = (run_copy / "eval.log").read_text()
     assert "encoding" in log and "beta_vae" in log and "factor_vae" in log  # progress lines
+    # jobs=auto on 200 codes: starting workers would cost more than they save
+    assert "classifiers fitted in this process (evaluation.suite.jobs=auto: " in log
 
     before = snapshot(run_copy)
     # the classifiers in two workers: the same evaluation (settings without `jobs`), skipped

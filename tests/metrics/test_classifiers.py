@@ -11,10 +11,22 @@ import time
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from joblib import cpu_count
 
+from tests.conftest import ROOT
 from tests.metrics.toy import ToySource, mixing_encoder
 from tests.metrics.worker_probe import process_facts, touch_or_fail
-from vaelab.metrics.classifiers import Fit, check_jobs, fit_all, map_jobs
+from vaelab.evaluate import launcher_jobs
+from vaelab.metrics.classifiers import (
+    AUTO_MIN_CODES,
+    Fit,
+    auto_jobs,
+    check_jobs,
+    fit_all,
+    map_jobs,
+)
 from vaelab.metrics.codes import DirectCodes
 from vaelab.metrics.fairness import draw_fairness, fairness_from_draw
 from vaelab.metrics.suite import SuiteConfig, make_config, run_suite
@@ -112,6 +124,41 @@ def test_a_worker_count_that_is_not_one_is_refused_in_one_sentence(jobs):
 
 def test_the_default_is_this_process_and_minus_one_means_every_core():
     assert SuiteConfig().jobs == 1 and check_jobs(-1) == -1 and check_jobs(16) == 16
+
+
+def test_auto_is_the_cores_this_process_may_use_shared_by_the_jobs_beside_it():
+    cores = len(os.sched_getaffinity(0))
+    assert check_jobs("auto") == "auto" and make_config(jobs="auto").jobs == "auto"
+    assert auto_jobs(10_000) == cores and auto_jobs(10_000, beside=cores) == 1
+    assert auto_jobs(10_000, beside=2) == max(1, cores // 2)
+    assert auto_jobs(AUTO_MIN_CODES - 1) == 1  # starting workers would cost more than they save
+    cfg = make_config(jobs="auto", num_train=10_000, downstream_sizes=(10, 100))
+    assert cfg.resolved(["mig", "sap"]).jobs == 1  # no classifier to fit
+    assert cfg.resolved(["downstream"]).jobs == 1  # 100 codes at most
+    assert cfg.resolved(["mig", "dci"]).jobs == auto_jobs(10_000)
+    assert make_config(jobs=3).resolved(["dci"]).jobs == 3  # a number stays
+    # a process allowed one core (taskset, a SLURM allocation of one CPU) fits in itself
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from vaelab.metrics.classifiers import auto_jobs; print(auto_jobs(10_000))"
+    )
+    one_core = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert one_core.stdout.split() == ["1"], one_core.stderr[-2000:]
+
+
+def test_auto_shares_the_cores_with_the_jobs_a_joblib_launcher_runs_at_once():
+    assert launcher_jobs() == 1  # no Hydra job: a plain call
+    for launcher, n_jobs in (("joblib", 2), ("joblib", -1), ("basic", None)):
+        overrides = [f"hydra/launcher={launcher}", "hydra.mode=MULTIRUN"]
+        overrides += [f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []
+        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        try:
+            expected = {2: 2, -1: cpu_count(), None: 1}[n_jobs]
+            assert launcher_jobs() == expected, (launcher, n_jobs)
+        finally:
+            HydraConfig.instance().cfg = None
 
 
 def test_a_failing_metric_stops_the_others_fits_and_raises_at_once():

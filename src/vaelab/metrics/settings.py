@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
-from vaelab.metrics.classifiers import Estimator, check_estimator, check_jobs
+from vaelab.metrics.classifiers import Estimator, auto_jobs, check_estimator, check_jobs
 from vaelab.metrics.dci_es import DEPTHS, NUM_TREES
 from vaelab.metrics.downstream import SIZES
 from vaelab.metrics.fairness import NUM_PER_CLASS
@@ -44,12 +45,28 @@ class SuiteConfig:
     dci_es_depths: tuple[int, ...] = DEPTHS  # DCI-ES probes' maximum depths (capacities)
     dci_es_trees: int = NUM_TREES  # trees per DCI-ES probe forest
     dci_es_refit: bool = False  # one forest per depth (the reference) instead of cut trees
-    jobs: int = 1  # processes fitting the classifiers of DCI, DCI-ES, downstream, fairness
+    # processes fitting the classifiers of DCI, DCI-ES, downstream, fairness; "auto": by the
+    # cores and the codes to fit on (``resolved``)
+    jobs: int | str = 1
 
     def __post_init__(self) -> None:
         check_estimator(self.dci_estimator, "evaluation.suite.dci_estimator")
         check_estimator(self.downstream_estimator, "evaluation.suite.downstream_estimator")
         check_jobs(self.jobs)
+
+    def training_codes(self, metrics: Sequence[str]) -> int:
+        """The most training codes a classifier of ``metrics`` fits on."""
+        sizes = [self.num_train] if set(metrics) & (set(POOLED) - {"downstream"}) else []
+        if "downstream" in metrics:
+            sizes += list(self.downstream_sizes)
+        return max(sizes, default=0)
+
+    def resolved(self, metrics: Sequence[str], beside: int = 1) -> SuiteConfig:
+        """This config with ``jobs="auto"`` replaced by its worker count for ``metrics``
+        (``classifiers.auto_jobs``; ``beside``: the jobs running at once on these cores)."""
+        if self.jobs != "auto":
+            return self
+        return replace(self, jobs=auto_jobs(self.training_codes(metrics), beside))
 
 
 EXECUTION = ("jobs",)  # settings of where the work runs, not of what it computes

@@ -216,7 +216,7 @@ def run_suite(
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
-    cfg = make_config(**overrides)
+    cfg = make_config(**overrides).resolved(metrics)
     draws = draw_suite(source, seed, metrics, cfg)
     start = time.perf_counter()
     table = encode_table(

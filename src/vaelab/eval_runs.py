@@ -36,6 +36,7 @@ from vaelab.errors import ConfigError
 from vaelab.io import write_json_atomic
 from vaelab.metrics.settings import scored_settings
 from vaelab.runs import CONFIG, LAST, METRICS, load_run, run_config, run_record
+from vaelab.sweep import launcher_jobs
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ def evaluate_represent(
              datamodule.source.name, seed)  # fmt: skip
     values, notes = score_represent(
         represent, datamodule.source, metrics, suite, seed, name=str(cfg.represent),
-        images=datamodule.source_images, device=chosen,
+        images=datamodule.source_images, device=chosen, beside=launcher_jobs(),
     )  # fmt: skip
     record = represent_record(
         str(cfg.represent), sha256, name, data, represent_settings(metrics, suite, seed),

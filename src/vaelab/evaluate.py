@@ -16,25 +16,22 @@ for metrics.json and the loggers, and the suite's matrices for the heat-map figu
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from joblib import effective_n_jobs
 from omegaconf import OmegaConf
 
 from vaelab.data import ImageDataModule
 from vaelab.metrics import active_units, log_likelihood_iw
 from vaelab.metrics.image_quality import reconstruction_quality
 from vaelab.metrics.sample_quality import SampleQuality
-from vaelab.metrics.settings import POOLED, make_config, scored_settings
+from vaelab.metrics.settings import make_config, scored_settings
 from vaelab.metrics.suite import SuiteResult, run_suite
 from vaelab.module import VAEModule
+from vaelab.sweep import launcher_jobs
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +43,6 @@ class Evaluation:
     values: dict[str, float] = field(default_factory=dict)
     suite: SuiteResult | None = None
     notes: list[str] = field(default_factory=list)  # what the values do not say themselves
-
-
-def launcher_jobs() -> int:
-    """How many jobs this run's Hydra launcher runs at once on this machine: the joblib
-    launcher's ``n_jobs`` (-1: one per core); 1 for a single run and the other launchers (one
-    job after another, a stack in one process, a SLURM job on its own CPUs)."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return 1
-    launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")).lower():
-        return 1
-    return effective_n_jobs(launcher.get("n_jobs") or 1)
 
 
 class Evaluator:
@@ -164,26 +149,13 @@ class Evaluator:
             out.notes.append("InfoMEC read each latent's values as classes (quantized latents)")
         for note in out.notes:
             log.info("%s: %s", source.name, note)
-        if suite.get("jobs") == "auto":
-            suite["jobs"] = self._auto_jobs(metrics, suite)
         out.suite = run_suite(
             source, self._encoder(module), self.seed, metrics,
-            images=datamodule.source_images, device=module.device, **suite,
+            images=datamodule.source_images, device=module.device, beside=launcher_jobs(),
+            **suite,
         )  # fmt: skip
         out.values.update(out.suite.values)
         return out
-
-    @staticmethod
-    def _auto_jobs(metrics: Sequence[str], suite: dict[str, Any]) -> int:
-        """``evaluation.suite.jobs=auto`` as a worker count, said once when workers fit."""
-        beside = launcher_jobs()
-        jobs = make_config(**suite).resolved(metrics, beside).jobs
-        if set(metrics) & set(POOLED):
-            where = "in this process" if jobs == 1 else f"in {jobs} worker processes"
-            shared = f", shared by {beside} jobs at once" if beside > 1 else ""
-            log.info("suite: classifiers fitted %s (evaluation.suite.jobs=auto: %d cores%s)",
-                     where, len(os.sched_getaffinity(0)), shared)  # fmt: skip
-        return jobs
 
     @staticmethod
     def _encoder(module: VAEModule):

@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from joblib import effective_n_jobs
 from omegaconf import DictConfig
 
 from vaelab.cli import command
@@ -73,3 +76,15 @@ class SweepSummary(Callback):
                 file=sys.stderr,
             )
         print(f"report: {command('report')} {sweep_dir}")
+
+
+def launcher_jobs() -> int:
+    """How many jobs this run's Hydra launcher runs at once on this machine: the joblib
+    launcher's ``n_jobs`` (-1: one per core); 1 for a single run and the other launchers (one
+    job after another, a stack in one process, a SLURM job on its own CPUs)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return 1
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return 1
+    return effective_n_jobs(launcher.get("n_jobs") or 1)

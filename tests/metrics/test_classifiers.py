@@ -18,7 +18,6 @@ from joblib import cpu_count
 from tests.conftest import ROOT
 from tests.metrics.toy import ToySource, mixing_encoder
 from tests.metrics.worker_probe import process_facts, touch_or_fail
-from vaelab.evaluate import launcher_jobs
 from vaelab.metrics.classifiers import (
     AUTO_MIN_CODES,
     Fit,
@@ -30,6 +29,7 @@ from vaelab.metrics.classifiers import (
 from vaelab.metrics.codes import DirectCodes
 from vaelab.metrics.fairness import draw_fairness, fairness_from_draw
 from vaelab.metrics.suite import SuiteConfig, make_config, run_suite
+from vaelab.sweep import launcher_jobs
 
 
 def test_the_classifier_module_and_the_metrics_package_load_without_torch():
@@ -144,6 +144,22 @@ def test_auto_is_the_cores_this_process_may_use_shared_by_the_jobs_beside_it():
     )
     one_core = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert one_core.stdout.split() == ["1"], one_core.stderr[-2000:]
+
+
+def test_the_suite_says_where_auto_fits_its_classifiers(caplog):
+    caplog.set_level(logging.INFO, logger="vaelab.metrics.suite")
+    small = {"num_train": 300, "num_test": 100, "jobs": "auto"}
+    run_suite(ToySource(), mixing_encoder(), 0, ["mig", "dci"], beside=2, **small)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("suite:")]
+    cores = len(os.sched_getaffinity(0))
+    assert said == [  # 300 codes: below AUTO_MIN_CODES
+        "suite: classifiers fitted in this process "
+        f"(evaluation.suite.jobs=auto: {cores} cores, shared by 2 jobs at once)"
+    ]
+    caplog.clear()  # no classifier to fit, or a number of jobs given: nothing to say
+    run_suite(ToySource(), mixing_encoder(), 0, ["mig"], **small)
+    run_suite(ToySource(), mixing_encoder(), 0, ["dci"], **{**small, "jobs": 1})
+    assert not [r for r in caplog.records if r.getMessage().startswith("suite:")]
 
 
 def test_auto_shares_the_cores_with_the_jobs_a_joblib_launcher_runs_at_once():

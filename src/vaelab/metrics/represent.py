@@ -46,11 +46,13 @@ def score_represent(
     name: str,
     images: Images | None = None,
     device: str | torch.device | None = None,
+    beside: int = 1,
 ) -> tuple[dict[str, float], list[str]]:
     """The suite's values for ``represent``'s codes of ``source`` (``images``: the images
     of source indices as ``represent`` sees them, default ``source.images``), and notes
     on what they do not say themselves (binned factors, fairness skipped), as
-    ``vaelab.evaluate.Evaluator`` makes them for a trained model."""
+    ``vaelab.evaluate.Evaluator`` makes them for a trained model; ``beside``: as
+    ``run_suite``'s."""
     check_factors(source)
     notes = []
     if source.binned_factors:
@@ -69,8 +71,9 @@ def score_represent(
         represent.eval()  # dropout off, batch norm from its running statistics
     where = represent_device(represent, device)
     result = run_suite(
-        source, as_encoder(represent, name), seed, metrics, images=images, device=where, **suite
-    )
+        source, as_encoder(represent, name), seed, metrics, images=images, device=where,
+        beside=beside, **suite,
+    )  # fmt: skip
     return result.values, notes
 
 

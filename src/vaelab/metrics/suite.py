@@ -24,6 +24,7 @@ forest), ``disent/infomec[range]/m`` or ``[iqr]`` (the pruning rule), ``disent/d
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -208,15 +209,24 @@ def run_suite(
     metrics: Sequence[str] = METRICS,
     images: Images | None = None,
     device: torch.device | str | None = None,
+    beside: int = 1,
     **overrides: object,
 ) -> SuiteResult:
     """Draw, encode every distinct image once, score (module docstring). ``images``: the
     images of source indices as the model sees them (default ``source.images``);
-    ``device``: where the encoder runs; ``overrides`` set ``SuiteConfig`` fields."""
+    ``device``: where the encoder runs; ``beside``: the jobs running at once on this
+    machine, which ``jobs="auto"`` shares the cores with; ``overrides`` set ``SuiteConfig``
+    fields."""
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
-    cfg = make_config(**overrides).resolved(metrics)
+    asked = make_config(**overrides)
+    cfg = asked.resolved(metrics, beside)
+    if asked.jobs == "auto" and set(metrics) & set(POOLED):
+        where = "in this process" if cfg.jobs == 1 else f"in {cfg.jobs} worker processes"
+        shared = f", shared by {beside} jobs at once" if beside > 1 else ""
+        log.info("suite: classifiers fitted %s (evaluation.suite.jobs=auto: %d cores%s)",
+                 where, len(os.sched_getaffinity(0)), shared)  # fmt: skip
     draws = draw_suite(source, seed, metrics, cfg)
     start = time.perf_counter()
     table = encode_table(

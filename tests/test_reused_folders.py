@@ -8,6 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
+
+from vaelab.run_folder import config_hash
 
 from .conftest import TINY, read_metrics, run_cli
 from .test_eval import snapshot
@@ -93,3 +96,37 @@ def test_a_corrupt_job_record_fails_the_sweep_and_is_left_as_it_is(tmp_path: Pat
     assert (bad / "metrics.json").read_text() == '{"status": "compl'
     assert read_metrics(good)["status"] == "completed"
     shutil.rmtree(sweep_dir)
+
+
+# an evaluation with the suite's classifiers (so `evaluation.suite.jobs` is in the config), tiny
+LIGHT_EVAL = ["evaluation=fast", "evaluation.iwae_k=4", "evaluation.iwae_images=4",
+              "evaluation.quality_images=8", "evaluation.suite.num_train=100",
+              "evaluation.suite.num_test=50", "evaluation.disentanglement=[mig,dci]"]  # fmt: skip
+
+
+def test_the_worker_count_of_the_evaluation_is_not_another_config(tmp_path: Path):
+    """`evaluation.suite.jobs` says where classifiers are fitted, not what is computed: a run
+    is the same config whatever it is, including a run recorded before `auto` existed."""
+    run_dir = tmp_path / "run"
+    first = run_cli(run_dir, *TINY, *LIGHT_EVAL, "evaluation.suite.jobs=2", process=False)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = contents(run_dir)
+    for jobs in ("auto", "1", "-1"):
+        again = run_cli(run_dir, *TINY, *LIGHT_EVAL, f"evaluation.suite.jobs={jobs}",
+                        process=False)  # fmt: skip
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "already holds a completed run of this config: skipped" in again.stdout
+    # the record of an earlier version: its fingerprint hashed the worker count as given
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    record = read_metrics(run_dir)
+    assert record["config_hash"] == config_hash(saved) != config_hash(saved, as_given=True)
+    record["config_hash"] = config_hash(saved, as_given=True)
+    (run_dir / "metrics.json").write_text(json.dumps(record))
+    again = run_cli(run_dir, *TINY, *LIGHT_EVAL, "evaluation.suite.jobs=2", process=False)
+    assert again.returncode == 0 and "of this config: skipped" in again.stdout
+    other = run_cli(run_dir, *TINY, *LIGHT_EVAL, "evaluation.suite.num_train=200", process=False)
+    assert other.returncode == 2 and "another config" in other.stderr  # a computed setting
+    after = contents(run_dir)
+    assert {k: v for k, v in after.items() if k not in ("train.log", "metrics.json")} == {
+        k: v for k, v in before.items() if k not in ("train.log", "metrics.json")
+    }

@@ -31,17 +31,36 @@ METRICS = "metrics.json"
 HYDRA_DIR = ".hydra"
 
 
-def config_hash(cfg: DictConfig) -> str:
+# Settings of where the work runs, not of what it computes, hashed at one value (the default
+# of the versions before them): a run keeps its fingerprint whatever its worker count.
+EXECUTION = {("evaluation", "suite", "jobs"): 1}
+
+
+def config_hash(cfg: DictConfig, as_given: bool = False) -> str:
     """A fingerprint of what a run computes: the resolved config with every ``paths.*`` set to
-    a placeholder first (so a folder copied elsewhere keeps its fingerprint) and without the
-    keys that only say how to start (resume, ckpt_path, allow_unsafe_checkpoints)."""
+    a placeholder first (so a folder copied elsewhere keeps its fingerprint), the
+    ``EXECUTION`` settings at their fixed values (``as_given``: as they are, the fingerprint
+    of versions before 2026-12-05), and without the keys that only say how to start (resume,
+    ckpt_path, allow_unsafe_checkpoints)."""
     unresolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     for key in list(unresolved.get("paths") or {}):
         unresolved.paths[key] = f"<paths.{key}>"
     plain = OmegaConf.to_container(unresolved, resolve=True)
     for key in ("paths", "resume", "ckpt_path", "allow_unsafe_checkpoints"):
         plain.pop(key, None)
+    for (*parents, key), value in EXECUTION.items():
+        node = plain
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node and not as_given:
+            node[key] = value
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprints(cfg: DictConfig) -> tuple[str, str]:
+    """``config_hash(cfg)`` and the one versions before 2026-12-05 recorded for it: a folder
+    holds a run of ``cfg`` when its record has either."""
+    return config_hash(cfg), config_hash(cfg, as_given=True)
 
 
 def read_record(out_dir: Path) -> dict[str, Any] | None:
@@ -71,16 +90,20 @@ def _saved_overrides(out_dir: Path) -> str:
     return f"its overrides: {' '.join(map(str, overrides)) or 'none'}"
 
 
-def completed_run(out_dir: Path, fingerprint: str, resume: bool) -> dict[str, Any] | None:
+def completed_run(
+    out_dir: Path, fingerprint: str | tuple[str, ...], resume: bool
+) -> dict[str, Any] | None:
     """The record of a completed run of this same config in ``out_dir``, to be skipped; None
     when the folder is new or holds an unfinished run of this config (resumed). ``ConfigError``
-    when the folder holds another config's run, or a completed one and ``resume`` is false."""
+    when the folder holds another config's run, or a completed one and ``resume`` is false.
+    ``fingerprint``: the config's, or those it may have been recorded under (``fingerprints``)."""
     record = read_record(out_dir)
     if record is None or "config_hash" not in record:
         return None
     status = record.get("status", "unknown")
     new_folder = "give a new folder (hydra.run.dir=... or hydra.sweep.dir=...) or none"
-    if record["config_hash"] != fingerprint:
+    known = (fingerprint,) if isinstance(fingerprint, str) else fingerprint
+    if record["config_hash"] not in known:
         again = "skip it" if status == "completed" else "resume it"
         raise ConfigError(
             f"{out_dir} already holds a {status} run of another config "

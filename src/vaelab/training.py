@@ -40,6 +40,7 @@ from vaelab.run_folder import (
     completed_run,
     config_hash,
     entries,
+    fingerprints,
     mark_resumed,
     owner,
     remove_added,
@@ -275,7 +276,7 @@ def run(cfg: DictConfig) -> float | None:
     metrics_path = out_dir / METRICS
     fingerprint = config_hash(cfg)
     earlier = metrics_path.read_bytes() if metrics_path.is_file() else None
-    previous = completed_run(out_dir, fingerprint, resume=cfg.get("resume", True))
+    previous = completed_run(out_dir, fingerprints(cfg), resume=cfg.get("resume", True))
     if previous is not None:
         log.info("%s already holds a completed run of this config: skipped", out_dir)
         return previous["metrics"].get(cfg.optimized_metric)

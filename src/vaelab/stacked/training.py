@@ -31,7 +31,14 @@ from vaelab.errors import ConfigError
 from vaelab.evaluate import Evaluator
 from vaelab.io import write_json_atomic
 from vaelab.module import VAEModule
-from vaelab.run_folder import METRICS, completed_run, mark_failed, owner, write_hydra_files
+from vaelab.run_folder import (
+    METRICS,
+    completed_run,
+    fingerprints,
+    mark_failed,
+    owner,
+    write_hydra_files,
+)
 from vaelab.stacked.data import StackedData
 from vaelab.stacked.figures import StackedFigures
 from vaelab.stacked.module import StackedVAEModule
@@ -108,7 +115,7 @@ def _check(job: MemberJob) -> float | str | None:
     """The job's earlier result (a completed run: skipped), or "train"."""
     validate(job.cfg)
     check_figure_settings(job.cfg)
-    previous = completed_run(job.out_dir, job.fingerprint, resume=job.cfg.get("resume", True))
+    previous = completed_run(job.out_dir, fingerprints(job.raw), resume=job.cfg.get("resume", True))
     if previous is not None:
         log.info("%s already holds a completed run of this config: skipped", job.out_dir)
         return previous["metrics"].get(job.cfg.optimized_metric)

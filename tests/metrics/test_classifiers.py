@@ -226,3 +226,14 @@ def test_fairness_refuses_a_forest_for_its_boosted_trees():
     draw = draw_fairness(source, np.random.default_rng(0), 50, 2)
     with pytest.raises(ValueError, match="unknown tree estimator 'rf'"):
         fairness_from_draw(draw, DirectCodes(source, mixing_encoder()), source, "rf")
+
+
+def test_the_schedule_model_of_the_fits_hands_each_to_the_first_free_worker():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fit_schedule import makespan
+
+    fits = {"short": [1.0, 1.0, 1.0, 1.0], "long": [4.0]}
+    # the long fit queued last starts when a worker frees up, after 2 s: ends at 6 s
+    assert makespan(fits, ("short", "long"), workers=2) == 6.0
+    assert makespan(fits, ("long", "short"), workers=2) == 4.0  # first: the bound, 4 s
+    assert makespan(fits, ("long", "short"), workers=1) == 8.0  # one worker: the sum

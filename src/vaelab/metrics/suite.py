@@ -97,7 +97,7 @@ def score_suite(
         log.info("%-12s %6.1f s  %s", name, seconds, shown)
         return values, seconds
 
-    pooled = [name for name in metrics if name in POOLED]
+    pooled = [name for name in POOLED if name in metrics]  # longest fits first
     if cfg.jobs == 1 or len(pooled) < 2:
         done = {name: score(name) for name in metrics}
     else:

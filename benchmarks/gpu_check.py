@@ -158,15 +158,20 @@ def part(name: str, cmd: list[str], out: Path, limit: float) -> dict:
 
 def merged(previous: dict | None, record: dict) -> dict:
     """``record``, and the parts of ``previous`` (an earlier run's record on the same device)
-    that it did not run, with their figures and the date each ran: several short runs of some
-    parts add up to one file instead of each replacing the last."""
+    that it did not run, with their figures and the date and torch each ran with: several short
+    runs of some parts add up to one file instead of each replacing the last."""
     if not previous or previous.get("device") != record["device"]:
         return record
+    if "throughput_compiled" not in previous:  # a file of 2026-12-04: one list for both
+        rows = previous.get("throughput", [])
+        previous = {**previous, "throughput": [r for r in rows if not r.get("compile")],
+                    "throughput_compiled": [r for r in rows if r.get("compile")]}  # fmt: skip
     out = {**record, "parts": {}}
     for name, earlier in previous.get("parts", {}).items():
         if name in record["parts"]:
             continue
-        out["parts"][name] = {"date": previous.get("date"), **earlier}
+        out["parts"][name] = {"date": previous.get("date"), "torch": previous.get("torch"),
+                              **earlier}  # fmt: skip
         if FIGURES.get(name) in previous:
             out[FIGURES[name]] = previous[FIGURES[name]]
     out["parts"].update(record["parts"])

@@ -164,4 +164,20 @@ def test_runs_of_some_parts_add_up_in_one_file_each_part_with_its_figures(tmp_pa
     assert gpu_check.merged(earlier, record) is record
     again = {**record, "parts": {"stack": {"status": "timed out"}}, "stacks": []}
     assert gpu_check.merged(record, again)["stacks"] == []
-    assert gpu_check.merged(record, again)["parts"]["metrics"] == record["parts"]["metrics"]
+    kept = gpu_check.merged(record, again)["parts"]["metrics"]
+    assert kept == {"torch": record["torch"], **record["parts"]["metrics"]}
+    # a file of 2026-12-04 held the compiled bench's rows in `throughput`: a bench run alone
+    # replaces the plain rows and keeps the compiled ones
+    h200 = {
+        "device": "H200",
+        "date": "2026-12-04",
+        "torch": "2.11",
+        "parts": {"bench": {"status": "passed"}, "bench_compiled": {"status": "passed"}},
+        "throughput": [{"arch": "conv", "compile": False}, {"arch": "conv", "compile": True}],
+    }
+    bench = {"device": "H200", "parts": {"bench": {"status": "passed"}},
+             "throughput": [{"arch": "mlp", "compile": False}]}  # fmt: skip
+    both = gpu_check.merged(h200, bench)
+    assert both["throughput"] == bench["throughput"]
+    assert both["throughput_compiled"] == [{"arch": "conv", "compile": True}]
+    assert both["parts"]["bench_compiled"]["date"] == "2026-12-04"

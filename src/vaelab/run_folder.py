@@ -32,7 +32,8 @@ HYDRA_DIR = ".hydra"
 
 
 # Settings of where the work runs, not of what it computes, hashed at one value (the default
-# of the versions before them): a run keeps its fingerprint whatever its worker count.
+# of the versions before them): the same run whatever its worker count. (A record of an
+# earlier version made with another count than 1 matches only that count: ``fingerprints``.)
 EXECUTION = {("evaluation", "suite", "jobs"): 1}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from joblib import effective_n_jobs
+from joblib import cpu_count, effective_n_jobs
 from omegaconf import DictConfig
 
 from vaelab.cli import command
@@ -79,12 +79,16 @@ class SweepSummary(Callback):
 
 
 def launcher_jobs() -> int:
-    """How many jobs this run's Hydra launcher runs at once on this machine: the joblib
-    launcher's ``n_jobs`` (-1: one per core); 1 for a single run and the other launchers (one
-    job after another, a stack in one process, a SLURM job on its own CPUs)."""
+    """How many jobs this run's Hydra launcher may run at once on this machine: the joblib
+    launcher's ``n_jobs`` (-1: one per core; the slots, not the jobs of the sweep), one per
+    core for submitit's local launcher (it starts every job at once), 1 for a single run and
+    the other launchers (one job after another, a stack in one process, a SLURM job on its
+    own CPUs)."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return 1
-    launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")).lower():
-        return 1
-    return effective_n_jobs(launcher.get("n_jobs") or 1)
+    target = str(HydraConfig.get().launcher.get("_target_", "")).lower()
+    if "joblib" in target:
+        return effective_n_jobs(HydraConfig.get().launcher.get("n_jobs") or 1)
+    if "submitit" in target and "local" in target:
+        return cpu_count()
+    return 1

@@ -127,20 +127,25 @@ def test_the_default_is_this_process_and_minus_one_means_every_core():
 
 
 def test_auto_is_the_cores_this_process_may_use_shared_by_the_jobs_beside_it():
-    cores = len(os.sched_getaffinity(0))
+    cores = cpu_count()
     assert check_jobs("auto") == "auto" and make_config(jobs="auto").jobs == "auto"
-    assert auto_jobs(10_000) == cores and auto_jobs(10_000, beside=cores) == 1
-    assert auto_jobs(10_000, beside=2) == max(1, cores // 2)
-    assert auto_jobs(AUTO_MIN_CODES - 1) == 1  # starting workers would cost more than they save
+    assert auto_jobs(10_000, 100) == cores and auto_jobs(10_000, 100, beside=cores) == 1
+    assert auto_jobs(10_000, 100, beside=2) == max(1, cores // 2)
+    assert auto_jobs(10_000, num_fits=1) == 1  # at most a worker a fit
+    assert auto_jobs(AUTO_MIN_CODES - 1, 100) == 1  # starting workers would cost more
     cfg = make_config(jobs="auto", num_train=10_000, downstream_sizes=(10, 100))
-    assert cfg.resolved(["mig", "sap"]).jobs == 1  # no classifier to fit
-    assert cfg.resolved(["downstream"]).jobs == 1  # 100 codes at most
-    assert cfg.resolved(["mig", "dci"]).jobs == auto_jobs(10_000)
-    assert make_config(jobs=3).resolved(["dci"]).jobs == 3  # a number stays
+    assert cfg.fits(["mig", "dci", "dci_rf"], num_factors=5) == 10
+    assert cfg.fits(["downstream"], num_factors=5) == 20  # 2 models x 2 sizes x 5 factors
+    assert cfg.resolved(["mig", "sap"], 5).jobs == 1  # no classifier to fit
+    assert cfg.resolved(["downstream"], 5).jobs == 1  # 100 codes at most
+    assert cfg.resolved(["mig", "dci"], 5).jobs == min(cores, 5)
+    assert make_config(jobs=3).resolved(["dci"], 5).jobs == 3  # a number stays
+    with pytest.raises(ValueError, match="resolve it first"):  # not a count a pool can take
+        map_jobs(abs, [1, 2], "auto", cost=abs)
     # a process allowed one core (taskset, a SLURM allocation of one CPU) fits in itself
     code = (
         "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-        "from vaelab.metrics.classifiers import auto_jobs; print(auto_jobs(10_000))"
+        "from vaelab.metrics.classifiers import auto_jobs; print(auto_jobs(10_000, 100))"
     )
     one_core = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert one_core.stdout.split() == ["1"], one_core.stderr[-2000:]
@@ -151,7 +156,7 @@ def test_the_suite_says_where_auto_fits_its_classifiers(caplog):
     small = {"num_train": 300, "num_test": 100, "jobs": "auto"}
     run_suite(ToySource(), mixing_encoder(), 0, ["mig", "dci"], beside=2, **small)
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("suite:")]
-    cores = len(os.sched_getaffinity(0))
+    cores = cpu_count()
     assert said == [  # 300 codes: below AUTO_MIN_CODES
         "suite: classifiers fitted in this process "
         f"(evaluation.suite.jobs=auto: {cores} cores, shared by 2 jobs at once)"
@@ -162,19 +167,27 @@ def test_the_suite_says_where_auto_fits_its_classifiers(caplog):
     assert not [r for r in caplog.records if r.getMessage().startswith("suite:")]
 
 
-def test_auto_shares_the_cores_with_the_jobs_a_joblib_launcher_runs_at_once():
-    assert launcher_jobs() == 1  # no Hydra job: a plain call
-    for launcher, n_jobs in (("joblib", 2), ("joblib", -1), ("basic", None)):
-        overrides = [f"hydra/launcher={launcher}", "hydra.mode=MULTIRUN"]
-        overrides += [f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []
-        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-            cfg = compose("train", overrides=overrides, return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        try:
-            expected = {2: 2, -1: cpu_count(), None: 1}[n_jobs]
+def test_auto_shares_the_cores_with_the_jobs_a_launcher_runs_at_once():
+    hydra = HydraConfig.instance()
+    before = hydra.cfg
+    hydra.cfg = None
+    try:
+        assert launcher_jobs() == 1  # no Hydra job: a plain call
+        cases = (
+            ("joblib", 2, 2),
+            ("joblib", -1, cpu_count()),
+            ("basic", None, 1),
+            ("submitit_local", None, cpu_count()),
+        )  # submitit starts every job at once
+        for launcher, n_jobs, expected in cases:
+            overrides = [f"hydra/launcher={launcher}", "hydra.mode=MULTIRUN"]
+            overrides += [f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []
+            with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+                cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            hydra.set_config(cfg)
             assert launcher_jobs() == expected, (launcher, n_jobs)
-        finally:
-            HydraConfig.instance().cfg = None
+    finally:
+        hydra.cfg = before
 
 
 def test_a_failing_metric_stops_the_others_fits_and_raises_at_once():

@@ -17,14 +17,13 @@ random forest), ``lr`` (logistic regression with C chosen by 5-fold cross-valida
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import numpy as np
-from joblib import effective_n_jobs
+from joblib import cpu_count, effective_n_jobs
 from joblib.externals.loky import get_reusable_executor
 from sklearn.ensemble import (
     GradientBoostingClassifier,
@@ -173,14 +172,15 @@ def check_jobs(jobs: int | str) -> int | str:
     return jobs
 
 
-def auto_jobs(num_codes: int, beside: int = 1) -> int:
-    """What ``jobs="auto"`` means for fits on at most ``num_codes`` training codes: the cores
-    this process may use (``os.sched_getaffinity``: a SLURM allocation's, a taskset's), shared
-    by the ``beside`` jobs running at once on them; 1 (this process) below ``AUTO_MIN_CODES``,
-    where starting the workers costs more than they save."""
+def auto_jobs(num_codes: int, num_fits: int, beside: int = 1) -> int:
+    """What ``jobs="auto"`` means for ``num_fits`` fits on at most ``num_codes`` training
+    codes: the cores this process may use (joblib's count: its affinity, a container's CPU
+    quota, ``LOKY_MAX_CPU_COUNT``), shared by the ``beside`` jobs running at once on them, at
+    most one worker a fit; 1 (this process) below ``AUTO_MIN_CODES``, where starting the
+    workers costs more than they save."""
     if num_codes < AUTO_MIN_CODES:
         return 1
-    return max(1, len(os.sched_getaffinity(0)) // max(1, beside))
+    return max(1, min(cpu_count() // max(1, beside), num_fits))
 
 
 def workers(jobs: int):
@@ -199,7 +199,9 @@ def map_jobs(
     ``workers(jobs)``, handed out largest ``cost`` first so that the longest item does not
     start last. ``function`` must be importable (module level). Never in a thread here when
     ``jobs`` is not 1: a fit's thread limits are the whole process's (the suite's threads)."""
-    if check_jobs(jobs) == 1 or not items:
+    if check_jobs(jobs) == "auto":
+        raise ValueError("jobs='auto' is a suite setting: resolve it first (SuiteConfig.resolved)")
+    if jobs == 1 or not items:
         return [function(item) for item in items]
     executor = workers(jobs)
     order = sorted(range(len(items)), key=lambda i: -cost(items[i]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from typing import Literal
 
 from vaelab.metrics.classifiers import Estimator, auto_jobs, check_estimator, check_jobs
 from vaelab.metrics.dci_es import DEPTHS, NUM_TREES
@@ -52,7 +53,7 @@ class SuiteConfig:
     dci_es_refit: bool = False  # one forest per depth (the reference) instead of cut trees
     # processes fitting the classifiers of DCI, DCI-ES, downstream, fairness; "auto": by the
     # cores and the codes to fit on (``resolved``)
-    jobs: int | str = 1
+    jobs: int | Literal["auto"] = 1
 
     def __post_init__(self) -> None:
         check_estimator(self.dci_estimator, "evaluation.suite.dci_estimator")
@@ -66,12 +67,22 @@ class SuiteConfig:
             sizes += list(self.downstream_sizes)
         return max(sizes, default=0)
 
-    def resolved(self, metrics: Sequence[str], beside: int = 1) -> SuiteConfig:
-        """This config with ``jobs="auto"`` replaced by its worker count for ``metrics``
-        (``classifiers.auto_jobs``; ``beside``: the jobs running at once on these cores)."""
+    def fits(self, metrics: Sequence[str], num_factors: int) -> int:
+        """How many classifiers ``metrics`` fit: one per factor (and per model and training
+        size for the downstream tasks)."""
+        per_factor = len(set(metrics) & (set(POOLED) - {"downstream"}))
+        if "downstream" in metrics:
+            per_factor += 2 * len(self.downstream_sizes)  # logistic regression, boosted trees
+        return per_factor * num_factors
+
+    def resolved(self, metrics: Sequence[str], num_factors: int, beside: int = 1) -> SuiteConfig:
+        """This config with ``jobs="auto"`` replaced by its worker count for ``metrics`` on
+        data of ``num_factors`` factors (``classifiers.auto_jobs``; ``beside``: the jobs
+        running at once on these cores)."""
         if self.jobs != "auto":
             return self
-        return replace(self, jobs=auto_jobs(self.training_codes(metrics), beside))
+        codes, fits = self.training_codes(metrics), self.fits(metrics, num_factors)
+        return replace(self, jobs=auto_jobs(codes, fits, beside))
 
 
 EXECUTION = ("jobs",)  # settings of where the work runs, not of what it computes

@@ -24,7 +24,6 @@ forest), ``disent/infomec[range]/m`` or ``[iqr]`` (the pruning rule), ``disent/d
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from joblib import cpu_count
 
 from vaelab.data.base import GroundTruthSource
 from vaelab.metrics.beta_vae import beta_vae_from_draws
@@ -83,6 +83,7 @@ def score_suite(
     it ends. With ``cfg.jobs`` other than 1 the ``POOLED`` metrics run side by side (a thread
     each, their fits in the shared workers) while this thread scores the others, so their
     times overlap; the values are the same."""
+    cfg = cfg.resolved(metrics, len(source.factor_sizes))  # "auto" given here: this machine's
     result = SuiteResult()
     shared: tuple[np.ndarray, ...] = ()
     if "codes" in draws:
@@ -221,12 +222,12 @@ def run_suite(
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
     asked = make_config(**overrides)
-    cfg = asked.resolved(metrics, beside)
+    cfg = asked.resolved(metrics, len(source.factor_sizes), beside)
     if asked.jobs == "auto" and set(metrics) & set(POOLED):
         where = "in this process" if cfg.jobs == 1 else f"in {cfg.jobs} worker processes"
         shared = f", shared by {beside} jobs at once" if beside > 1 else ""
         log.info("suite: classifiers fitted %s (evaluation.suite.jobs=auto: %d cores%s)",
-                 where, len(os.sched_getaffinity(0)), shared)  # fmt: skip
+                 where, cpu_count(), shared)  # fmt: skip
     draws = draw_suite(source, seed, metrics, cfg)
     start = time.perf_counter()
     table = encode_table(

@@ -226,7 +226,7 @@ class StackedVAEModule(L.LightningModule):
                 objective.setup(dataset_size=len(data.split_indices["train"]))
         settings = [objective_settings(o) for o in self.objectives]
         self.batched_loss = (self.size > 1 and self.vectorize is not False
-                             and self.objectives[0].batchable
+                             and self.objectives[0].batchable and not self.has_auxiliary
                              and all(s == settings[0] for s in settings))  # fmt: skip
         if stage == "fit":
             how = "in one vmapped call" if self.batched_loss else "member by member"
@@ -307,7 +307,12 @@ class StackedVAEModule(L.LightningModule):
         active = [k for k in range(self.size) if k not in self.failed]
         if not active:
             raise NonFiniteLossError(next(iter(self.failed.values())))
-        total = losses.sum() if len(active) == self.size else losses[active].sum()
+        if len(active) == self.size:
+            total = losses.sum()
+        elif isinstance(parts, MemberParts):  # one graph: the failed member's gradient is 0
+            total = losses[active].sum()
+        else:  # the failed members' losses stay out of the graph
+            total = torch.stack([parts[k]["loss"] for k in active]).sum()
         if self.has_auxiliary:
             for k, logs in self._manual_steps(total, out, active).items():
                 parts[k].update(logs)

@@ -26,35 +26,30 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from vaelab.errors import ConfigError
 from vaelab.io import write_json_atomic
+from vaelab.metrics.settings import EXECUTION, SuiteConfig
 
 METRICS = "metrics.json"
 HYDRA_DIR = ".hydra"
 
 
-# Settings of where the work runs, not of what it computes, hashed at one value (the default
-# of the versions before them): the same run whatever its worker count. (A record of an
-# earlier version made with another count than 1 matches only that count: ``fingerprints``.)
-EXECUTION = {("evaluation", "suite", "jobs"): 1}
-
-
 def config_hash(cfg: DictConfig, as_given: bool = False) -> str:
     """A fingerprint of what a run computes: the resolved config with every ``paths.*`` set to
-    a placeholder first (so a folder copied elsewhere keeps its fingerprint), the
-    ``EXECUTION`` settings at their fixed values (``as_given``: as they are, the fingerprint
-    of versions before 2026-12-05), and without the keys that only say how to start (resume,
-    ckpt_path, allow_unsafe_checkpoints)."""
+    a placeholder first (so a folder copied elsewhere keeps its fingerprint), the suite's
+    settings of where its work runs (``vaelab.metrics.settings.EXECUTION``: the worker count)
+    at ``SuiteConfig``'s defaults, so the same run whatever they are (``as_given``: as they
+    are, the fingerprint of versions before 2026-12-05; such a record made with another count
+    than 1 matches only that count, ``fingerprints``), and without the keys that only say how
+    to start (resume, ckpt_path, allow_unsafe_checkpoints)."""
     unresolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     for key in list(unresolved.get("paths") or {}):
         unresolved.paths[key] = f"<paths.{key}>"
     plain = OmegaConf.to_container(unresolved, resolve=True)
     for key in ("paths", "resume", "ckpt_path", "allow_unsafe_checkpoints"):
         plain.pop(key, None)
-    for (*parents, key), value in EXECUTION.items():
-        node = plain
-        for parent in parents:
-            node = node.get(parent) if isinstance(node, dict) else None
-        if isinstance(node, dict) and key in node and not as_given:
-            node[key] = value
+    evaluation = plain.get("evaluation")
+    suite = evaluation.get("suite") if isinstance(evaluation, dict) else None
+    if isinstance(suite, dict) and not as_given:
+        suite.update({k: getattr(SuiteConfig(), k) for k in EXECUTION if k in suite})
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -86,9 +86,10 @@ def launcher_jobs() -> int:
     own CPUs)."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return 1
-    target = str(HydraConfig.get().launcher.get("_target_", "")).lower()
+    launcher = HydraConfig.get().launcher
+    target = str(launcher.get("_target_", "")).lower()
     if "joblib" in target:
-        return effective_n_jobs(HydraConfig.get().launcher.get("n_jobs") or 1)
+        return effective_n_jobs(launcher.get("n_jobs") or 1)
     if "submitit" in target and "local" in target:
         return cpu_count()
     return 1

@@ -38,7 +38,6 @@ from vaelab.module import VAEModule
 from vaelab.run_folder import (
     METRICS,
     completed_run,
-    config_hash,
     entries,
     fingerprints,
     mark_resumed,
@@ -274,9 +273,10 @@ def run(cfg: DictConfig) -> float | None:
     check_figure_settings(cfg)
     out_dir = Path(cfg.paths.output_dir)
     metrics_path = out_dir / METRICS
-    fingerprint = config_hash(cfg)
+    known = fingerprints(cfg)
+    fingerprint = known[0]
     earlier = metrics_path.read_bytes() if metrics_path.is_file() else None
-    previous = completed_run(out_dir, fingerprints(cfg), resume=cfg.get("resume", True))
+    previous = completed_run(out_dir, known, resume=cfg.get("resume", True))
     if previous is not None:
         log.info("%s already holds a completed run of this config: skipped", out_dir)
         return previous["metrics"].get(cfg.optimized_metric)

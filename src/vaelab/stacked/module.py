@@ -307,11 +307,9 @@ class StackedVAEModule(L.LightningModule):
         active = [k for k in range(self.size) if k not in self.failed]
         if not active:
             raise NonFiniteLossError(next(iter(self.failed.values())))
-        if len(active) == self.size:
-            total = losses.sum()
-        elif isinstance(parts, MemberParts):  # one graph: the failed member's gradient is 0
-            total = losses[active].sum()
-        else:  # the failed members' losses stay out of the graph
+        if isinstance(parts, MemberParts):  # one graph: a failed member's gradient is 0
+            total = losses[active].sum() if self.failed else losses.sum()
+        else:  # a failed member's loss stays out of the graph
             total = torch.stack([parts[k]["loss"] for k in active]).sum()
         if self.has_auxiliary:
             for k, logs in self._manual_steps(total, out, active).items():

@@ -12,11 +12,13 @@ the per-pair ratios.
 
     python benchmarks/train_throughput.py [--tiny] [--rounds 3] [--seconds 4] [--skip-dsprites]
         [--cases mlp:64,conv:256] [--override '~callbacks.progress' ...]
-        [--precision 32-true bf16-mixed] [--compile false true] [--data-device cpu cuda]
+        [--precision 32-true bf16-mixed] [--compile false true reduce-overhead]
+        [--data-device cpu cuda]
 
 On a GPU the default measures every combination of precision (32-true, bf16-mixed), compile
-(without, with) and place of the images (data.device=cpu, cuda); on a CPU only 32-true,
-uncompiled, images on the CPU.
+(without, with: torch's default mode; or a mode by name, e.g. reduce-overhead's CUDA graphs)
+and place of the images (data.device=cpu, cuda); on a CPU only 32-true, uncompiled, images on
+the CPU.
 
 Writes benchmarks/results/<machine>.json (machine: e.g. cpu-2core-x86_64).
 """
@@ -43,6 +45,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from vaelab.allocator import keep_freed_memory
+from vaelab.compile import MODES, compile_mode
 from vaelab.console import route_lightning_logs
 from vaelab.training import build_module, build_trainer
 
@@ -50,6 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 CASES = (("conv", 64), ("conv", 256), ("mlp", 64))  # (arch, batch)
+COMPILE_SETTINGS = {"false": False, "true": True}  # --compile's words; a mode stays a word
+COMPILED = {False: "no", True: "yes"}  # the table's column
 
 
 def machine_name() -> str:
@@ -133,9 +138,10 @@ class Bare:
         torch.manual_seed(0)
         self.encoder = instantiate(cfg.arch.encoder, variational=True).to(DEVICE)
         self.decoder = instantiate(cfg.arch.decoder).to(DEVICE)
-        if cfg.get("compile", False):
-            self.encoder.compile()
-            self.decoder.compile()
+        mode = compile_mode(cfg.get("compile", False))
+        if mode is not None:
+            self.encoder.compile(mode=mode)
+            self.decoder.compile(mode=mode)
         params = [*self.encoder.parameters(), *self.decoder.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=cfg.arch.lr)
         self.bf16 = str(cfg.trainer.precision).startswith("bf16")
@@ -188,12 +194,15 @@ def checkpoint_ms(trainer: L.Trainer, out_dir: Path) -> float:
     return 1000 * (time.perf_counter() - started)
 
 
-def variant_overrides(variant: tuple[str, bool, str]) -> list[str]:
+def variant_overrides(variant: tuple[str, bool | str, str]) -> list[str]:
     precision, compiled, data_device = variant
-    return [f"precision={precision}", f"compile={compiled}", f"data.device={data_device}"]
+    setting = str(compiled).lower() if isinstance(compiled, bool) else compiled
+    return [f"precision={precision}", f"compile={setting}", f"data.device={data_device}"]
 
 
-def compare(arch: str, batch: int, variant: tuple[str, bool, str], args, out_dir: Path) -> dict:
+def compare(
+    arch: str, batch: int, variant: tuple[str, bool | str, str], args, out_dir: Path
+) -> dict:
     extra = [*variant_overrides(variant), *args.override]
     cfg = compose_cfg(arch, batch, args.images, args.size, out_dir, extra)
     L.seed_everything(0, verbose=False)
@@ -286,7 +295,7 @@ def table(result: dict) -> str:
     for c in result["throughput"]:
         lines.append(
             f"| {c['arch']} ({c['size']}) | {c['batch']} | {c['precision']} | "
-            f"{'yes' if c['compile'] else 'no'} | {c['data_device']} | "
+            f"{COMPILED.get(c['compile'], c['compile'])} | {c['data_device']} | "
             f"{c['vaelab_images_per_s']:,.0f} | "
             f"{c['bare_images_per_s']:,.0f} | {c['ratio']:.3f} | {c['checkpoint_ms']:.0f} ms "
             f"every {c['checkpoint_every_n_steps']} steps |"
@@ -334,9 +343,10 @@ def main() -> None:
     parser.add_argument(
         "--compile",
         nargs="+",
-        choices=["false", "true"],
+        choices=["false", "true", *MODES],
         default=["false", "true"] if on_gpu else ["false"],
-        help="with and/or without torch.compile (default: both on a GPU, without on a CPU)",
+        help="without torch.compile, with it (true: the default mode) or in a mode by name "
+        "(default: false and true on a GPU, false on a CPU)",
     )
     parser.add_argument(
         "--data-device",
@@ -358,7 +368,7 @@ def main() -> None:
         if args.cases:
             chosen = [(a, int(b)) for a, b in (c.split(":") for c in args.cases.split(","))]
         variants = [
-            (precision, compiled == "true", data_device)
+            (precision, COMPILE_SETTINGS.get(compiled, compiled), data_device)
             for precision in args.precision
             for compiled in args.compile
             for data_device in args.data_device

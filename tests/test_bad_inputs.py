@@ -48,6 +48,8 @@ BAD_INPUTS = [
     ("beta_schedule=cyclical beta_schedule.ratio=1.5", "`beta_schedule.ratio` must be <= 1"),
     ("beta_schedule=cyclical trainer.max_steps=-1", "needs trainer.max_steps > 0"),
     ("trainer.nan_policy=sometimes", "`trainer.nan_policy` must be one of stop, skip"),
+    ("compile=fast", "`compile` must be true, false or a torch.compile mode (default, "
+                     "reduce-overhead, max-autotune, max-autotune-no-cudagraphs"),
     ("model=nope", "Available options in 'model':"),
     ("arch=transformer", "Available options in 'arch':"),
     ("hydra/launcher=ray", "pip install hydra-ray-launcher"),

@@ -162,10 +162,11 @@ def test_bf16_mixed_trains_on_the_cpu_through_the_cli(cli):
     shutil.which("c++") is None and shutil.which("g++") is None,
     reason="torch.compile on the CPU needs a C++ compiler (inductor)",
 )
-def test_compile_true_trains_a_few_steps(tmp_path: Path):
+@pytest.mark.parametrize("setting", [True, "reduce-overhead"])  # on a CPU: no CUDA graphs
+def test_compile_trains_a_few_steps(tmp_path: Path, setting):
     cfg = compose_train(*TINY, "arch=mlp", "data.batch_size=32", tmp=tmp_path)
     datamodule = instantiate(cfg.data, source={"cache_dir": str(tmp_path / "data")})
-    module = compile_networks(build_module(cfg), enabled=True)
+    module = compile_networks(build_module(cfg), setting)
     assert type(module.encoder).__name__ == "MLPEncoder"  # compiled in place: same names
     trainer = L.Trainer(
         accelerator="cpu",
@@ -239,3 +240,14 @@ def test_the_step_overhead_benchmark_prints_one_row_per_variant():
     for row in rows:
         vaelab, bare, overhead = (float(v) for v in row.strip("| ").split(" | ")[1:])
         assert vaelab > 0 and bare > 0 and overhead == pytest.approx(vaelab - bare, abs=0.02)
+
+
+def test_the_compile_setting_names_the_mode_each_network_is_compiled_in(tmp_path: Path):
+    cfg = compose_train(*TINY, "arch=mlp", tmp=tmp_path)
+    for setting, mode in [(False, None), (None, None), (True, "default"),
+                          ("reduce-overhead", "reduce-overhead")]:  # fmt: skip
+        module, modes = build_module(cfg), {}
+        for name in ("encoder", "decoder"):
+            getattr(module, name).compile = lambda mode, _n=name, _m=modes: _m.update({_n: mode})
+        compile_networks(module, setting)
+        assert modes == ({} if mode is None else {"encoder": mode, "decoder": mode})

@@ -18,6 +18,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import command
+from vaelab.compile import compile_mode
 from vaelab.errors import ConfigError
 
 
@@ -124,6 +125,10 @@ def _choice_problems(cfg: DictConfig) -> list[str]:
         if value is not None and str(value) not in allowed:
             case = " (names are lower case)" if str(value).lower() in allowed else ""
             problems.append(f"`{key}` must be one of {', '.join(allowed)}, got {value!r}{case}.")
+    try:
+        compile_mode(cfg.get("compile", False))
+    except ConfigError as error:
+        problems.append(str(error))
     ratio = _get(cfg, "beta_schedule.ratio")
     if _is_number(ratio) and ratio > 1:
         problems.append(f"`beta_schedule.ratio` must be <= 1, got {ratio!r}: it is a fraction.")

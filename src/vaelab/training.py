@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from vaelab.callbacks import ModelSummary, TrainingSpeed
 from vaelab.checkpoint import check_checkpoint, find_resumable, read_checkpoint
 from vaelab.cli import command
-from vaelab.compile import compile_networks
+from vaelab.compile import compile_mode, compile_networks
 from vaelab.config import building, validate
 from vaelab.console import route_lightning_logs
 from vaelab.data import ImageDataModule
@@ -122,9 +122,10 @@ def build_module(cfg: DictConfig) -> VAEModule:
         nan_policy=cfg.trainer.get("nan_policy", "stop"),
         **optimization_settings(cfg),
     )
-    if not cfg.get("compile", False):  # the summary's FLOPs: one image (compiled: no extra shape)
+    # the summary's FLOPs: one image, where the networks are not compiled (no extra shape)
+    if compile_mode(cfg.get("compile", False)) is None:
         module.example_input_array = torch.zeros(1, *cfg.arch.image_shape)
-    return compile_networks(module, enabled=cfg.get("compile", False))
+    return compile_networks(module, cfg.get("compile", False))
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:

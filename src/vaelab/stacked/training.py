@@ -85,7 +85,7 @@ def stack_problems(cfg: DictConfig) -> list[str]:
     if cfg.trainer.get("nan_policy", "stop") != "stop":
         problems.append("trainer.nan_policy=skip (a stack marks a diverged member failed)")
     if cfg.get("compile", False):
-        problems.append("compile=true")
+        problems.append(f"compile={cfg.compile}")
     if int(cfg.trainer.get("devices", 1) or 1) != 1 or cfg.trainer.get("num_nodes", 1) != 1:
         problems.append("several devices (trainer.devices / num_nodes)")
     if int(cfg.trainer.get("accumulate_grad_batches", 1) or 1) != 1:

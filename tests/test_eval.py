@@ -125,8 +125,10 @@ def test_another_seed_and_an_earlier_checkpoint_go_to_their_own_files(run_copy: 
 
 
 def test_a_sweep_is_evaluated_job_by_job_and_reported(tmp_path: Path):
+    """Two seeds of β = 1 evaluated alike are one row of the report; one of them evaluated
+    again with other settings is a row of its own (the ``evaluated`` column)."""
     sweep_dir = tmp_path / "sweep"
-    trained = sweep(sweep_dir, "beta=1,2", "seed=0")
+    trained = sweep(sweep_dir, "beta=1", "seed=0,1")
     assert trained.returncode == 0, trained.stderr[-3000:]
     jobs = sorted(p.parent for p in sweep_dir.glob("*/metrics.json"))
     assert all("disent/mig" not in read_metrics(j)["metrics"] for j in jobs)
@@ -136,9 +138,25 @@ def test_a_sweep_is_evaluated_job_by_job_and_reported(tmp_path: Path):
     assert "evaluation=full of 2 of 2 completed jobs" in result.stdout
     for job in jobs:
         assert read_metrics(job)["evaluations"]["full"]["step"] == 6
-    report = subprocess.run([sys.executable, str(ROOT / "src" / "report.py"), str(sweep_dir)],
-                            capture_output=True, text=True, cwd=ROOT)  # fmt: skip
-    assert report.returncode == 0 and "disent/mig" in report.stdout
+
+    def report() -> list[str]:
+        done = subprocess.run([sys.executable, str(ROOT / "src" / "report.py"), str(sweep_dir)],
+                              capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return [line for line in done.stdout.splitlines() if line.startswith("| ")]
+
+    table = report()
+    assert table[0].startswith("| model | beta | jobs | steps |") and "disent/mig" in table[0]
+    assert len(table) == 2 and table[1].startswith("| beta_vae | 1 | 2 | 6 |")
+    again = eval_cli(f"run={jobs[0]}", *EVAL_LIGHT, "evaluation.suite.num_train=300",
+                     "force=true", data=tmp_path / "data")  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    table = report()
+    assert table[0].startswith("| model | beta | evaluated | jobs | steps |")
+    assert {row.split(" | ")[2] for row in table[1:]} == {
+        "full: suite.num_train=200",
+        "full: suite.num_train=300",
+    }
 
 
 def test_a_sweep_through_a_launcher_isolates_a_failing_job(tmp_path: Path):

@@ -119,3 +119,49 @@ def test_beta_not_swept_is_read_from_the_jobs_saved_config(tmp_path: Path):
     markdown, _ = write_report(tmp_path)
     assert "| model | beta | optimizer.lr | jobs | steps | disent/mig |" in markdown
     assert "| beta_vae | 4 | 0.0001 | 1 | – | 0.010 |" in markdown and "None" not in markdown
+
+
+def test_jobs_evaluated_with_different_settings_are_not_averaged(tmp_path: Path):
+    """Four seeds of β = 4: seeds 0 and 1 as trained (their evaluations differ only in the
+    seed and the worker count, which decide no value), seed 2 also re-evaluated by
+    ``src/eval.py evaluation=full``, seed 3 trained with 1,000 training codes: three rows;
+    without seed 3, the rows are told apart by the re-evaluation alone."""
+    suite = {"num_train": 10000, "num_test": 5000, "jobs": "auto"}
+    cases = [(0, 0.1, suite, None), (1, 0.3, {**suite, "jobs": 1}, None),
+             (2, 0.6, suite, {"suite": {"num_train": 10000}, "seed": 2}),
+             (3, 0.9, {**suite, "num_train": 1000}, None)]  # fmt: skip
+    for seed, mig, trained, full in cases:
+        record = {"status": "completed", "model": "beta_vae", "metrics": {"disent/mig": mig}}
+        if full is not None:
+            record["evaluations"] = {"full": {"settings": full, "file": "evaluation/full.json"}}
+        name = f"{seed}_beta_vae_beta=4_seed={seed}"
+        job(tmp_path, name, ["beta=4", f"seed={seed}"], record)
+        saved = {"beta": 4, "evaluation": {"seed": seed, "suite": trained, "iwae_k": 1000}}
+        (tmp_path / name / ".hydra" / "config.yaml").write_text(yaml.safe_dump(saved))
+    markdown, _ = write_report(tmp_path)
+    lines = markdown.splitlines()
+    assert "| model | beta | evaluated | jobs | steps | disent/mig |" in lines
+    assert "| beta_vae | 4 | evaluation.suite.num_train=10000 | 2 | – | 0.200 ± 0.141 |" in lines
+    assert "| beta_vae | 4 | evaluation.suite.num_train=10000; full | 1 | – | 0.600 |" in lines
+    assert "| beta_vae | 4 | evaluation.suite.num_train=1000 | 1 | – | 0.900 |" in lines
+    (tmp_path / "3_beta_vae_beta=4_seed=3" / "metrics.json").unlink()  # not completed: ignored
+    lines = write_report(tmp_path)[0].splitlines()
+    assert "| beta_vae | 4 | as trained | 2 | – | 0.200 ± 0.141 |" in lines
+    assert "| beta_vae | 4 | full | 1 | – | 0.600 |" in lines
+    assert any(line.startswith("evaluated: what sets the evaluations") for line in lines)
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert "evaluated" in header and "evaluated_with" not in header
+
+
+def test_jobs_evaluated_alike_have_no_evaluated_column(tmp_path: Path):
+    """A sweep over the evaluation itself (``-m evaluation=fast,full``) is told apart by that
+    override; the evaluations' settings add no column."""
+    for n, (evaluation, num_train) in enumerate((("fast", 10000), ("full", 20000))):
+        record = {"status": "completed", "model": "beta_vae", "metrics": {"disent/mig": 0.1}}
+        name = f"{n}_beta_vae_beta=4_seed=0"
+        job(tmp_path, name, ["beta=4", f"evaluation={evaluation}"], record)
+        saved = {"beta": 4, "evaluation": {"suite": {"num_train": num_train}}}
+        (tmp_path / name / ".hydra" / "config.yaml").write_text(yaml.safe_dump(saved))
+    markdown, _ = write_report(tmp_path)
+    assert "| model | beta | evaluation | jobs | steps | disent/mig |" in markdown.splitlines()
+    assert "evaluated" not in markdown

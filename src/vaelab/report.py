@@ -11,6 +11,10 @@ ones, with the sources under the table.
 
 Keys of earlier metrics.json files are read under today's names (``RENAMED``, e.g.
 ``disent/dci_d`` -> ``disent/dci[gbt]/d``), so old and new sweeps share a table.
+
+Jobs whose values come from evaluations with different settings (some re-evaluated by
+``src/eval.py`` with ``evaluation=full``, or evaluated with another ``evaluation.suite``) are
+not averaged together: the ``evaluated`` column tells their rows apart (``evaluated_label``).
 """
 
 from __future__ import annotations
@@ -107,7 +111,57 @@ def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
         published = _published(saved)
         if published:
             rows[-1]["published"] = published
+        rows[-1]["evaluated_with"] = _evaluations(saved, record)
+    for row in rows:
+        row["evaluated"] = evaluated_label(row, rows)
     return rows
+
+
+# Evaluation settings that decide no value: its seed (a repeat's) and where the work runs.
+UNSCORED = ("seed", "suite.jobs")
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``{"suite.num_train": 10000, ...}``, lists as their text."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif f"{prefix}{key}" not in UNSCORED:
+            out[f"{prefix}{key}"] = str(value) if isinstance(value, list) else value
+    return out
+
+
+def _evaluations(saved: dict[str, Any], record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The settings behind a job's values: ``evaluation`` (its saved config's, run at the end
+    of training) and each evaluation ``src/eval.py`` merged into its metrics.json, by name."""
+    found = {}
+    if isinstance(saved.get("evaluation"), dict):
+        found["evaluation"] = _flat(saved["evaluation"])
+    evaluations = record.get("evaluations")
+    for name, details in evaluations.items() if isinstance(evaluations, dict) else ():
+        if isinstance(details, dict) and isinstance(details.get("settings"), dict):
+            found[str(name)] = _flat(details["settings"])
+    return found
+
+
+def evaluated_label(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """What sets ``row``'s evaluations apart from the other completed jobs': the evaluations
+    merged into some jobs only (``full``), and the settings that differ between jobs of the
+    same evaluation (``evaluation.suite.num_train=1000``, ``full: suite.num_train=1000``);
+    ``as trained`` when nothing does. Jobs with the same label were evaluated alike."""
+    done = [r["evaluated_with"] for r in rows if r["status"] == "completed"]
+    mine, parts = row["evaluated_with"], []
+    for name, settings in mine.items():
+        having = [d[name] for d in done if name in d]
+        keys = dict.fromkeys(k for d in having for k in d)
+        differ = [k for k in keys if len({repr(d.get(k)) for d in having}) > 1]
+        if name == "evaluation":
+            parts += [f"evaluation.{k}={settings.get(k)}" for k in differ]
+        elif differ or len(having) < len(done):
+            shown = ", ".join(f"{k}={settings.get(k)}" for k in differ)
+            parts.append(f"{name}: {shown}" if shown else name)
+    return "; ".join(parts) or "as trained"
 
 
 def _saved_config(config: Path) -> dict[str, Any]:
@@ -133,19 +187,24 @@ def default_by(rows: list[dict[str, Any]]) -> str:
 
 # Overrides that differ between repeats of one setting: averaged over, never a row of their own.
 REPEATS = ("seed", "ckpt_path", "resume")
-NOT_CSV = ("published", "overrides")  # the rows' own bookkeeping
+NOT_CSV = ("published", "overrides", "evaluated_with")  # the rows' own bookkeeping
 
 
 def swept_settings(rows: list[dict[str, Any]], by: str) -> list[str]:
     """The override keys, besides the model, ``by`` and the seed, whose values differ between
     completed jobs (``arch.latent_dim=5,10``, an Optuna search's learning rates): jobs that
-    differ in one are different settings, shown apart, not averaged as if they were seeds."""
+    differ in one are different settings, shown apart, not averaged as if they were seeds.
+    Then ``evaluated`` where jobs alike in those were evaluated differently."""
     done = [row for row in rows if row["status"] == "completed"]
     keys = dict.fromkeys(key for row in done for key in row.get("overrides", ()))
-    return [
+    settings = [
         key for key in keys
         if key not in ("model", by, *REPEATS) and len({repr(row.get(key)) for row in done}) > 1
     ]  # fmt: skip
+    labels: dict[tuple, set[str]] = defaultdict(set)
+    for row in done:
+        labels[(row["model"], row.get(by), *(row.get(k) for k in settings))].add(row["evaluated"])
+    return settings + ["evaluated"] * any(len(found) > 1 for found in labels.values())
 
 
 def _order(value: Any) -> tuple:
@@ -213,6 +272,13 @@ def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]
         for k, p in e["published"].items()
     }
     lines += ["", "Cells: mean ± sample standard deviation (÷ n − 1) over the row's jobs."]
+    if "evaluated" in grouped:
+        lines += [
+            "",
+            "evaluated: what sets the evaluations behind a row's values apart from "
+            "other rows' (an evaluation by src/eval.py that some jobs had, or its "
+            "settings); `as trained`: the evaluation at the end of training only.",
+        ]
     if sources:
         lines += ["", "[published value] from:", ""]
         lines += [f"- {s}" for s in sorted(sources)]

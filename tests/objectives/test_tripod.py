@@ -3,6 +3,7 @@ small fixed tensors, and one tiny run through the CLI that trains and resumes.""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -191,6 +192,23 @@ def test_the_loss_is_recon_plus_pixels_times_the_weighted_penalties():
         alone = Tripod(latent_dim=2, lambda_mi=lambda_mi, lambda_hessian=lambda_hessian).eval()
         loss = alone(x, out, beta=0.0)["loss"]
         torch.testing.assert_close(loss, parts["recon"] + 4 * term)
+
+
+def test_without_its_weight_the_hessian_penalty_is_not_computed():
+    """model.lambda_hessian=0 ("Tripod without its Hessian penalty") still paid for the
+    penalty's decoder passes (~7x QLAE's step time), then multiplied it by 0."""
+    objective = Tripod(latent_dim=2, lambda_mi=0.1, lambda_hessian=0.0)
+    _, x, out = quadratic_case(objective)
+    calls = []
+    counted = dataclasses.replace(out, decode=lambda z: calls.append(len(z)) or out.decode(z))
+    parts = objective(x, counted, beta=0.0)
+    assert calls == [] and "hessian_penalty" not in parts
+    std = out.mu.detach().std(0, unbiased=False) + 1e-6
+    mi = kde_multi_information(out.z.detach(), std).mean()
+    torch.testing.assert_close(parts["loss"], parts["recon"] + 4 * 0.1 * mi)
+    objective.lambda_hessian = 0.2
+    assert "hessian_penalty" in objective(x, counted, beta=0.0)
+    assert calls == [2 * (2 * 2) * 3]  # z ± v for 2 Rademacher and 2 Gaussian probes, 3 codes
 
 
 def test_in_training_the_probes_come_from_the_global_random_stream():

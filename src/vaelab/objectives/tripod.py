@@ -123,14 +123,19 @@ class Tripod(QuantizedObjective):
         self, out: VAEOutput, whole_batch: VAEOutput | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """λ_MI MI + λ_H HP. In evaluation mode the perturbations are drawn from a generator
-        seeded with 0, so validation neither depends on nor moves the training random state."""
+        seeded with 0, so validation neither depends on nor moves the training random state.
+        With λ_H = 0 the Hessian penalty is not computed (its 4 × num_perturbations decoder
+        passes were most of a step) nor logged."""
         codes = whole_batch or out
         std = codes.mu.std(0, unbiased=False) + STD_FLOOR
         mi = kde_multi_information(codes.z.float(), std.float()).mean()
-        generator = None if self.training else torch.Generator().manual_seed(0)
-        hessian = normalized_hessian_penalty(
-            out.decode, out.z, out.logits, std[None].to(out.z.dtype),
-            self.epsilon, self.num_perturbations, generator,
-        ).mean()  # fmt: skip
-        weighted = self.lambda_mi * mi + self.lambda_hessian * hessian
-        return weighted, {"multi_information": mi, "hessian_penalty": hessian}
+        weighted, parts = self.lambda_mi * mi, {"multi_information": mi}
+        if self.lambda_hessian:
+            generator = None if self.training else torch.Generator().manual_seed(0)
+            hessian = normalized_hessian_penalty(
+                out.decode, out.z, out.logits, std[None].to(out.z.dtype),
+                self.epsilon, self.num_perturbations, generator,
+            ).mean()  # fmt: skip
+            weighted = weighted + self.lambda_hessian * hessian
+            parts["hessian_penalty"] = hessian
+        return weighted, parts

@@ -251,3 +251,25 @@ def test_the_compile_setting_names_the_mode_each_network_is_compiled_in(tmp_path
             getattr(module, name).compile = lambda mode, _n=name, _m=modes: _m.update({_n: mode})
         compile_networks(module, setting)
         assert modes == ({} if mode is None else {"encoder": mode, "decoder": mode})
+
+
+@pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="torch.compile on the CPU needs a C++ compiler (inductor)",
+)
+def test_with_cuda_graphs_only_calls_with_gradients_are_compiled(tmp_path: Path):
+    """reduce-overhead: a call under no_grad (validation, figures, evaluation) runs eagerly,
+    where CUDA graphs would free its outputs at the next call; a training call compiles."""
+    from torch._dynamo.utils import counters
+
+    cfg = compose_train(*TINY, "arch=mlp", tmp=tmp_path)
+    module = compile_networks(build_module(cfg), "reduce-overhead")
+    x = torch.rand(4, *cfg.arch.image_shape)
+    torch._dynamo.reset()
+    counters.clear()
+    with torch.no_grad():
+        eager = module.encoder(x)
+    assert counters["frames"]["ok"] == 0  # nothing compiled
+    compiled = module.encoder(x)
+    assert counters["frames"]["ok"] >= 1
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(eager, compiled, strict=True))

@@ -131,3 +131,27 @@ def test_data_without_factors_skips_the_disentanglement_suite_with_one_line(cli)
     assert (result.stdout + result.stderr).count(line) == 1
     m = read_metrics(run_dir)["metrics"]
     assert m["test/nll_iw"] > 0 and not any(k.startswith("disent/") for k in m)
+
+
+def test_a_run_shorter_than_the_logging_interval_still_logs_its_training(cli):
+    """20 steps with log_every_n_steps=50 (the default) logged no train/ metric at all; now
+    every second step (a tenth of the run)."""
+    run_dir, result = cli("trainer.max_steps=20", "trainer.log_every_n_steps=50")
+    assert result.returncode == 0, result.stderr[-3000:]
+    logged = [int(r["step"]) for r in csv_rows(run_dir) if r.get("train/loss")]
+    assert logged == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]  # Lightning's step, counted from 0
+    assert all(r.get("train/beta") for r in csv_rows(run_dir) if r.get("train/loss"))
+
+
+def test_a_run_extended_with_other_checkpoint_settings_says_nothing_alarming(cli):
+    """Lightning warned "callbacks used to create the checkpoint need to be provided ... Please
+    add the following callbacks: [ModelCheckpoint{...}]" when only the checkpoint interval
+    differed; the run resumes as before."""
+    first, result = cli(name="first")
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = first / "checkpoints" / "last.ckpt"
+    longer = ["trainer.max_steps=8", "callbacks.model_checkpoint.every_n_train_steps=2"]
+    run_dir, result = cli(f"ckpt_path={last}", *longer, name="longer")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Be aware that when using `ckpt_path`" not in result.stdout + result.stderr
+    assert read_metrics(run_dir)["start_step"] == 6 and read_metrics(run_dir)["step"] == 8

@@ -3,6 +3,7 @@ training, values equal to the in-training evaluation, the skip and force, bad in
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -148,6 +149,8 @@ def test_a_sweep_is_evaluated_job_by_job_and_reported(tmp_path: Path):
     table = report()
     assert table[0].startswith("| model | beta | jobs | steps |") and "disent/mig" in table[0]
     assert len(table) == 2 and table[1].startswith("| beta_vae | 1 | 2 | 6 |")
+    with open(sweep_dir / "results.csv") as f:  # both re-evaluated alike: no column, but each
+        assert [row["evaluated"] for row in csv.DictReader(f)] == ["full", "full"]  # job says
     again = eval_cli(f"run={jobs[0]}", *EVAL_LIGHT, "evaluation.suite.num_train=300",
                      "force=true", data=tmp_path / "data")  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
@@ -262,17 +265,23 @@ def test_missing_data_is_said_with_where_to_put_it(run_copy: Path, tmp_path: Pat
 
 
 def test_fid_without_the_inception_weights_is_one_paragraph_and_exit_2(run_copy: Path, monkeypatch):
+    """Nothing in the run's folder changes: its eval.log kept the line "downloading the
+    Inception weights" that the refused evaluation had logged."""
     offline = without_internet(monkeypatch, run_copy.parent)
     inception = [a for a in EVAL if not a.startswith("evaluation.fid.features")]
-    before = read_metrics(run_copy)
+    before = snapshot(run_copy)
     result = eval_cli(f"run={run_copy}", *inception, data=run_copy.parent / "data")
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     message = result.stderr.strip()
     assert message.startswith("error: FID and KID (evaluation.fid) need the Inception v3 weights")
     assert f"put it at {offline} " in message and "evaluation.fid=null" in message
     assert "Traceback" not in message and len(message.splitlines()) == 1
-    assert read_metrics(run_copy) == before and not (run_copy / "evaluation").exists()
+    assert snapshot(run_copy) == before
     assert "(step 6)" not in result.stdout + result.stderr  # said before the run was loaded
+    (run_copy / "eval.log").write_text("an earlier evaluation's line\n")
+    result = eval_cli(f"run={run_copy}", *inception, data=run_copy.parent / "data")
+    assert result.returncode == 2 and "downloading" in result.stdout  # said on the console
+    assert (run_copy / "eval.log").read_text() == "an earlier evaluation's line\n"
 
 
 def test_fid_without_its_weights_stops_a_sweep_once_before_any_job(run_copy: Path, monkeypatch):
@@ -287,7 +296,7 @@ def test_fid_without_its_weights_stops_a_sweep_once_before_any_job(run_copy: Pat
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     printed = result.stdout + result.stderr
     assert printed.count("need the Inception v3 weights") == 1 and "retry" not in printed
-    assert not any(sweep.glob("*/evaluation"))
+    assert not any(sweep.glob("*/evaluation")) and not (sweep / "eval.log").exists()
 
 
 def test_no_target_is_exit_2():

@@ -139,7 +139,9 @@ def test_ctrl_c_says_in_one_line_where_the_same_command_resumes_and_it_does(
     tmp_path: Path, monkeypatch
 ):
     """Lightning's graceful shutdown ends in SystemExit(1): it was exit 1 with no word of the
-    checkpoint (2 in a stacked sweep, read as bad input)."""
+    checkpoint (2 in a stacked sweep, read as bad input). The line is the run's log's last
+    too, in place of Lightning's notice; metrics.json says ``interrupted`` (it said
+    ``running`` for good)."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
     overrides = [*TINY, f"paths.log_dir={tmp_path / 'outputs'}"]
     run = tmp_path / "outputs" / "runs" / "day" / "a"
@@ -150,7 +152,12 @@ def test_ctrl_c_says_in_one_line_where_the_same_command_resumes_and_it_does(
     ckpt = run / "checkpoints" / "last.ckpt"
     assert last == (f"interrupted: training stopped at step 3; the same command resumes it "
                     f"from {ckpt} (step 3)")  # fmt: skip
-    assert read_metrics(run)["status"] == "running"
+    assert "Detected KeyboardInterrupt" not in result.stdout + result.stderr
+    assert (run / "train.log").read_text().splitlines()[-1].endswith(last)
+    record = read_metrics(run)
+    assert record["status"] == "interrupted" and record["error"] == last.removeprefix(
+        "interrupted: "
+    )
     again = tmp_path / "outputs" / "runs" / "day" / "b"
     result = run_cli(again, *overrides, process=False)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -179,6 +179,7 @@ def test_ctrl_c_in_a_stack_says_where_the_same_command_resumes(tmp_path: Path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"interrupted: training stopped at step 5; the same command resumes it from {ckpt} (step 5)"
     )
+    assert [read_metrics(j)["status"] for j in jobs(tmp_path / "s")] == ["interrupted"] * 2
     result = sweep(tmp_path / "s", *grid, stacked=True)  # the same command again
     assert result.returncode == 0, result.stderr[-3000:]
     assert [read_metrics(j)["start_step"] for j in jobs(tmp_path / "s")] == [5, 5]

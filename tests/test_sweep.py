@@ -77,6 +77,10 @@ def test_a_failed_job_does_not_stop_the_sweep_and_a_rerun_skips_finished_jobs(tm
     result = sweep(sweep_dir, "beta=1,-1", "seed=0")
     assert result.returncode == 1  # a failed job fails the sweep (README, "Sweeps")
     assert "1 of 2 jobs failed" in result.stderr and "beta=-1" in result.stderr
+    assert "refused for their settings, which the same command would refuse again" in (
+        result.stderr
+    )  # it advised running the same command again to retry them
+    assert "retry" not in result.stderr
     done = jobs(sweep_dir)
     good = next(k for k in done if "_beta=1_" in k)
     bad = next(k for k in done if "beta=-1" in k)
@@ -148,5 +152,6 @@ def test_a_job_stopped_by_a_nan_is_listed_as_failed_with_advice_that_fits_it(
     assert ": failed NonFiniteLossError: the training loss became nan at step 4" in summary
     assert "refused" not in summary  # its metrics.json says failed, as the summary now does
     assert "float32" not in summary  # the run is float32 already: no advice to switch to it
+    assert "Run the same command again with hydra.sweep.dir=" in result.stderr
     (record,) = jobs(tmp_path / "sweep").values()
     assert record["status"] == "failed" and "traceback" in record

@@ -10,25 +10,44 @@ there alone, into the log file too.
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 LIGHTNING = ("lightning", "lightning.pytorch", "lightning.fabric")
 QUIET = ("alembic",)  # Optuna's database migrations
-ADVERTISEMENT = "💡 Tip:"  # Lightning 2.6: "💡 Tip: For seamless cloud logging ... litlogger"
+# Lightning's lines that are not shown: its advertisement (2.6: "💡 Tip: For seamless cloud
+# logging ... litlogger"), and its Ctrl-C notice, which vaelab's `interrupted: ...` replaces
+DROPPED = ("💡 Tip:", "Detected KeyboardInterrupt")
 
 
-class _NoAdvertisement(logging.Filter):
+class _Dropped(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(ADVERTISEMENT)
+        return not str(record.msg).lstrip().startswith(DROPPED)
+
+
+# Lightning's warning when a resumed checkpoint holds the state of a callback the Trainer
+# lacks, here only when it names the ModelCheckpoint alone (its state key holds its settings,
+# so a run extended with another `callbacks.model_checkpoint.every_n_train_steps` has
+# "another" one): vaelab's keeps no state that matters (no monitored metric; last.ckpt is
+# saved anew). Any other callback named (the random state's) is still warned about.
+CHECKPOINT_SETTINGS_CHANGED = (
+    r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be "
+    r"provided during `Trainer` instantiation\. Please add the following callbacks: "
+    r"\[\"ModelCheckpoint\{[^\]]*\}\"\]\.$"
+)
 
 
 def route_lightning_logs() -> None:
-    """Lightning's records to the root handlers only (when there are some), tips dropped;
+    """Lightning's records to the root handlers only (when there are some), ``DROPPED`` left out
+    (and ``CHECKPOINT_SETTINGS_CHANGED``);
     Python's warnings (Lightning's advice among them) go there too, so the job's log file
     holds them as well as the console."""
     if logging.getLogger().handlers:
         logging.captureWarnings(True)
+    warnings.filterwarnings("ignore", message=CHECKPOINT_SETTINGS_CHANGED)
     for name in LIGHTNING:
         logger = logging.getLogger(name)
         if logging.getLogger().handlers:
@@ -36,8 +55,38 @@ def route_lightning_logs() -> None:
                 logger.removeHandler(handler)
             logger.propagate = True
         for source in (logger, logging.getLogger(f"{name}.utilities.rank_zero")):
-            if not any(isinstance(f, _NoAdvertisement) for f in source.filters):
-                source.addFilter(_NoAdvertisement())
+            if not any(isinstance(f, _Dropped) for f in source.filters):
+                source.addFilter(_Dropped())
+
+
+def to_log_files(message: str, name: str = "vaelab") -> None:
+    """``message`` as a WARNING record for the root logger's file handlers only (the job's
+    ``<job>.log``): for a line the program prints plainly on the console itself."""
+    record = logging.LogRecord(name, logging.WARNING, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def log_file_sizes() -> dict[str, int | None]:
+    """Each of the root logger's log files and its size now (None: not there yet)."""
+    files = [h.baseFilename for h in logging.getLogger().handlers
+             if isinstance(h, logging.FileHandler)]  # fmt: skip
+    return {f: os.path.getsize(f) if os.path.isfile(f) else None for f in files}
+
+
+def cut_log_files(sizes: dict[str, int | None]) -> None:
+    """The root logger's log files back to ``sizes`` (``log_file_sizes``), those that were
+    not there removed: what a refused command logged goes, the lines before it stay. A
+    handler writes on at the file's new end."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename in sizes:
+            handler.close()  # reopened (appending) at its next line
+            size, path = sizes[handler.baseFilename], handler.baseFilename
+            if size is None:
+                Path(path).unlink(missing_ok=True)
+            elif os.path.isfile(path):
+                os.truncate(path, size)
 
 
 def quiet_libraries() -> None:

@@ -157,8 +157,10 @@ def evaluate_group(
         }
         write_json_atomic(job / RESULTS / f"{NAME}.json", record)
         merge_into_metrics(job, NAME, record)
-        log.info("%s: udr %.3f (against %d models, %d active latents)", job.name,
-                 result.scores[b], len(group) - 1, result.active[b].sum())  # fmt: skip
+        others = len(group) - 1
+        log.info("%s: udr %.3f (against %d model%s, %d active latents)", job.name,
+                 result.scores[b], others, "" if others == 1 else "s",
+                 result.active[b].sum())  # fmt: skip
     return "completed"
 
 

@@ -146,20 +146,21 @@ def _evaluations(saved: dict[str, Any], record: dict[str, Any]) -> dict[str, dic
 
 
 def evaluated_label(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """What sets ``row``'s evaluations apart from the other completed jobs': the evaluations
-    merged into some jobs only (``full``), and the settings that differ between jobs of the
-    same evaluation (``evaluation.suite.num_train=1000``, ``full: suite.num_train=1000``);
-    ``as trained`` when nothing does. Jobs with the same label were evaluated alike."""
+    """The evaluations behind ``row``'s values: the settings of the one at the end of
+    training that differ between the completed jobs (``evaluation.suite.num_train=1000``),
+    and each one ``src/eval.py`` merged into it, with its settings that differ between the
+    jobs it was merged into (``full``, ``full: suite.num_train=1000``); ``as trained`` when
+    there is nothing to name. Jobs with the same label were evaluated alike."""
     done = [r["evaluated_with"] for r in rows if r["status"] == "completed"]
     mine, parts = row["evaluated_with"], []
     for name, settings in mine.items():
         having = [d[name] for d in done if name in d]
         keys = dict.fromkeys(k for d in having for k in d)
         differ = [k for k in keys if len({repr(d.get(k)) for d in having}) > 1]
+        shown = ", ".join(f"{k}={settings.get(k)}" for k in differ)
         if name == "evaluation":
             parts += [f"evaluation.{k}={settings.get(k)}" for k in differ]
-        elif differ or len(having) < len(done):
-            shown = ", ".join(f"{k}={settings.get(k)}" for k in differ)
+        else:
             parts.append(f"{name}: {shown}" if shown else name)
     return "; ".join(parts) or "as trained"
 

@@ -169,9 +169,11 @@ def _update_unfinished(out_dir: Path, statuses: tuple[str | None, ...], **fields
 
 def mark_failed(out_dir: Path, message: str) -> bool:
     """``metrics.json`` says ``failed`` with ``message``: a new record, or the running (or
-    already failed) one with its fingerprint kept; a completed or unreadable record, or
-    another config's, is left as it is (False)."""
-    return _update_unfinished(out_dir, (None, "running", "failed"), status="failed", error=message)
+    interrupted, or already failed) one with its fingerprint kept; a completed or unreadable
+    record, or another config's, is left as it is (False)."""
+    return _update_unfinished(
+        out_dir, (None, "running", "interrupted", "failed"), status="failed", error=message
+    )
 
 
 def mark_resumed(out_dir: Path, resumed_in: Path) -> bytes | None:
@@ -182,7 +184,7 @@ def mark_resumed(out_dir: Path, resumed_in: Path) -> bytes | None:
     path = Path(out_dir) / METRICS
     before = path.read_bytes() if path.is_file() else None
     _update_unfinished(
-        out_dir, (None, "running", "failed", "resumed"), status="resumed",
+        out_dir, (None, "running", "interrupted", "failed", "resumed"), status="resumed",
         resumed_in=str(Path(resumed_in).resolve()),
     )  # fmt: skip
     return before

@@ -69,10 +69,20 @@ class SweepSummary(Callback):
             print(f"  FAILED {row['job']}: {row['status']} {row['error']}".rstrip())
         failed_jobs[:] = [r["job"] for r in failed]
         if failed:
+            refused = [r["job"] for r in failed if str(r.get("error")).startswith("ConfigError")]
+            again = (
+                f" {len(refused)} of them ({', '.join(refused)}) were refused for their "
+                f"settings, which the same command would refuse again: change those overrides."
+                if refused else ""
+            )  # fmt: skip
+            retry = (
+                f" Run the same command again with hydra.sweep.dir={sweep_dir} to retry "
+                f"{'the others' if refused else 'them'}: completed jobs are skipped."
+                if len(refused) < len(failed) else ""
+            )  # fmt: skip
             print(
                 f"error: {len(failed)} of {len(rows)} jobs failed ({', '.join(failed_jobs)}); "
-                f"their metrics.json say why. Run the same command again with "
-                f"hydra.sweep.dir={sweep_dir} to retry them: completed jobs are skipped.",
+                f"their metrics.json say why.{again}{retry}",
                 file=sys.stderr,
             )
         print(f"report: {command('report')} {sweep_dir}")

@@ -141,7 +141,9 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
 
 def trainer_from(cfg: DictConfig, callbacks: list, loggers: list, **settings: Any) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` (``settings`` override its keys) with these callbacks
-    and loggers; its plugins built, and SLURM's environment without Lightning's requeue."""
+    and loggers; its plugins built, and SLURM's environment without Lightning's requeue. A
+    run shorter than ``log_every_n_steps`` logs its training metrics every tenth of its steps
+    (it logged none)."""
     # nan_policy is the module's (see build_module); every other key is a Trainer argument.
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in ("nan_policy", "enable_model_summary"):
@@ -149,6 +151,9 @@ def trainer_from(cfg: DictConfig, callbacks: list, loggers: list, **settings: An
     plugins = [instantiate(p) for p in trainer_cfg.pop("plugins", None) or []]
     if SLURMEnvironment.detect():  # vaelab.requeue handles the warning signal, not Lightning
         plugins.append(SLURMEnvironment(auto_requeue=False))
+    max_steps, every = trainer_cfg.get("max_steps") or -1, trainer_cfg.get("log_every_n_steps")
+    if isinstance(every, int) and 0 < max_steps < every:  # shorter than one logging interval:
+        settings.setdefault("log_every_n_steps", max(1, max_steps // 10))  # train/ logged anyway
     if "enable_progress_bar" not in trainer_cfg and not any(
         isinstance(c, ProgressBar) for c in callbacks
     ):  # `~callbacks.progress` means no bar: Lightning's own would count epochs up to
@@ -347,6 +352,9 @@ def run(cfg: DictConfig) -> float | None:
             restore_record(out_dir, earlier)
         if chief and taken_over is not None:
             restore_record(taken_over, taken_over_record)
+        raise
+    except KeyboardInterrupt as stop:  # Ctrl-C: not running any more, and resumable
+        record.update(status="interrupted", error=str(stop) or "stopped by Ctrl-C")
         raise
     except Exception as error:
         record.update(

@@ -22,6 +22,7 @@ from vaelab.allocator import keep_freed_memory
 from vaelab.cli import command, config_path, with_user_configs
 from vaelab.cli.arguments import call_hydra_main
 from vaelab.config import build_error
+from vaelab.console import cut_log_files, log_file_sizes, to_log_files
 from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError
 from vaelab.eval_args import expand_sweep, register_resolvers, target_problem, with_default_data
 from vaelab.eval_runs import (
@@ -45,6 +46,7 @@ def task(cfg: DictConfig) -> float | None:
     name = HydraConfig.get().runtime.choices["evaluation"]
     keys = ("ckpt_path", "force", "device", "seed", "allow_unsafe_checkpoints")
     options = {key: cfg[key] for key in keys}
+    logged = log_file_sizes()  # eval.log as it was: a refused evaluation leaves no line in it
     try:
         if cfg.represent is not None:
             runtime = HydraConfig.get().runtime
@@ -68,6 +70,7 @@ def task(cfg: DictConfig) -> float | None:
             record_failure(cfg.run, name, error)
             return float("nan")
         if isinstance(error, ConfigError):
+            cut_log_files(logged)
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         raise
@@ -130,11 +133,12 @@ def main() -> None:
     try:
         call_hydra_main(task, lambda: started)
     except KeyboardInterrupt:  # Ctrl-C: one line, not Python's traceback
-        print(
+        line = (
             "interrupted: the evaluations that finished are written; the same command skips "
-            "them and does the rest",
-            file=sys.stderr,
+            "them and does the rest"
         )
+        to_log_files(line)  # the log says how it goes on, too
+        print(line, file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     if failed or eval_runs.failed_jobs:
         logging.shutdown()

@@ -21,7 +21,7 @@ from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
 from vaelab.cli.arguments import call_hydra_main, normalize_overrides, output_location_problem
 from vaelab.config import validate
-from vaelab.console import quiet_libraries
+from vaelab.console import quiet_libraries, to_log_files
 from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, NonFiniteLossError
 from vaelab.run_folder import drop_if_empty, mark_failed
 from vaelab.sweep import note_refused
@@ -72,7 +72,9 @@ def main() -> None:
     try:
         call_hydra_main(task, lambda: started)
     except KeyboardInterrupt as stop:  # Ctrl-C: one line, not Python's traceback
-        print(f"interrupted: {stop}" if str(stop) else "interrupted", file=sys.stderr)
+        line = f"interrupted: {stop}" if str(stop) else "interrupted"
+        to_log_files(line)  # the job's log says how it goes on, too
+        print(line, file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     if sweep.failed_jobs:
         sys.exit(1)

@@ -192,6 +192,12 @@ def run_stack(jobs: list[MemberJob], stack_dir: Path,
         for job in members:
             _build(job, stack_dir.name)
         stacked, trainer = _train(members, stack_dir, vectorize)
+    except KeyboardInterrupt as stop:  # Ctrl-C: every member resumable, none running
+        for job in members:
+            if job.record.get("status") == "running":
+                job.record.update(status="interrupted", error=str(stop) or "stopped by Ctrl-C")
+                write_json_atomic(job.out_dir / METRICS, job.record)
+        raise
     except Exception as error:
         for job in members:
             _fail(job, error)

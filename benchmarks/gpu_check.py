@@ -75,7 +75,8 @@ RUN_THERE = (
     "PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py run --out $OUT"
 )
 # Seconds per part, together under the device's 10 minutes a command (570 s). Measured: on an
-# H200 (2026-12-04) the GPU tests took 141 s with 8 workers (the two compiled runs 112 s each;
+# H200 (2026-12-04) the GPU tests took 141 s with 8 workers (the two compiled runs 112 s each,
+# in torch's default mode; one is compile=reduce-overhead since 2026-12-06, not yet timed;
 # with 4 workers they did not finish in 200 s), the bench 99 s, the compiled bench 43 s; on
 # an H100 (2026-12-05) the stack part 59 s and the metric suite with every core 53 s (the
 # dSprites cache written first).

@@ -16,56 +16,63 @@ from hydra.experimental.callback import Callback
 
 
 class _Kill(L.Callback):
-    def __init__(self, step: int, sent: str = "SIGKILL") -> None:
-        self.step, self.signal = step, getattr(signal, sent)
+    def __init__(self, step: int, sent: str = "SIGKILL", stage: str = "train") -> None:
+        self.step, self.signal, self.stage = step, getattr(signal, sent), stage
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.global_step == self.step:  # ModelCheckpoint, run before this, has saved it
+        if self.stage == "train" and trainer.global_step == self.step:  # ModelCheckpoint, run
+            os.kill(os.getpid(), self.signal)  # before this, has saved it
+
+    def on_test_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.stage == "test":  # training has ended: the test pass
             os.kill(os.getpid(), self.signal)
 
 
 class KillAfterCheckpoint(Callback):
-    """``signal``: SIGKILL (kill -9), or SIGINT (Ctrl-C) to stop the run as a user does."""
+    """``signal``: SIGKILL (kill -9), or SIGINT (Ctrl-C) to stop the run as a user does;
+    ``stage``: ``train`` (after the checkpoint of ``step``) or ``test`` (as the test pass
+    starts)."""
 
-    def __init__(self, step: int, signal: str = "SIGKILL") -> None:
-        self.step, self.signal = step, signal
+    def __init__(self, step: int, signal: str = "SIGKILL", stage: str = "train") -> None:
+        self.step, self.signal, self.stage = step, signal, stage
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         import vaelab.training
 
         build = vaelab.training.build_trainer
 
-        def build_with_kill(cfg):
-            trainer = build(cfg)
-            trainer.callbacks.append(_Kill(self.step, self.signal))  # after the checkpoints
-            return trainer
+        def build_with_kill(cfg, **settings):
+            trainer = build(cfg, **settings)
+            trainer.callbacks.append(_Kill(self.step, self.signal, self.stage))  # after the
+            return trainer  # checkpoints
 
         vaelab.training.build_trainer = build_with_kill
 
 
-def kill_at(step: int, sent: str = "SIGKILL") -> list[str]:
+def kill_at(step: int, sent: str = "SIGKILL", stage: str = "train") -> list[str]:
     """The Hydra overrides that kill a run (or, with ``sent="SIGINT"``, press Ctrl-C) right
-    after its checkpoint of ``step``."""
+    after its checkpoint of ``step`` (``stage="test"``: as its test pass starts)."""
     return ["+hydra.callbacks.killer._target_=tests.killer.KillAfterCheckpoint",
             f"+hydra.callbacks.killer.step={step}",
-            f"+hydra.callbacks.killer.signal={sent}"]  # fmt: skip
+            f"+hydra.callbacks.killer.signal={sent}",
+            f"+hydra.callbacks.killer.stage={stage}"]  # fmt: skip
 
 
 class KillStackAfterCheckpoint(Callback):
     """The same for ``hydra/launcher=stacked``: the stack's process is killed right after the
     stack's checkpoint of ``step``."""
 
-    def __init__(self, step: int, signal: str = "SIGKILL") -> None:
-        self.step, self.signal = step, signal
+    def __init__(self, step: int, signal: str = "SIGKILL", stage: str = "train") -> None:
+        self.step, self.signal, self.stage = step, signal, stage
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         import vaelab.stacked.training
 
         build = vaelab.stacked.training.build_stack_trainer
 
-        def build_with_kill(cfg, stack_dir, *extra):
-            trainer = build(cfg, stack_dir, *extra)
-            trainer.callbacks.append(_Kill(self.step, self.signal))
+        def build_with_kill(cfg, stack_dir, *extra, **settings):
+            trainer = build(cfg, stack_dir, *extra, **settings)
+            trainer.callbacks.append(_Kill(self.step, self.signal, self.stage))
             return trainer
 
         vaelab.stacked.training.build_stack_trainer = build_with_kill

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from .conftest import read_metrics
+from .conftest import TINY, read_metrics
 
 
 def csv_rows(run_dir):
@@ -135,12 +135,17 @@ def test_data_without_factors_skips_the_disentanglement_suite_with_one_line(cli)
 
 def test_a_run_shorter_than_the_logging_interval_still_logs_its_training(cli):
     """20 steps with log_every_n_steps=50 (the default) logged no train/ metric at all; now
-    every second step (a tenth of the run)."""
-    run_dir, result = cli("trainer.max_steps=20", "trainer.log_every_n_steps=50")
+    every second step (a tenth of the run). The interval given on the command line stays."""
+    tiny = [o for o in TINY if not o.startswith("trainer.log_every_n_steps=")]
+    run_dir, result = cli(*tiny, "trainer.max_steps=20", tiny=False)
     assert result.returncode == 0, result.stderr[-3000:]
     logged = [int(r["step"]) for r in csv_rows(run_dir) if r.get("train/loss")]
     assert logged == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]  # Lightning's step, counted from 0
     assert all(r.get("train/beta") for r in csv_rows(run_dir) if r.get("train/loss"))
+    given = ["trainer.max_steps=20", "trainer.log_every_n_steps=50"]
+    run_dir, result = cli(*tiny, *given, tiny=False, name="given")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not any(r.get("train/loss") for r in csv_rows(run_dir))
 
 
 def test_a_run_extended_with_other_checkpoint_settings_says_nothing_alarming(cli):

@@ -165,6 +165,19 @@ def test_ctrl_c_says_in_one_line_where_the_same_command_resumes_and_it_does(
     assert read_metrics(again)["start_step"] == 3 and read_metrics(again)["step"] == 6
 
 
+def test_ctrl_c_in_the_test_pass_is_the_same_one_line_and_interrupted(tmp_path: Path, monkeypatch):
+    """After training, in trainer.test: it ended silently with exit 1 and metrics.json said
+    ``running`` (only fit turned Lightning's SystemExit into the interrupted line)."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
+    run = tmp_path / "outputs" / "runs" / "day" / "a"
+    overrides = [*TINY, f"paths.log_dir={tmp_path / 'outputs'}"]
+    result = run_cli(run, *overrides, *kill_at(0, "SIGINT", stage="test"))
+    assert result.returncode == 130, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted: training stopped at step 6; the same command resumes")
+    assert read_metrics(run)["status"] == "interrupted"
+
+
 def test_a_resume_refused_as_training_starts_leaves_both_folders_as_they_were(
     tmp_path: Path, monkeypatch
 ):

@@ -165,3 +165,36 @@ def test_jobs_evaluated_alike_have_no_evaluated_column(tmp_path: Path):
     markdown, _ = write_report(tmp_path)
     assert "| model | beta | evaluation | jobs | steps | disent/mig |" in markdown.splitlines()
     assert "evaluated" not in markdown
+
+
+def test_an_evaluation_that_only_added_metrics_splits_no_row(tmp_path: Path):
+    """UDR computed while seed 2 still trained: seeds 0 and 1 have it, seed 2 does not; their
+    MIG all come from the end of training, one row of three jobs (it split into two)."""
+    for seed, mig in enumerate((0.1, 0.2, 0.3)):
+        record = {"status": "completed", "model": "beta_vae", "metrics": {"disent/mig": mig}}
+        name = f"{seed}_beta_vae_beta=4_seed={seed}"
+        if seed < 2:
+            record["metrics"]["disent/udr"] = 0.5
+            udr = {"settings": {"seed": 0}, "file": "evaluation/udr.json"}
+            record["evaluations"] = {"udr": udr}
+        job(tmp_path, name, ["beta=4", f"seed={seed}"], record)
+        if seed < 2:
+            (tmp_path / name / "evaluation").mkdir()
+            (tmp_path / name / "evaluation" / "udr.json").write_text(
+                json.dumps({"metrics": {"disent/udr": 0.5}})
+            )
+    lines = write_report(tmp_path)[0].splitlines()
+    assert "| beta_vae | 4 | 3 | – | 0.200 ± 0.100 | 0.500 ± 0.000 (2 of 3 jobs) |" in lines
+    # seed 2 holds a udr value from elsewhere: the evaluation may have changed such a value
+    changed = {"status": "completed", "model": "beta_vae",
+               "metrics": {"disent/mig": 0.3, "disent/udr": 0.9}}  # fmt: skip
+    (tmp_path / "2_beta_vae_beta=4_seed=2" / "metrics.json").write_text(json.dumps(changed))
+    assert "| model | beta | evaluated | jobs |" in write_report(tmp_path)[0]
+
+
+def test_the_settings_that_split_no_row_include_where_the_suite_runs():
+    """report.py keeps its own list (importing the metrics would load scikit-learn)."""
+    from vaelab.metrics.settings import EXECUTION
+    from vaelab.report import UNSCORED
+
+    assert {f"suite.{key}" for key in EXECUTION} <= set(UNSCORED)

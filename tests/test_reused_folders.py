@@ -32,7 +32,7 @@ def contents(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(["beta=8"], "already holds a completed run of another config (its overrides: "),
+    [(["beta=8"], "already holds another config's completed run (its overrides: "),
      (["optimizer.lr=0.01"], "run that folder's own overrides to skip it"),
      (["beta=4", "resume=false"], "resume=false would train it again over its results")],
 )  # fmt: skip
@@ -70,9 +70,14 @@ def test_a_bad_checkpoint_while_resuming_keeps_the_folders_record(run_copy: Path
 
 
 def test_a_sweep_run_again_with_another_setting_keeps_its_results(tmp_path: Path):
+    """Completed jobs and an unfinished one (interrupted: it was marked failed with the
+    refusal, its resume message lost) are left as they were."""
     sweep_dir = tmp_path / "sweep"
     first = sweep(sweep_dir, "beta=1,2", "seed=0")
     assert first.returncode == 0, first.stderr[-3000:]
+    unfinished = sorted(sweep_dir.glob("*/metrics.json"))[0]
+    record = {**json.loads(unfinished.read_text()), "status": "interrupted", "error": "at 3"}
+    unfinished.write_text(json.dumps(record))
     before = contents(sweep_dir)
     again = sweep(sweep_dir, "beta=1,2", "seed=0", "optimizer.lr=0.01")
     assert again.returncode == 1, again.stderr[-3000:]

@@ -185,6 +185,17 @@ def test_ctrl_c_in_a_stack_says_where_the_same_command_resumes(tmp_path: Path):
     assert [read_metrics(j)["start_step"] for j in jobs(tmp_path / "s")] == [5, 5]
 
 
+def test_ctrl_c_in_a_stacks_test_pass_leaves_its_members_interrupted(tmp_path: Path):
+    """It ended silently with exit 1, the members' metrics.json saying ``running``."""
+    ctrl_c = ["+hydra.callbacks.killer._target_=tests.killer.KillStackAfterCheckpoint",
+              "+hydra.callbacks.killer.step=0", "+hydra.callbacks.killer.signal=SIGINT",
+              "+hydra.callbacks.killer.stage=test"]  # fmt: skip
+    result = sweep(tmp_path / "s", "seed=0,1", *ctrl_c, stacked=True, env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("interrupted: training stopped at")
+    assert [read_metrics(j)["status"] for j in jobs(tmp_path / "s")] == ["interrupted"] * 2
+
+
 LONG = [
     "trainer.max_steps=75",  # killed at 40 (mid-epoch 2); resumed across epoch 3 and 2 validations
     "trainer.val_check_interval=25",

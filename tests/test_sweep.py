@@ -77,7 +77,7 @@ def test_a_failed_job_does_not_stop_the_sweep_and_a_rerun_skips_finished_jobs(tm
     result = sweep(sweep_dir, "beta=1,-1", "seed=0")
     assert result.returncode == 1  # a failed job fails the sweep (README, "Sweeps")
     assert "1 of 2 jobs failed" in result.stderr and "beta=-1" in result.stderr
-    assert "refused for their settings, which the same command would refuse again" in (
+    assert "the same command refuses them again until what their error says is fixed" in (
         result.stderr
     )  # it advised running the same command again to retry them
     assert "retry" not in result.stderr

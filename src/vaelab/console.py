@@ -29,14 +29,15 @@ class _Dropped(logging.Filter):
 
 
 # Lightning's warning when a resumed checkpoint holds the state of a callback the Trainer
-# lacks, here only when it names the ModelCheckpoint alone (its state key holds its settings,
-# so a run extended with another `callbacks.model_checkpoint.every_n_train_steps` has
-# "another" one): vaelab's keeps no state that matters (no monitored metric; last.ckpt is
-# saved anew). Any other callback named (the random state's) is still warned about.
+# lacks, here only when it names one ModelCheckpoint alone (its state key holds its
+# settings, so a run extended with another `callbacks.model_checkpoint.every_n_train_steps`
+# has "another" one): with vaelab's settings (no monitored metric) it keeps no state that
+# matters, last.ckpt is saved anew. Any other callback named (the random state's) is still
+# warned about. The key holds single quotes only: [^"]* stays inside its own entry.
 CHECKPOINT_SETTINGS_CHANGED = (
     r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be "
     r"provided during `Trainer` instantiation\. Please add the following callbacks: "
-    r"\[\"ModelCheckpoint\{[^\]]*\}\"\]\.$"
+    r"\[\"ModelCheckpoint\{[^\"]*\}\"\]\.$"
 )
 
 

@@ -14,7 +14,7 @@ Keys of earlier metrics.json files are read under today's names (``RENAMED``, e.
 
 Jobs whose values come from evaluations with different settings (some re-evaluated by
 ``src/eval.py`` with ``evaluation=full``, or evaluated with another ``evaluation.suite``) are
-not averaged together: the ``evaluated`` column tells their rows apart (``evaluated_label``).
+not averaged together: the ``evaluated`` column tells their rows apart (``label_evaluations``).
 """
 
 from __future__ import annotations
@@ -112,13 +112,14 @@ def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
         if published:
             rows[-1]["published"] = published
         rows[-1]["evaluated_with"] = _evaluations(saved, record)
-    for row in rows:
-        row["evaluated"] = evaluated_label(row, rows)
+        rows[-1]["evaluated_keys"] = _evaluated_keys(job, record)
+    label_evaluations(rows)
     return rows
 
 
-# Evaluation settings that decide no value: its seed (a repeat's) and where the work runs.
-UNSCORED = ("seed", "suite.jobs")
+# Evaluation settings that decide no value: its seed (a repeat's), where the work runs
+# (metrics.settings.EXECUTION's keys of the suite) and FID's weights file and batch size.
+UNSCORED = ("seed", "suite.jobs", "fid.weights", "fid.batch_size")
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -145,24 +146,51 @@ def _evaluations(saved: dict[str, Any], record: dict[str, Any]) -> dict[str, dic
     return found
 
 
-def evaluated_label(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """The evaluations behind ``row``'s values: the settings of the one at the end of
-    training that differ between the completed jobs (``evaluation.suite.num_train=1000``),
-    and each one ``src/eval.py`` merged into it, with its settings that differ between the
-    jobs it was merged into (``full``, ``full: suite.num_train=1000``); ``as trained`` when
-    there is nothing to name. Jobs with the same label were evaluated alike."""
-    done = [r["evaluated_with"] for r in rows if r["status"] == "completed"]
-    mine, parts = row["evaluated_with"], []
-    for name, settings in mine.items():
-        having = [d[name] for d in done if name in d]
+def _evaluated_keys(job: Path, record: dict[str, Any]) -> dict[str, set[str] | None]:
+    """The metrics each merged evaluation wrote (its ``evaluation/<name>.json``); None where
+    that file cannot be read."""
+    found: dict[str, set[str] | None] = {}
+    evaluations = record.get("evaluations")
+    for name, details in evaluations.items() if isinstance(evaluations, dict) else ():
+        try:
+            written = json.loads((job / details["file"]).read_text())["metrics"]
+            found[str(name)] = set(renamed(written))
+        except (OSError, KeyError, TypeError, ValueError):
+            found[str(name)] = None
+    return found
+
+
+def label_evaluations(rows: list[dict[str, Any]]) -> None:
+    """Each row's ``evaluated``: the settings of the evaluation at the end of training that
+    differ between the completed jobs (``evaluation.suite.num_train=1000``), and each
+    evaluation ``src/eval.py`` merged into it, with its settings that differ between the jobs
+    it was merged into (``full``, ``full: suite.num_train=1000``); ``as trained`` when there
+    is nothing to name. An evaluation that only added metrics the jobs without it lack (UDR
+    computed before a seed finished) is not named. Rows with the same label were evaluated
+    alike."""
+    done = [r for r in rows if r["status"] == "completed"]
+    names = dict.fromkeys(n for r in done for n in r["evaluated_with"])
+    differ, named = {}, {}
+    for name in names:
+        having = [r["evaluated_with"][name] for r in done if name in r["evaluated_with"]]
         keys = dict.fromkeys(k for d in having for k in d)
-        differ = [k for k in keys if len({repr(d.get(k)) for d in having}) > 1]
-        shown = ", ".join(f"{k}={settings.get(k)}" for k in differ)
-        if name == "evaluation":
-            parts += [f"evaluation.{k}={settings.get(k)}" for k in differ]
-        else:
-            parts.append(f"{name}: {shown}" if shown else name)
-    return "; ".join(parts) or "as trained"
+        differ[name] = [k for k in keys if len({repr(d.get(k)) for d in having}) > 1]
+        without = [r for r in done if name not in r["evaluated_with"]]
+        written = [r["evaluated_keys"][name] for r in done if name in r["evaluated_keys"]]
+        added_only = bool(without) and None not in written
+        if added_only:
+            added = set().union(*written)
+            added_only = not any(key in r for r in without for key in added)
+        named[name] = name != "evaluation" and not added_only
+    for row in rows:
+        parts = []
+        for name, settings in row["evaluated_with"].items():
+            shown = [f"{k}={settings.get(k)}" for k in differ.get(name, ())]
+            if name == "evaluation":
+                parts += [f"evaluation.{k}" for k in shown]
+            elif named.get(name, True):
+                parts.append(f"{name}: {', '.join(shown)}" if shown else name)
+        row["evaluated"] = "; ".join(parts) or "as trained"
 
 
 def _saved_config(config: Path) -> dict[str, Any]:
@@ -188,7 +216,7 @@ def default_by(rows: list[dict[str, Any]]) -> str:
 
 # Overrides that differ between repeats of one setting: averaged over, never a row of their own.
 REPEATS = ("seed", "ckpt_path", "resume")
-NOT_CSV = ("published", "overrides", "evaluated_with")  # the rows' own bookkeeping
+NOT_CSV = ("published", "overrides", "evaluated_with", "evaluated_keys")  # bookkeeping
 
 
 def swept_settings(rows: list[dict[str, Any]], by: str) -> list[str]:

@@ -102,7 +102,7 @@ def completed_run(
     if record["config_hash"] not in known:
         again = "skip it" if status == "completed" else "resume it"
         raise ConfigError(
-            f"{out_dir} already holds a {status} run of another config "
+            f"{out_dir} already holds another config's {status} run "
             f"({_saved_overrides(out_dir)}); training this config there would replace its "
             f"results, so nothing in the folder was changed. Either {new_folder}, so that "
             f"this run gets a folder of its own, or run that folder's own overrides to {again}."
@@ -154,25 +154,33 @@ def drop_if_empty(out_dir: Path) -> None:
         Path(out_dir).rmdir()
 
 
-def _update_unfinished(out_dir: Path, statuses: tuple[str | None, ...], **fields: Any) -> bool:
+def _update_unfinished(
+    out_dir: Path,
+    statuses: tuple[str | None, ...],
+    known: tuple[str, ...] | None = None,
+    **fields: Any,
+) -> bool:
     """``metrics.json`` updated with ``fields`` when its status is one of ``statuses`` (None: no
-    record yet; the fingerprint and the rest are kept); otherwise left as it is (False)."""
+    record yet; the fingerprint and the rest are kept) and, with ``known`` fingerprints, it is
+    a run of that config; otherwise left as it is (False)."""
     try:
         record = read_record(out_dir)
     except ConfigError:
         return False
     if (record or {}).get("status") not in statuses:
         return False
+    if known is not None and (record or {}).get("config_hash", known[0]) not in known:
+        return False  # another config's run
     write_json_atomic(Path(out_dir) / METRICS, {**(record or {}), **fields})
     return True
 
 
-def mark_failed(out_dir: Path, message: str) -> bool:
+def mark_failed(out_dir: Path, message: str, known: tuple[str, ...] | None = None) -> bool:
     """``metrics.json`` says ``failed`` with ``message``: a new record, or the running (or
     interrupted, or already failed) one with its fingerprint kept; a completed or unreadable
-    record, or another config's, is left as it is (False)."""
+    record, or another config's (a fingerprint not in ``known``), is left as it is (False)."""
     return _update_unfinished(
-        out_dir, (None, "running", "interrupted", "failed"), status="failed", error=message
+        out_dir, (None, "running", "interrupted", "failed"), known, status="failed", error=message
     )
 
 

@@ -71,8 +71,8 @@ class SweepSummary(Callback):
         if failed:
             refused = [r["job"] for r in failed if str(r.get("error")).startswith("ConfigError")]
             again = (
-                f" {len(refused)} of them ({', '.join(refused)}) were refused for their "
-                f"settings, which the same command would refuse again: change those overrides."
+                f" Refused before training ({', '.join(refused)}): the same command refuses "
+                f"them again until what their error says is fixed."
                 if refused else ""
             )  # fmt: skip
             retry = (

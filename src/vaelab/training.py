@@ -11,6 +11,7 @@ import math
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +129,13 @@ def build_module(cfg: DictConfig) -> VAEModule:
     return compile_networks(module, cfg.get("compile", False))
 
 
-def build_trainer(cfg: DictConfig) -> L.Trainer:
+def build_trainer(cfg: DictConfig, **settings: Any) -> L.Trainer:
+    """The Trainer of a run (``settings``: as ``trainer_from``'s)."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     if cfg.trainer.get("enable_model_summary", True):  # ours, in place of Lightning's default
         callbacks.append(ModelSummary())
-    trainer = trainer_from(cfg, callbacks, loggers)
+    trainer = trainer_from(cfg, callbacks, loggers, **settings)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return trainer
@@ -141,9 +143,7 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
 
 def trainer_from(cfg: DictConfig, callbacks: list, loggers: list, **settings: Any) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` (``settings`` override its keys) with these callbacks
-    and loggers; its plugins built, and SLURM's environment without Lightning's requeue. A
-    run shorter than ``log_every_n_steps`` logs its training metrics every tenth of its steps
-    (it logged none)."""
+    and loggers; its plugins built, and SLURM's environment without Lightning's requeue."""
     # nan_policy is the module's (see build_module); every other key is a Trainer argument.
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in ("nan_policy", "enable_model_summary"):
@@ -151,9 +151,6 @@ def trainer_from(cfg: DictConfig, callbacks: list, loggers: list, **settings: An
     plugins = [instantiate(p) for p in trainer_cfg.pop("plugins", None) or []]
     if SLURMEnvironment.detect():  # vaelab.requeue handles the warning signal, not Lightning
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    max_steps, every = trainer_cfg.get("max_steps") or -1, trainer_cfg.get("log_every_n_steps")
-    if isinstance(every, int) and 0 < max_steps < every:  # shorter than one logging interval:
-        settings.setdefault("log_every_n_steps", max(1, max_steps // 10))  # train/ logged anyway
     if "enable_progress_bar" not in trainer_cfg and not any(
         isinstance(c, ProgressBar) for c in callbacks
     ):  # `~callbacks.progress` means no bar: Lightning's own would count epochs up to
@@ -163,6 +160,18 @@ def trainer_from(cfg: DictConfig, callbacks: list, loggers: list, **settings: An
         {**trainer_cfg, **settings}, callbacks=callbacks, logger=loggers or False,
         enable_model_summary=False, plugins=plugins or None,
     )  # fmt: skip
+
+
+def short_run_logging(cfg: DictConfig) -> dict[str, int]:
+    """``{"log_every_n_steps": max_steps // 10}`` (at least 1) for a run shorter than its
+    logging interval, which would log no training metric at all, unless the interval was
+    given on the command line; ``{}`` otherwise."""
+    every, max_steps = cfg.trainer.get("log_every_n_steps"), cfg.trainer.get("max_steps") or -1
+    given = any(o.lstrip("+~").startswith("trainer.log_every_n_steps=")
+                for o in launch_overrides() or [])  # fmt: skip
+    if isinstance(every, int) and isinstance(max_steps, int) and 0 < max_steps < every:
+        return {} if given else {"log_every_n_steps": max(1, max_steps // 10)}
+    return {}
 
 
 def speed_of(trainer: L.Trainer) -> TrainingSpeed | None:
@@ -245,15 +254,21 @@ def log_result(metric: str, value: float | None, out_dir: Path | str) -> None:
     log.info("%s = %s; run folder %s", metric, shown, out_dir)
 
 
-def fit(trainer: L.Trainer, module: L.LightningModule, **kwargs: Any) -> None:
-    """``trainer.fit``. Ctrl-C ends in Lightning's ``SystemExit(1)`` after its graceful
-    shutdown; it is raised as ``Interrupted``, saying where the same command goes on from."""
+def interruptible(trainer: L.Trainer, stage: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``stage(*args, **kwargs)``, one of ``trainer``'s fit, validate and test. Ctrl-C ends in
+    Lightning's ``SystemExit(1)`` after its graceful shutdown; it is raised as
+    ``Interrupted``, saying where the same command goes on from."""
     try:
-        trainer.fit(module, **kwargs)
+        return stage(*args, **kwargs)
     except SystemExit:
         if not trainer.interrupted:
             raise
         raise Interrupted(interruption(trainer)) from None
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, **kwargs: Any) -> None:
+    """``trainer.fit``, ``interruptible``."""
+    interruptible(trainer, trainer.fit, module, **kwargs)
 
 
 def interruption(trainer: L.Trainer) -> str:
@@ -314,7 +329,7 @@ def run(cfg: DictConfig) -> float | None:
             if taken_over is not None:  # its metrics.json: resumed, and where
                 taken_over_record = mark_resumed(taken_over, out_dir)
         with building("the trainer (`trainer`, `callbacks`, `logger`)"):
-            trainer = build_trainer(cfg)
+            trainer = build_trainer(cfg, **short_run_logging(cfg))
         # Lightning's DDP seeds every process again as fit starts (reset_seed); doing the
         # same here gives one process the random stream (ε) of the DDP ranks.
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -322,9 +337,11 @@ def run(cfg: DictConfig) -> float | None:
         if str(cfg.optimized_metric).startswith("val/") and (
             cfg.optimized_metric not in trainer.callback_metrics
         ):  # a run shorter than one validation interval: validate once at its end
-            trainer.validate(module, datamodule=datamodule, verbose=False)
+            interruptible(trainer, trainer.validate, module, datamodule=datamodule, verbose=False)
         fit_metrics = _scalars(trainer.callback_metrics)
-        test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        test_metrics = interruptible(
+            trainer, trainer.test, module, datamodule=datamodule, verbose=False
+        )[0]
         if not trainer.is_global_zero:  # evaluation, figures and metrics.json are rank zero's
             return None
         evaluation = (evaluator or build_evaluator(cfg))(module, datamodule)

@@ -23,7 +23,7 @@ from vaelab.cli.arguments import call_hydra_main, normalize_overrides, output_lo
 from vaelab.config import validate
 from vaelab.console import quiet_libraries, to_log_files
 from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, NonFiniteLossError
-from vaelab.run_folder import drop_if_empty, mark_failed
+from vaelab.run_folder import drop_if_empty, fingerprints, mark_failed
 from vaelab.sweep import note_refused
 
 started = False  # set once Hydra has composed the config and called the task
@@ -43,7 +43,8 @@ def task(cfg: DictConfig) -> float | None:
             message = f"{type(error).__name__}: {error}"
             logging.getLogger("vaelab").error("job failed: %s", message)
             out_dir = Path(cfg.paths.output_dir)
-            if not mark_failed(out_dir, message):  # its folder holds a result: kept as it is
+            if not mark_failed(out_dir, message, job_fingerprints(cfg)):  # its folder holds a
+                # result, or another config's run: kept as it is
                 note_refused(out_dir.parent, out_dir.name, message)  # the sweep's folder
             return float("nan")
         if isinstance(error, ConfigError | NonFiniteLossError):  # said plainly
@@ -52,6 +53,15 @@ def task(cfg: DictConfig) -> float | None:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT if isinstance(error, ConfigError) else 1)
         raise
+
+
+def job_fingerprints(cfg: DictConfig) -> tuple[str, ...] | None:
+    """The fingerprints a run of ``cfg`` is recorded under; None when the config cannot be
+    hashed (then any unfinished record is marked)."""
+    try:
+        return fingerprints(cfg)
+    except Exception:
+        return None
 
 
 def in_sweep() -> bool:

@@ -48,7 +48,9 @@ from vaelab.training import (
     build_module,
     check_figure_settings,
     fit,
+    interruptible,
     log_result,
+    short_run_logging,
     speed_of,
     trainer_from,
 )
@@ -108,7 +110,7 @@ def _fail(job: MemberJob, error: BaseException) -> None:
         job.record.update(status="failed", error=message, traceback=traceback.format_exc())
         write_json_atomic(job.out_dir / METRICS, job.record)
     else:
-        mark_failed(job.out_dir, message)
+        mark_failed(job.out_dir, message, fingerprints(job.cfg))
 
 
 def _check(job: MemberJob) -> float | str | None:
@@ -149,9 +151,11 @@ def _build(job: MemberJob, stack: str) -> None:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
 
-def build_stack_trainer(cfg: DictConfig, stack_dir: Path, *extra: L.Callback) -> L.Trainer:
+def build_stack_trainer(
+    cfg: DictConfig, stack_dir: Path, *extra: L.Callback, **settings: Any
+) -> L.Trainer:
     """The trainer of the first member's config, checkpointing into the stack's folder, with
-    ``extra`` callbacks."""
+    ``extra`` callbacks (``settings``: as ``trainer_from``'s)."""
     every = OmegaConf.select(cfg, "callbacks.model_checkpoint.every_n_train_steps", default=1000)
     callbacks: list[Any] = [
         ModelCheckpoint(dirpath=stack_dir / "checkpoints", filename="step{step:07d}",
@@ -163,7 +167,7 @@ def build_stack_trainer(cfg: DictConfig, stack_dir: Path, *extra: L.Callback) ->
     for name in ("progress", "requeue"):
         if OmegaConf.select(cfg, f"callbacks.{name}") is not None:
             callbacks.append(instantiate(cfg.callbacks[name]))
-    return trainer_from(cfg, callbacks, [], default_root_dir=str(stack_dir))
+    return trainer_from(cfg, callbacks, [], default_root_dir=str(stack_dir), **settings)
 
 
 def run_stack(jobs: list[MemberJob], stack_dir: Path,
@@ -192,27 +196,37 @@ def run_stack(jobs: list[MemberJob], stack_dir: Path,
         for job in members:
             _build(job, stack_dir.name)
         stacked, trainer = _train(members, stack_dir, vectorize)
-    except KeyboardInterrupt as stop:  # Ctrl-C: every member resumable, none running
-        for job in members:
-            if job.record.get("status") == "running":
-                job.record.update(status="interrupted", error=str(stop) or "stopped by Ctrl-C")
-                write_json_atomic(job.out_dir / METRICS, job.record)
+    except KeyboardInterrupt as stop:
+        _interrupted(members, stop)
         raise
     except Exception as error:
         for job in members:
             _fail(job, error)
         return values
-    for k, (i, job) in enumerate(zip(live, members, strict=True)):
-        with member_log(job.out_dir):
-            log.info("trained as member %d of %d of the stack in %s (its log holds the "
-                     "training)", k, len(members), stack_dir)  # fmt: skip
-            try:
-                values[i] = _finish(job, k, stacked, trainer, started)
-            except Exception as error:
-                _fail(job, error)
-            finally:
-                finish_loggers_of(job)
+    try:
+        for k, (i, job) in enumerate(zip(live, members, strict=True)):
+            with member_log(job.out_dir):
+                log.info("trained as member %d of %d of the stack in %s (its log holds the "
+                         "training)", k, len(members), stack_dir)  # fmt: skip
+                try:
+                    values[i] = _finish(job, k, stacked, trainer, started)
+                except Exception as error:
+                    _fail(job, error)
+                finally:
+                    finish_loggers_of(job)
+    except KeyboardInterrupt as stop:  # during a member's evaluation or figures
+        _interrupted(members, stop)
+        raise
     return values
+
+
+def _interrupted(members: list[MemberJob], stop: KeyboardInterrupt) -> None:
+    """Ctrl-C: the members still running say ``interrupted`` (resumable), with ``stop``'s
+    message."""
+    for job in members:
+        if job.record.get("status") == "running":
+            job.record.update(status="interrupted", error=str(stop) or "stopped by Ctrl-C")
+            write_json_atomic(job.out_dir / METRICS, job.record)
 
 
 @contextmanager
@@ -257,12 +271,12 @@ def _train(members: list[MemberJob], stack_dir: Path,
          for m in members],
         [m.datamodule for m in members], [m.out_dir for m in members],
     )  # fmt: skip
-    trainer = build_stack_trainer(first, stack_dir, figures)
+    trainer = build_stack_trainer(first, stack_dir, figures, **short_run_logging(first))
     log.info("training %d models as one stack in %s", len(members), stack_dir)
     fit(trainer, stacked, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     if stacked.failed and len(stacked.failed) == len(members):
         raise RuntimeError(next(iter(stacked.failed.values())))
-    trainer.test(stacked, datamodule=data, verbose=False)
+    interruptible(trainer, trainer.test, stacked, datamodule=data, verbose=False)
     return stacked, trainer
 
 

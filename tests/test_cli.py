@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -160,3 +162,13 @@ def test_a_run_extended_with_other_checkpoint_settings_says_nothing_alarming(cli
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Be aware that when using `ckpt_path`" not in result.stdout + result.stderr
     assert read_metrics(run_dir)["start_step"] == 6 and read_metrics(run_dir)["step"] == 8
+
+
+def test_the_programs_start_without_torch_or_scikit_learn():
+    """A config check, --help or a refusal answers before torch, Lightning and scikit-learn
+    load (~5 s cold): run_folder had come to import the metrics, config the compiler."""
+    heavy = "{'torch', 'lightning', 'sklearn'}"
+    code = f"import sys, vaelab.cli.train; print(sorted({heavy} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.strip() == "[]"

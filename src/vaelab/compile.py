@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
 from vaelab.errors import ConfigError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads when a network is compiled: the config check reads MODES
+    from torch import nn  # before any of it (vaelab.config)
+
     from vaelab.module import VAEModule
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -60,6 +59,8 @@ def compile_networks(module: VAEModule, setting: object = True) -> VAEModule:
 def compiled_with_gradients_only(net: nn.Module) -> None:
     """``net`` (compiled by ``nn.Module.compile``) runs compiled where gradients are on and
     eagerly elsewhere (no_grad, inference mode)."""
+    import torch
+
     compiled = net._compiled_call_impl
 
     def call(*args, **kwargs):

@@ -26,7 +26,6 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from vaelab.errors import ConfigError
 from vaelab.io import write_json_atomic
-from vaelab.metrics.settings import EXECUTION, SuiteConfig
 
 METRICS = "metrics.json"
 HYDRA_DIR = ".hydra"
@@ -49,6 +48,10 @@ def config_hash(cfg: DictConfig, as_given: bool = False) -> str:
     evaluation = plain.get("evaluation")
     suite = evaluation.get("suite") if isinstance(evaluation, dict) else None
     if isinstance(suite, dict) and not as_given:
+        # here, not at the top: the metrics load scikit-learn and torch, which the programs'
+        # start (config checks, --help, a refusal) does without
+        from vaelab.metrics.settings import EXECUTION, SuiteConfig
+
         suite.update({k: getattr(SuiteConfig(), k) for k in EXECUTION if k in suite})
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -173,6 +176,12 @@ def _update_unfinished(
         return False  # another config's run
     write_json_atomic(Path(out_dir) / METRICS, {**(record or {}), **fields})
     return True
+
+
+def interrupted(stop: KeyboardInterrupt) -> dict[str, str]:
+    """A record's fields for a run stopped by Ctrl-C: resumable, not running any more; the
+    error says where the same command goes on from (``Interrupted``'s message)."""
+    return {"status": "interrupted", "error": str(stop) or "stopped by Ctrl-C"}
 
 
 def mark_failed(out_dir: Path, message: str, known: tuple[str, ...] | None = None) -> bool:

@@ -41,6 +41,7 @@ from vaelab.run_folder import (
     completed_run,
     entries,
     fingerprints,
+    interrupted,
     mark_resumed,
     owner,
     remove_added,
@@ -266,11 +267,6 @@ def interruptible(trainer: L.Trainer, stage: Callable[..., Any], *args: Any, **k
         raise Interrupted(interruption(trainer)) from None
 
 
-def fit(trainer: L.Trainer, module: L.LightningModule, **kwargs: Any) -> None:
-    """``trainer.fit``, ``interruptible``."""
-    interruptible(trainer, trainer.fit, module, **kwargs)
-
-
 def interruption(trainer: L.Trainer) -> str:
     """What an interrupted run kept: the checkpoint the same command resumes from, and its step."""
     saver = trainer.checkpoint_callback
@@ -333,7 +329,8 @@ def run(cfg: DictConfig) -> float | None:
         # Lightning's DDP seeds every process again as fit starts (reset_seed); doing the
         # same here gives one process the random stream (ε) of the DDP ranks.
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        fit(trainer, module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not unsafe)
+        interruptible(trainer, trainer.fit, module, datamodule=datamodule, ckpt_path=ckpt_path,
+                      weights_only=not unsafe)  # fmt: skip
         if str(cfg.optimized_metric).startswith("val/") and (
             cfg.optimized_metric not in trainer.callback_metrics
         ):  # a run shorter than one validation interval: validate once at its end
@@ -371,7 +368,7 @@ def run(cfg: DictConfig) -> float | None:
             restore_record(taken_over, taken_over_record)
         raise
     except KeyboardInterrupt as stop:  # Ctrl-C: not running any more, and resumable
-        record.update(status="interrupted", error=str(stop) or "stopped by Ctrl-C")
+        record.update(interrupted(stop))
         raise
     except Exception as error:
         record.update(

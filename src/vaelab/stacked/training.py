@@ -35,6 +35,7 @@ from vaelab.run_folder import (
     METRICS,
     completed_run,
     fingerprints,
+    interrupted,
     mark_failed,
     owner,
     write_hydra_files,
@@ -47,7 +48,6 @@ from vaelab.training import (
     build_evaluator,
     build_module,
     check_figure_settings,
-    fit,
     interruptible,
     log_result,
     short_run_logging,
@@ -191,42 +191,40 @@ def run_stack(jobs: list[MemberJob], stack_dir: Path,
     if not live:
         return values
     members = [jobs[i] for i in live]
+    try:
+        _train_and_finish(members, live, stack_dir, vectorize, values)
+    except KeyboardInterrupt as stop:  # Ctrl-C in training or a member's evaluation
+        for job in members:
+            if job.record.get("status") == "running":
+                job.record.update(interrupted(stop))
+                write_json_atomic(job.out_dir / METRICS, job.record)
+        raise
+    return values
+
+
+def _train_and_finish(members: list[MemberJob], live: list[int], stack_dir: Path,
+                      vectorize: bool | str, values: list[float | None]) -> None:  # fmt: skip
+    """Train the members as one stack, then evaluate each; ``values[live[k]]``: member k's
+    result (a failure marks the job failed)."""
     started = time.time()
     try:
         for job in members:
             _build(job, stack_dir.name)
         stacked, trainer = _train(members, stack_dir, vectorize)
-    except KeyboardInterrupt as stop:
-        _interrupted(members, stop)
-        raise
     except Exception as error:
         for job in members:
             _fail(job, error)
-        return values
-    try:
-        for k, (i, job) in enumerate(zip(live, members, strict=True)):
-            with member_log(job.out_dir):
-                log.info("trained as member %d of %d of the stack in %s (its log holds the "
-                         "training)", k, len(members), stack_dir)  # fmt: skip
-                try:
-                    values[i] = _finish(job, k, stacked, trainer, started)
-                except Exception as error:
-                    _fail(job, error)
-                finally:
-                    finish_loggers_of(job)
-    except KeyboardInterrupt as stop:  # during a member's evaluation or figures
-        _interrupted(members, stop)
-        raise
-    return values
-
-
-def _interrupted(members: list[MemberJob], stop: KeyboardInterrupt) -> None:
-    """Ctrl-C: the members still running say ``interrupted`` (resumable), with ``stop``'s
-    message."""
-    for job in members:
-        if job.record.get("status") == "running":
-            job.record.update(status="interrupted", error=str(stop) or "stopped by Ctrl-C")
-            write_json_atomic(job.out_dir / METRICS, job.record)
+        return
+    for k, (i, job) in enumerate(zip(live, members, strict=True)):
+        with member_log(job.out_dir):
+            log.info("trained as member %d of %d of the stack in %s (its log holds the "
+                     "training)", k, len(members), stack_dir)  # fmt: skip
+            try:
+                values[i] = _finish(job, k, stacked, trainer, started)
+            except Exception as error:
+                _fail(job, error)
+            finally:
+                finish_loggers_of(job)
 
 
 @contextmanager
@@ -273,7 +271,8 @@ def _train(members: list[MemberJob], stack_dir: Path,
     )  # fmt: skip
     trainer = build_stack_trainer(first, stack_dir, figures, **short_run_logging(first))
     log.info("training %d models as one stack in %s", len(members), stack_dir)
-    fit(trainer, stacked, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    interruptible(trainer, trainer.fit, stacked, datamodule=data, ckpt_path=ckpt_path,
+                  weights_only=True)  # fmt: skip
     if stacked.failed and len(stacked.failed) == len(members):
         raise RuntimeError(next(iter(stacked.failed.values())))
     interruptible(trainer, trainer.test, stacked, datamodule=data, verbose=False)

@@ -1,15 +1,16 @@
-"""How long the suite's classifier fits take on W workers, from each fit's time measured alone.
+"""How long the suite's classifier fits take on W workers, from each work item's time alone.
 
     .venv/bin/python benchmarks/fit_schedule.py [--scale 1] [--workers 2,4,8,16] [--json FILE]
 
 Runs the full suite once in this process (``jobs=1``, the cheap encoder on procedural
-dSprites, disentanglement_lib's counts times ``--scale``), timing every fit of DCI (both),
-DCI-ES, the downstream tasks and fairness on its own. Then it hands those times to W workers as
-the suite does (each metric's fits largest first, the metrics in the order their threads start:
-``vaelab.metrics.settings.POOLED``, or the metrics' own order as before) and prints when the
-last fit ends: the fits' part of a full evaluation on W cores, if each core runs a fit as fast
-as this one did alone. A model of the schedule, not a measurement on W cores. Prints figures;
-never fails on time.
+dSprites, disentanglement_lib's counts times ``--scale``), timing every work item the workers
+would get on its own: each fit of DCI, the downstream tasks and fairness, and each piece of
+``FOREST_PIECE`` trees of the random forests of Tripod's DCI and DCI-ES. Then it hands those
+times to W workers as the suite does (each metric's items largest first, the metrics in the
+order their threads start: ``vaelab.metrics.settings.POOLED``, or the metrics' own order) and
+prints when the last item ends: the fits' part of a full evaluation on W cores, if each core
+runs an item as fast as this one did alone. A model of the schedule, not a measurement on W
+cores. Prints figures; never fails on time.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ from vaelab.metrics.settings import METRICS, POOLED
 
 
 def timed_fits(scale: float) -> dict[str, list[float]]:
-    """Seconds of each fit, per metric, the suite run once in this process."""
+    """Seconds of each work item, per metric, the suite run once in this process."""
     fits: dict[str, list[float]] = defaultdict(list)
     current = {"metric": ""}
-    score, fit_one, factor_losses = suite._score, classifiers.fit_one, dci_es.factor_losses
+    score, fit_piece, piece_probas = suite._score, classifiers.fit_piece, dci_es.piece_probas
 
     def scoring(name, *args, **kwargs):
         current["metric"] = name
@@ -53,8 +54,8 @@ def timed_fits(scale: float) -> dict[str, list[float]]:
         return run
 
     suite._score = scoring
-    classifiers.fit_one = timing(fit_one)
-    dci_es.factor_losses = timing(factor_losses)
+    classifiers.fit_piece = timing(fit_piece)
+    dci_es.piece_probas = timing(piece_probas)
     try:
         source = ProceduralDSprites("data")
         net = Rescaled(make_encoder("cheap"), source.images(np.arange(2048)).float() / 255)
@@ -65,7 +66,7 @@ def timed_fits(scale: float) -> dict[str, list[float]]:
                   "fairness_per_class": max(1, round(100 * scale))}  # fmt: skip
         suite.run_suite(source, net, 0, METRICS, images=source.images, device="cpu", **counts)
     finally:
-        suite._score, classifiers.fit_one, dci_es.factor_losses = score, fit_one, factor_losses
+        suite._score, classifiers.fit_piece, dci_es.piece_probas = score, fit_piece, piece_probas
     return dict(fits)
 
 
@@ -90,8 +91,8 @@ def main() -> None:
     before = tuple(m for m in METRICS if m in POOLED)  # the metrics' own order
     total = sum(map(sum, fits.values()))
     print(
-        f"{sum(map(len, fits.values()))} fits, {total:.1f} s one after another; "
-        + ", ".join(f"{m} {len(t)} fits, longest {max(t):.2f} s" for m, t in fits.items())
+        f"{sum(map(len, fits.values()))} work items, {total:.1f} s one after another; "
+        + ", ".join(f"{m} {len(t)}, longest {max(t):.2f} s" for m, t in fits.items())
     )
     print(f"{'workers':>7} {'suite order':>12} {'longest first':>14} {'lower bound':>12}")
     rows = []

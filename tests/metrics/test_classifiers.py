@@ -20,11 +20,17 @@ from tests.metrics.toy import ToySource, mixing_encoder
 from tests.metrics.worker_probe import process_facts, touch_or_fail
 from vaelab.metrics.classifiers import (
     AUTO_MIN_CODES,
+    FOREST_TREES,
     Fit,
     auto_jobs,
     check_jobs,
     fit_all,
+    fit_one,
+    forest_classifier,
+    grow_trees,
+    join_trees,
     map_jobs,
+    pieces,
 )
 from vaelab.metrics.codes import DirectCodes
 from vaelab.metrics.fairness import draw_fairness, fairness_from_draw
@@ -82,6 +88,30 @@ def test_fits_in_workers_equal_fits_here_in_the_callers_order():
     assert [len(np.unique(f.predictions[0])) for f in here] == [2, 3, 5, 7]
 
 
+def test_a_forest_grown_in_pieces_is_the_forest_grown_at_once_tree_for_tree():
+    """Tripod's forest of 100 trees as the workers get it, four pieces of 25 trees, joined:
+    each tree, the class probabilities and the importances are those of one fit."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(800, 5))
+    y = (2 * x[:, 0] + x[:, 1] + rng.normal(size=800) > 0).astype(int) + (x[:, 2] > 1)
+    whole = forest_classifier(seed=7).fit(x, y)
+    fit = Fit("rf", x, y, (x[:100],), importance=True, seed=7)
+    items = pieces(fit)
+    assert [(p.start, p.stop) for p in items] == [(0, 25), (25, 50), (50, 75), (75, 100)]
+    assert sum(p.cost() for p in items) == fit.cost()
+    joined = join_trees([grow_trees(forest_classifier(7), x, y, p.start, p.stop) for p in items])
+    assert len(joined.estimators_) == FOREST_TREES == joined.n_estimators
+    for a, b in zip(whole.estimators_, joined.estimators_, strict=True):
+        np.testing.assert_array_equal(a.tree_.threshold, b.tree_.threshold)
+        np.testing.assert_array_equal(a.tree_.value, b.tree_.value)
+    np.testing.assert_array_equal(whole.predict_proba(x), joined.predict_proba(x))
+    np.testing.assert_array_equal(whole.feature_importances_, joined.feature_importances_)
+    one = fit_one(fit)  # the whole forest in one fit
+    for got in fit_all([fit], jobs=1)[0], fit_all([fit], jobs=2)[0]:
+        np.testing.assert_array_equal(got.predictions[0], one.predictions[0])
+        np.testing.assert_array_equal(got.importance, one.importance)
+
+
 def test_the_suite_scores_the_same_with_two_workers(caplog):
     """DCI (both), DCI-ES, the downstream tasks and fairness, with one process and two; with
     two they run side by side, a thread each, while MIG is scored in the caller's thread."""
@@ -134,7 +164,8 @@ def test_auto_is_the_cores_this_process_may_use_shared_by_the_jobs_beside_it():
     assert auto_jobs(10_000, num_fits=1) == 1  # at most a worker a fit
     assert auto_jobs(AUTO_MIN_CODES - 1, 100) == 1  # starting workers would cost more
     cfg = make_config(jobs="auto", num_train=10_000, downstream_sizes=(10, 100))
-    assert cfg.fits(["mig", "dci", "dci_rf"], num_factors=5) == 10
+    assert cfg.fits(["mig", "dci", "dci_rf"], num_factors=5) == 25  # the forest in 4 pieces
+    assert make_config(dci_es_trees=30).fits(["dci_es"], num_factors=5) == 10  # 25 + 5 trees
     assert cfg.fits(["downstream"], num_factors=5) == 20  # 2 models x 2 sizes x 5 factors
     assert cfg.resolved(["mig", "sap"], 5).jobs == 1  # no classifier to fit
     assert cfg.resolved(["downstream"], 5).jobs == 1  # 100 codes at most

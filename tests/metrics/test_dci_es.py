@@ -22,6 +22,7 @@ from vaelab.metrics.dci_es import (
     dci_es_from_codes,
     explicitness,
     loss_capacity_curves,
+    probe_forest,
     size,
 )
 
@@ -149,6 +150,27 @@ def test_each_factor_against_its_own_baseline_and_constant_factors_left_out():
         dci_es_from_codes(codes[:400], constant, codes[400:], constant, depths, 10)["explicitness"]
         == 0.0
     )
+
+
+@pytest.mark.parametrize("refit", [False, True])
+def test_probes_grown_in_pieces_score_as_one_forest_grown_at_once(refit):
+    """60 trees: pieces of 25, 25 and 10 trees, in this process and in two workers, give the
+    losses of the probes fitted as one scikit-learn forest (cut, or grown to each depth)."""
+    train, y, test, y_test = codes_of(mixing_encoder(), n=400)
+    depths = (1, 2, 4, 8)
+    want = np.zeros((y.shape[1], len(depths)))
+    for j in range(y.shape[1]):
+        if refit:
+            probes = [probe_forest(d, 60, seed=5).fit(train, y[:, j]) for d in depths]
+            predicted = [probe.predict(test) for probe in probes]
+        else:
+            forest = probe_forest(None, 60, seed=5).fit(train, y[:, j])
+            proba = cut_forest_proba(forest, test, depths)
+            predicted = [forest.classes_[p.argmax(axis=1)] for p in proba]
+        want[j] = [1.0 - np.mean(p == y_test[:, j]) for p in predicted]
+    for jobs in (1, 2):
+        got = loss_capacity_curves(train, y, test, y_test, depths, 60, 5, refit, jobs)
+        np.testing.assert_array_equal(got, want)
 
 
 def test_the_seed_and_refit_reach_the_probes():

@@ -26,6 +26,8 @@ is that forest with every tree cut at depth c (each node keeps the class fractio
 training rows). A tree grown to depth c and a deeper tree cut at c make the same greedy splits
 on the same bootstrap rows, so the cut forest is a draw of the depth-c probe (only its random
 numbers differ); ``refit=True`` fits one forest per depth as the reference does (~6x slower).
+Each forest is grown in pieces of trees (``classifiers.tree_ranges``), in worker processes
+when ``jobs`` asks for them, and a probe's class probabilities are its pieces' sums added.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from functools import partial
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from vaelab.metrics.classifiers import map_jobs
+from vaelab.metrics.classifiers import grow_trees, map_jobs, tree_ranges
 
 DEPTHS: tuple[int, ...] = (1, 2, 3, 4, 8, 10, 12, 14, 16, 18, 20, 32)  # reference's grid
 NUM_TREES = 100  # the reference's trees per forest
@@ -55,10 +57,16 @@ def cut_forest_proba(
 ) -> list[np.ndarray]:
     """Class probabilities ``[N, C]`` of ``forest`` with every tree cut at each depth: a row
     stops at its leaf or at the node of that depth, whose class fractions it takes."""
+    sums = cut_tree_sums(forest.estimators_, codes, depths)
+    return [p / len(forest.estimators_) for p in sums]
+
+
+def cut_tree_sums(trees: Sequence, codes: np.ndarray, depths: Sequence[int]) -> list[np.ndarray]:
+    """``cut_forest_proba`` of the forest of ``trees``, summed over them instead of averaged."""
     x = np.asarray(codes, dtype=np.float32)  # scikit-learn's trees compare float32 inputs
     rows = np.arange(len(x))
-    out = [np.zeros((len(x), len(forest.classes_))) for _ in depths]
-    for tree in forest.estimators_:
+    out = [np.zeros((len(x), trees[0].tree_.value.shape[2])) for _ in depths]
+    for tree in trees:
         t = tree.tree_
         value = t.value[:, 0, :]
         value = value / value.sum(axis=1, keepdims=True)
@@ -75,29 +83,30 @@ def cut_forest_proba(
                 node = np.where(inner, np.where(go_left, left, t.children_right[node]), node)
                 level += 1
             out[i] += value[node]
-    return [p / len(forest.estimators_) for p in out]
+    return out
 
 
-def factor_losses(
-    labels: tuple[np.ndarray, np.ndarray],
+def piece_probas(
+    piece: tuple[np.ndarray, int, int],
     codes: np.ndarray,
     codes_test: np.ndarray,
     depths: Sequence[int] = DEPTHS,
     num_trees: int = NUM_TREES,
     seed: int = 0,
     refit: bool = False,
-) -> np.ndarray:
-    """Test error ``[len(depths)]`` of one factor's probes; ``labels``: its train and test
-    classes."""
-    y, y_test = labels
+) -> list[np.ndarray]:
+    """One piece of a factor's probes: ``piece`` is its training classes and the trees
+    ``start``, ``stop`` (``classifiers.tree_ranges``); per depth, the class probabilities
+    ``[N_test, C]`` on ``codes_test`` summed over those trees of the probe (of the cut forest,
+    or with ``refit`` of the forest grown to that depth)."""
+    y, start, stop = piece
     if refit:
-        probes = [probe_forest(d, num_trees, seed).fit(codes, y) for d in depths]
-        predicted = [probe.predict(codes_test) for probe in probes]
-    else:
-        forest = probe_forest(None, num_trees, seed).fit(codes, y)
-        probas = cut_forest_proba(forest, codes_test, depths)
-        predicted = [forest.classes_[p.argmax(axis=1)] for p in probas]
-    return np.array([1.0 - np.mean(p == y_test) for p in predicted])
+        x = np.asarray(codes_test, dtype=np.float32)
+        probes = [probe_forest(d, num_trees, seed) for d in depths]
+        grown = [grow_trees(probe, codes, y, start, stop) for probe in probes]
+        return [sum(tree.predict_proba(x) for tree in part.estimators_) for part in grown]
+    part = grow_trees(probe_forest(None, num_trees, seed), codes, y, start, stop)
+    return cut_tree_sums(part.estimators_, codes_test, depths)
 
 
 def loss_capacity_curves(
@@ -112,14 +121,23 @@ def loss_capacity_curves(
     jobs: int = 1,
 ) -> np.ndarray:
     """Test error ``[K, len(depths)]`` of each factor's forest probe at each depth; the
-    factors' probes in ``jobs`` processes (``classifiers.map_jobs``)."""
+    probes grown in pieces of trees in ``jobs`` processes (``classifiers.map_jobs``), a
+    probe's prediction the class of highest probability summed over its pieces."""
     probe = partial(
-        factor_losses, codes=codes, codes_test=codes_test, depths=tuple(depths),
+        piece_probas, codes=codes, codes_test=codes_test, depths=tuple(depths),
         num_trees=num_trees, seed=seed, refit=refit,
     )  # fmt: skip
-    labels = list(zip(factors.T, factors_test.T, strict=True))
-    losses = map_jobs(probe, labels, jobs, cost=lambda pair: len(np.unique(pair[0])))
-    return np.array(losses).reshape(factors.shape[1], len(depths))
+    ranges = tree_ranges(num_trees)
+    items = [(y, a, b) for y in factors.T for a, b in ranges]
+    sums = iter(map_jobs(probe, items, jobs, cost=lambda i: len(np.unique(i[0])) * (i[2] - i[1])))
+    losses = np.zeros((factors.shape[1], len(depths)))
+    for j, (y, y_test) in enumerate(zip(factors.T, factors_test.T, strict=True)):
+        total = next(sums)
+        for _ in ranges[1:]:
+            total = [a + b for a, b in zip(total, next(sums), strict=True)]
+        predicted = [np.unique(y)[p.argmax(axis=1)] for p in total]
+        losses[j] = [1.0 - np.mean(p == y_test) for p in predicted]
+    return losses
 
 
 def explicitness(

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Literal
 
-from vaelab.metrics.classifiers import Estimator, auto_jobs, check_estimator, check_jobs
+from vaelab.metrics.classifiers import (
+    FOREST_TREES,
+    Estimator,
+    auto_jobs,
+    check_estimator,
+    check_jobs,
+    tree_ranges,
+)
 from vaelab.metrics.dci_es import DEPTHS, NUM_TREES
 from vaelab.metrics.downstream import SIZES
 from vaelab.metrics.fairness import NUM_PER_CLASS
@@ -19,13 +26,15 @@ METRICS = (
     "mig", "dci", "sap", "modularity", "beta_vae", "factor_vae", "irs", "unsupervised",
     "downstream", "fairness", "infomec", "dci_es", "dci_rf",
 )  # fmt: skip
-# The metrics whose classifiers ``jobs`` workers fit (vaelab.metrics.classifiers), longest
-# single fit first: their threads start, and hand their fits to the workers, in this order, so
-# that on many cores the longest fits do not start last. Modelled from the full suite's 60
-# fits timed one by one on the 2-core machine (benchmarks/fit_schedule.py, 95.9 s in all):
-# the fits end after 9.2 s on 16 workers instead of 11.5 s in the metrics' own order, 12.0
-# instead of 17.4 s on 8; 9.2 s is the longest fit alone (Tripod's forest, 40 classes).
-POOLED = ("dci_rf", "dci_es", "dci", "fairness", "downstream")
+# The metrics whose classifiers ``jobs`` workers fit (vaelab.metrics.classifiers): their
+# threads start, and hand their work items to the workers, in this order. Boosted trees first:
+# their fits cannot be split, and the 40-class ones take 4-5 s each; the random forests after,
+# in pieces of 25 trees (at most 2.4 s each) that fill the workers at the end. Modelled from the
+# full suite's 90 work items timed one by one on the 2-core machine (benchmarks/fit_schedule.py,
+# 107.4 s in all): the fits end after 7.1 s on 16 workers (lower bound 6.7 s), 13.7 on 8
+# (13.4); the same times with each forest one item and the forests first: 9.5 s on 16 workers
+# (the 40-class forest alone), 13.5 on 8.
+POOLED = ("dci", "fairness", "downstream", "dci_rf", "dci_es")
 PER_FACTOR = ("dci_rf", "dci_es", "dci", "fairness")  # of POOLED: one fit a factor, on num_train
 CODE_METRICS = (
     "mig", "dci", "sap", "modularity", "irs", "unsupervised", "infomec", "dci_es", "dci_rf",
@@ -69,9 +78,14 @@ class SuiteConfig:
         return max(sizes, default=0)
 
     def fits(self, metrics: Sequence[str], num_factors: int) -> int:
-        """How many classifiers ``metrics`` fit: one per factor (and per model and training
-        size for the downstream tasks)."""
-        per_factor = len(set(metrics) & set(PER_FACTOR))
+        """How many work items the fits of ``metrics`` give the workers: a classifier per
+        factor (and per model and training size for the downstream tasks), the random
+        forests of Tripod's DCI and DCI-ES in pieces of trees (``classifiers.tree_ranges``)."""
+        per_factor = len(set(metrics) & {"dci", "fairness"})
+        if "dci_rf" in metrics:
+            per_factor += len(tree_ranges(FOREST_TREES))
+        if "dci_es" in metrics:
+            per_factor += len(tree_ranges(self.dci_es_trees))
         if "downstream" in metrics:
             per_factor += 2 * len(self.downstream_sizes)  # logistic regression, boosted trees
         return per_factor * num_factors

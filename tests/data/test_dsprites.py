@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -178,12 +179,19 @@ class TinyDSprites(ProceduralDSprites):
     )
 
 
-def test_cache_is_written_once_and_read_back(tmp_path, monkeypatch) -> None:
+def test_cache_is_written_once_and_read_back(tmp_path, monkeypatch, caplog) -> None:
     rendered = TinyDSprites().images()  # no cache_dir: rendered on the fly
     assert rendered.shape == (72, 1, 64, 64)
     data = TinyDSprites(tmp_path / "cache")
+    caplog.set_level(logging.INFO, logger="vaelab.data.dsprites")
     all_images = data.images()
     path = tmp_path / "cache" / "dsprites_procedural_v1.npy"
+    said = [r.getMessage() for r in caplog.records]  # a first run's wait is announced, once
+    assert said[0] == (
+        f"rendering the 72 images of procedural dsprites into {path} (once: later runs read the "
+        "file) ..."
+    )
+    assert said[1].startswith("rendered in ") and len(said) == 2
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
     assert np.load(path).shape == (72, 64, 64)
     assert torch.equal(all_images, rendered) and all_images.is_contiguous()
@@ -195,6 +203,7 @@ def test_cache_is_written_once_and_read_back(tmp_path, monkeypatch) -> None:
     indices = np.array([71, 0, 5, 5, 40])
     assert torch.equal(data.images(indices), rendered[indices])
     assert torch.equal(data.images(), rendered)
+    assert len(caplog.records) == 2  # read back without a word
 
     np.save(path, np.zeros((10, 64, 64), dtype=np.uint8))  # a stale cache of another size
     with pytest.raises(DataError, match=r"holds uint8 \(10, 64, 64\), expected .* Delete it and"):

@@ -26,9 +26,11 @@ No sprite reaches 15 px from its centre, so only a 32x32 window of pixels around
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,8 @@ import torch
 
 from vaelab.data.base import GroundTruthSource
 from vaelab.data.files import corrupt_error, read_npy
+
+log = logging.getLogger(__name__)
 
 SHAPE_NAMES = ("square", "ellipse", "heart")
 IMAGE_SIZE = 64
@@ -200,6 +204,9 @@ class ProceduralDSprites(GroundTruthSource):
         if self.cache_path is None:
             raise ValueError("no cache_dir was given")
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        log.info("rendering the %s images of procedural %s into %s (once: later runs read "
+                 "the file) ...", f"{len(self):,}", self.name, self.cache_path)  # fmt: skip
         fd, tmp = tempfile.mkstemp(dir=self.cache_path.parent, suffix=".npy.tmp")
         os.close(fd)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared data folder needs it readable
@@ -217,6 +224,7 @@ class ProceduralDSprites(GroundTruthSource):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        log.info("rendered in %.1f s", time.perf_counter() - start)
         return self.cache_path
 
     def _check_cache(self) -> np.ndarray:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from joblib import cpu_count
 
 from .conftest import ROOT, TINY, run_program
 from .killer import kill_at
@@ -70,6 +71,24 @@ def test_a_tiny_sweep_runs_with_each_launcher_and_reports(tmp_path: Path, launch
         (float(b), int(s)) for b in grid[0][5:].split(",") for s in grid[1][5:].split(",")
     )
     assert (tmp_path / "sweep" / "metrics_vs_beta.png").stat().st_size > 1000
+
+
+def test_a_sweep_of_fewer_jobs_than_slots_leaves_each_job_its_share_of_the_cores(tmp_path: Path):
+    """The joblib launcher with a slot per core (n_jobs=-1) and a sweep of one job: the job's
+    evaluation counts itself alone on the machine (it counted a job per slot, so on 16 cores
+    each job of a small sweep fitted its classifiers in one process)."""
+    small = ["evaluation=fast", "evaluation.iwae_images=8", "evaluation.iwae_k=8",
+             "evaluation.quality_images=16", "evaluation.suite.num_train=200",
+             "evaluation.suite.num_test=100"]  # fmt: skip
+    result = sweep(tmp_path / "sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=-1",
+                   "seed=0", *small, process=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job,) = (p.parent for p in (tmp_path / "sweep").glob("*/metrics.json"))
+    said = [line for log in job.glob("*.log") for line in log.read_text().splitlines()
+            if "suite: classifiers fitted" in line]  # fmt: skip
+    assert len(said) == 1 and said[0].endswith(
+        f"in this process (evaluation.suite.jobs=auto: {cpu_count()} cores)"
+    ), said
 
 
 def test_a_failed_job_does_not_stop_the_sweep_and_a_rerun_skips_finished_jobs(tmp_path: Path):

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from joblib import cpu_count, effective_n_jobs
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import command
 from vaelab.report import collect_jobs
@@ -89,17 +89,47 @@ class SweepSummary(Callback):
 
 
 def launcher_jobs() -> int:
-    """How many jobs this run's Hydra launcher may run at once on this machine: the joblib
-    launcher's ``n_jobs`` (-1: one per core; the slots, not the jobs of the sweep), one per
-    core for submitit's local launcher (it starts every job at once), 1 for a single run and
-    the other launchers (one job after another, a stack in one process, a SLURM job on its
-    own CPUs)."""
+    """How many jobs this run's Hydra launcher runs at once on this machine: the joblib
+    launcher's ``n_jobs`` (-1: one per core) or every job for submitit's local launcher, at
+    most the jobs of the batch launched (``batch_jobs``: a sweep of 2 jobs runs 2 at once on
+    16 slots); 1 for a single run and the other launchers (one job after another, a stack in
+    one process, a SLURM job on its own CPUs)."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return 1
-    launcher = HydraConfig.get().launcher
-    target = str(launcher.get("_target_", "")).lower()
+    hydra = HydraConfig.get()
+    target = str(hydra.launcher.get("_target_", "")).lower()
     if "joblib" in target:
-        return effective_n_jobs(launcher.get("n_jobs") or 1)
-    if "submitit" in target and "local" in target:
-        return cpu_count()
-    return 1
+        slots = effective_n_jobs(hydra.launcher.get("n_jobs") or 1)
+    elif "submitit" in target and "local" in target:
+        slots = cpu_count()
+    else:
+        return 1
+    batch = batch_jobs(hydra)
+    return slots if batch is None else max(1, min(slots, batch))
+
+
+def batch_jobs(hydra: DictConfig) -> int | None:
+    """The most jobs the sweeper hands the launcher at once: an Optuna sweeper's ``n_jobs``;
+    for Hydra's basic sweeper, the jobs of its sweep (or ``max_batch_size``), counted from the
+    ``multirun.yaml`` it writes into the sweep folder before launching (the command line's
+    sweeps are only there); None for other sweepers or a file that cannot be read."""
+    sweeper = hydra.sweeper
+    if "optuna" in str(sweeper.get("_target_", "")).lower():
+        return sweeper.get("n_jobs") or None
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        launched = OmegaConf.load(Path(hydra.sweep.dir) / "multirun.yaml").hydra
+        params = OmegaConf.select(launched, "sweeper.params") or {}
+        task = [*(f"{k}={v}" for k, v in params.items()), *launched.overrides.task]
+        overrides = OverridesParser.create().parse_overrides(task)
+        size = OmegaConf.select(launched, "sweeper.max_batch_size")
+        batches = BasicSweeper.split_arguments(overrides, size)
+    except (OSError, ValueError, HydraException, OmegaConfBaseException):
+        return None
+    return max(map(len, batches), default=None)

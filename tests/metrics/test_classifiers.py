@@ -8,12 +8,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from joblib import cpu_count
+from omegaconf import OmegaConf
 
 from tests.conftest import ROOT
 from tests.metrics.toy import ToySource, mixing_encoder
@@ -31,6 +33,7 @@ from vaelab.metrics.classifiers import (
     join_trees,
     map_jobs,
     pieces,
+    workers,
 )
 from vaelab.metrics.codes import DirectCodes
 from vaelab.metrics.fairness import draw_fairness, fairness_from_draw
@@ -136,6 +139,33 @@ def test_the_suite_scores_the_same_with_two_workers(caplog):
     assert all(name.startswith("suite") for name in threads_two.values())
 
 
+def test_the_suite_starts_its_workers_before_the_encoder_runs():
+    """With classifiers to fit in workers, the pool's processes are started (to import
+    scikit-learn) before the codes are encoded, not when the first fits reach them."""
+    workers(2).shutdown(wait=True)  # none left from an earlier test
+    encode, seen = mixing_encoder(), []
+
+    def watched(x):
+        if not seen:
+            seen.append(loky_workers())
+        return encode(x)
+
+    run_suite(ToySource(), watched, 0, ["mig", "dci"], num_train=300, num_test=100, jobs=2)
+    assert len(seen[0]) == 2
+    workers(2).shutdown(wait=True)
+    seen.clear()
+    run_suite(ToySource(), watched, 0, ["mig", "sap"], num_train=300, num_test=100, jobs=2)
+    assert seen[0] == []  # nothing to fit: no worker
+
+
+def loky_workers() -> list[int]:
+    """The worker processes of joblib's loky executor among this process's children."""
+    kids = [
+        int(c) for f in Path("/proc/self/task").glob("*/children") for c in f.read_text().split()
+    ]
+    return [k for k in kids if b"popen_loky_posix" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
 def metric_threads(records: list[logging.LogRecord], metrics: list[str]) -> dict[str, str]:
     """The thread that logged each metric's line (one line each)."""
     lines = [r for r in records if r.name == "vaelab.metrics.suite"]
@@ -198,25 +228,52 @@ def test_the_suite_says_where_auto_fits_its_classifiers(caplog):
     assert not [r for r in caplog.records if r.getMessage().startswith("suite:")]
 
 
-def test_auto_shares_the_cores_with_the_jobs_a_launcher_runs_at_once():
+def test_auto_shares_the_cores_with_the_jobs_a_launcher_runs_at_once(tmp_path):
+    """The launcher's slots, at most the jobs of the sweep's batch: counted from the
+    ``multirun.yaml`` Hydra's basic sweeper writes (the command line's sweeps), an Optuna
+    sweeper's ``n_jobs``; the slots alone when the file is missing."""
     hydra = HydraConfig.instance()
     before = hydra.cfg
     hydra.cfg = None
+    cores = cpu_count()
+    launched = {
+        "hydra": {
+            "overrides": {"task": ["beta=1,4", "seed=0,1,2", "model=beta_vae"]},
+            "sweeper": {"max_batch_size": None, "params": {"lr": "1e-3,1e-4"}},
+        }
+    }
+    OmegaConf.save(launched, tmp_path / "multirun.yaml")  # 2 x 3 x 2 = 12 jobs
+    (tmp_path / "one").mkdir()
+    OmegaConf.save({"hydra": {"overrides": {"task": ["seed=0"]}}}, tmp_path / "one/multirun.yaml")
+    (tmp_path / "batches").mkdir()
+    launched["hydra"]["sweeper"]["max_batch_size"] = 5
+    OmegaConf.save(launched, tmp_path / "batches" / "multirun.yaml")
     try:
         assert launcher_jobs() == 1  # no Hydra job: a plain call
         cases = (
-            ("joblib", 2, 2),
-            ("joblib", -1, cpu_count()),
-            ("basic", None, 1),
-            ("submitit_local", None, cpu_count()),
-        )  # submitit starts every job at once
-        for launcher, n_jobs, expected in cases:
-            overrides = [f"hydra/launcher={launcher}", "hydra.mode=MULTIRUN"]
+            ("joblib", 2, tmp_path / "none", 2),  # no multirun.yaml: the slots
+            ("joblib", -1, tmp_path / "none", cores),
+            ("joblib", -1, tmp_path, min(cores, 12)),
+            ("joblib", -1, tmp_path / "one", 1),  # one job: every core its own
+            ("joblib", -1, tmp_path / "batches", min(cores, 5)),
+            ("basic", None, tmp_path, 1),
+            ("submitit_local", None, tmp_path / "none", cores),  # it starts every job at once
+            ("submitit_local", None, tmp_path / "one", 1),
+        )
+        for launcher, n_jobs, sweep_dir, expected in cases:
+            overrides = [f"hydra/launcher={launcher}", "hydra.mode=MULTIRUN",
+                         f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
             overrides += [f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs else []
             with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
                 cfg = compose("train", overrides=overrides, return_hydra_config=True)
             hydra.set_config(cfg)
-            assert launcher_jobs() == expected, (launcher, n_jobs)
+            assert launcher_jobs() == expected, (launcher, n_jobs, sweep_dir.name)
+        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+            cfg = compose("train", return_hydra_config=True, overrides=[
+                "sweep=optuna", "hydra/launcher=joblib", "hydra.launcher.n_jobs=-1",
+                "hydra.sweeper.n_jobs=1", "hydra.mode=MULTIRUN"])  # fmt: skip
+        hydra.set_config(cfg)
+        assert launcher_jobs() == 1  # one trial at a time
     finally:
         hydra.cfg = before
 

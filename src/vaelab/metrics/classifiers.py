@@ -259,6 +259,19 @@ def workers(jobs: int):
     )
 
 
+def start_workers(jobs: int) -> None:
+    """Start the ``workers(jobs)`` now without waiting for them: each imports this module
+    and scikit-learn (about 1 s) while the caller goes on (the suite: while the encoder
+    runs), not when the first fits reach it."""
+    executor = workers(jobs)
+    for _ in range(effective_n_jobs(jobs)):
+        executor.submit(_started)
+
+
+def _started() -> None:
+    """A worker's first task: unpickling it imports this module."""
+
+
 def map_jobs(
     function: Callable[[T], R], items: Sequence[T], jobs: int, cost: Callable[[T], float]
 ) -> list[R]:

@@ -35,7 +35,7 @@ from joblib import cpu_count
 
 from vaelab.data.base import GroundTruthSource
 from vaelab.metrics.beta_vae import beta_vae_from_draws
-from vaelab.metrics.classifiers import workers
+from vaelab.metrics.classifiers import start_workers, workers
 from vaelab.metrics.codes import Codes, Images, encode_table
 from vaelab.metrics.dci import VARIANTS, completeness, disentanglement, importance_matrix
 from vaelab.metrics.dci_es import dci_es_from_codes
@@ -228,6 +228,8 @@ def run_suite(
         shared = f", shared by {beside} jobs at once" if beside > 1 else ""
         log.info("suite: classifiers fitted %s (evaluation.suite.jobs=auto: %d cores%s)",
                  where, cpu_count(), shared)  # fmt: skip
+    if cfg.jobs != 1 and set(metrics) & set(POOLED):
+        start_workers(cfg.jobs)  # they start while the encoder runs
     draws = draw_suite(source, seed, metrics, cfg)
     start = time.perf_counter()
     table = encode_table(

@@ -94,7 +94,7 @@ def main() -> None:
         f"{sum(map(len, fits.values()))} work items, {total:.1f} s one after another; "
         + ", ".join(f"{m} {len(t)}, longest {max(t):.2f} s" for m, t in fits.items())
     )
-    print(f"{'workers':>7} {'suite order':>12} {'longest first':>14} {'lower bound':>12}")
+    print(f"{'workers':>7} {'suite order':>12} {'POOLED order':>14} {'lower bound':>12}")
     rows = []
     for w in (int(x) for x in args.workers.split(",")):
         row = {"workers": w, "suite_order_s": round(makespan(fits, before, w), 2),

@@ -73,6 +73,8 @@ BAD_INPUTS = [
     ("evaluation=fast evaluation.suite.jobs=0",
      "evaluation.suite.jobs=0 is not a number of worker processes"),
     ("evaluation=full evaluation.suite.jobs=many", "-1 for one per CPU core"),
+    ("evaluation=full evaluation.suite.dci_es_trees=0",
+     "evaluation.suite.dci_es_trees=0: a DCI-ES probe is a random forest of at least one tree"),
     ("data.subset=0.001 data.batch_size=1024", "fewer than one batch of data.batch_size=1024"),
     ("evaluation=full evaluation.fid.features=100", "`evaluation.fid.features` must be inception"),
     ("evaluation=full evaluation.fid.num_samples=1",

@@ -124,12 +124,15 @@ def batch_jobs(hydra: DictConfig) -> int | None:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        launched = OmegaConf.load(Path(hydra.sweep.dir) / "multirun.yaml").hydra
-        params = OmegaConf.select(launched, "sweeper.params") or {}
-        task = [*(f"{k}={v}" for k, v in params.items()), *launched.overrides.task]
+        started_in = OmegaConf.select(hydra, "runtime.cwd", default=None) or "."
+        folder = Path(started_in, hydra.sweep.dir)  # a relative one: to where Hydra started
+        saved = OmegaConf.to_container(OmegaConf.load(folder / "multirun.yaml"))  # unresolved
+        launched = saved.get("hydra") or {}
+        sweeper = launched.get("sweeper") or {}
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        task = [*params, *(launched.get("overrides") or {}).get("task", [])]
         overrides = OverridesParser.create().parse_overrides(task)
-        size = OmegaConf.select(launched, "sweeper.max_batch_size")
-        batches = BasicSweeper.split_arguments(overrides, size)
-    except (OSError, ValueError, HydraException, OmegaConfBaseException):
+        batches = BasicSweeper.split_arguments(overrides, sweeper.get("max_batch_size"))
+    except (OSError, ValueError, AttributeError, HydraException, OmegaConfBaseException):
         return None
     return max(map(len, batches), default=None)

@@ -31,6 +31,7 @@ from vaelab.metrics.classifiers import (
     forest_classifier,
     grow_trees,
     join_trees,
+    map_groups,
     map_jobs,
     pieces,
     workers,
@@ -38,7 +39,7 @@ from vaelab.metrics.classifiers import (
 from vaelab.metrics.codes import DirectCodes
 from vaelab.metrics.fairness import draw_fairness, fairness_from_draw
 from vaelab.metrics.suite import SuiteConfig, make_config, run_suite
-from vaelab.sweep import launcher_jobs
+from vaelab.sweep import batch_jobs, launcher_jobs
 
 
 def test_the_classifier_module_and_the_metrics_package_load_without_torch():
@@ -105,14 +106,30 @@ def test_a_forest_grown_in_pieces_is_the_forest_grown_at_once_tree_for_tree():
     joined = join_trees([grow_trees(forest_classifier(7), x, y, p.start, p.stop) for p in items])
     assert len(joined.estimators_) == FOREST_TREES == joined.n_estimators
     for a, b in zip(whole.estimators_, joined.estimators_, strict=True):
-        np.testing.assert_array_equal(a.tree_.threshold, b.tree_.threshold)
-        np.testing.assert_array_equal(a.tree_.value, b.tree_.value)
+        for part in ("feature", "threshold", "children_left", "children_right", "value"):
+            np.testing.assert_array_equal(getattr(a.tree_, part), getattr(b.tree_, part))
     np.testing.assert_array_equal(whole.predict_proba(x), joined.predict_proba(x))
     np.testing.assert_array_equal(whole.feature_importances_, joined.feature_importances_)
     one = fit_one(fit)  # the whole forest in one fit
     for got in fit_all([fit], jobs=1)[0], fit_all([fit], jobs=2)[0]:
         np.testing.assert_array_equal(got.predictions[0], one.predictions[0])
         np.testing.assert_array_equal(got.importance, one.importance)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_groups_are_combined_from_their_results_in_their_order(jobs):
+    """Each group's results reach ``combine`` in the group's order, with its index, whichever
+    item finished first (the costs hand the last items out first); an empty group too."""
+    groups = [[3, 1, 2], [], [7], [5, 4]]
+    calls = []
+
+    def combine(g, done):
+        calls.append(g)
+        return (g, done)
+
+    got = map_groups(abs, groups, jobs, cost=lambda i: i, combine=combine)
+    assert got == [(0, [3, 1, 2]), (1, []), (2, [7]), (3, [5, 4])]
+    assert sorted(calls) == [0, 1, 2, 3]  # each group once
 
 
 def test_the_suite_scores_the_same_with_two_workers(caplog):
@@ -268,6 +285,8 @@ def test_auto_shares_the_cores_with_the_jobs_a_launcher_runs_at_once(tmp_path):
                 cfg = compose("train", overrides=overrides, return_hydra_config=True)
             hydra.set_config(cfg)
             assert launcher_jobs() == expected, (launcher, n_jobs, sweep_dir.name)
+            counted = {"none": None, "one": 1, "batches": 5}.get(sweep_dir.name, 12)
+            assert batch_jobs(HydraConfig.get()) == counted, sweep_dir.name
         with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
             cfg = compose("train", return_hydra_config=True, overrides=[
                 "sweep=optuna", "hydra/launcher=joblib", "hydra.launcher.n_jobs=-1",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -46,7 +47,7 @@ Model = Literal["hist", "sklearn", "rf", "lr"]
 FIT_THREADS = 1
 WORKER_IDLE_S = 300  # joblib's own
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-T, R = TypeVar("T"), TypeVar("R")
+T, R, S = TypeVar("T"), TypeVar("R"), TypeVar("S")
 FOREST_TREES, FOREST_DEPTH = 100, 10  # Tripod's random forest
 FOREST_JOBS = 1
 # Trees a worker grows at once. Tripod's forest on the 40-class factor is the suite's longest
@@ -173,6 +174,8 @@ def apply_fitted(fit: Fit, model) -> Fitted:
 def tree_ranges(num_trees: int) -> list[tuple[int, int]]:
     """The pieces ``(start, stop)`` a forest of ``num_trees`` is grown in, ``FOREST_PIECE``
     trees each: a fixed split, so the results do not depend on the number of workers."""
+    if num_trees < 1:
+        raise ValueError(f"a random forest needs at least one tree, not {num_trees}")
     return [(a, min(a + FOREST_PIECE, num_trees)) for a in range(0, num_trees, FOREST_PIECE)]
 
 
@@ -243,8 +246,8 @@ def auto_jobs(num_codes: int, num_fits: int, beside: int = 1) -> int:
     """What ``jobs="auto"`` means for ``num_fits`` fits on at most ``num_codes`` training
     codes: the cores this process may use (joblib's count: its affinity, a container's CPU
     quota, ``LOKY_MAX_CPU_COUNT``), shared by the ``beside`` jobs running at once on them, at
-    most one worker a fit; 1 (this process) below ``AUTO_MIN_CODES``, where starting the
-    workers costs more than they save."""
+    most one worker a work item (``SuiteConfig.fits``); 1 (this process) below
+    ``AUTO_MIN_CODES``, where starting the workers costs more than they save."""
     if num_codes < AUTO_MIN_CODES:
         return 1
     return max(1, min(cpu_count() // max(1, beside), num_fits))
@@ -279,31 +282,52 @@ def map_jobs(
     ``workers(jobs)``, handed out largest ``cost`` first so that the longest item does not
     start last. ``function`` must be importable (module level). Never in a thread here when
     ``jobs`` is not 1: a fit's thread limits are the whole process's (the suite's threads)."""
+    return map_groups(function, [[item] for item in items], jobs, cost, lambda _, done: done[0])
+
+
+def map_groups(
+    function: Callable[[T], R],
+    groups: Sequence[Sequence[T]],
+    jobs: int,
+    cost: Callable[[T], float],
+    combine: Callable[[int, list[R]], S],
+) -> list[S]:
+    """``[combine(g, [function(item) for item in group]) for g, group in enumerate(groups)]``,
+    the items as ``map_jobs`` does them. Each group is combined (its results in its order, so
+    the answer does not depend on which finished first) as soon as all its items are done, and
+    its results dropped: at most the groups in progress are held, not every result."""
     if check_jobs(jobs) == "auto":
         raise ValueError("jobs='auto' is a suite setting: resolve it first (SuiteConfig.resolved)")
-    if jobs == 1 or not items:
-        return [function(item) for item in items]
+    if jobs == 1 or not groups:
+        return [combine(g, [function(item) for item in group]) for g, group in enumerate(groups)]
     executor = workers(jobs)
-    order = sorted(range(len(items)), key=lambda i: -cost(items[i]))
-    futures = {i: executor.submit(function, items[i]) for i in order}
+    flat = [(g, i) for g, group in enumerate(groups) for i in range(len(group))]
+    order = sorted(flat, key=lambda gi: -cost(groups[gi[0]][gi[1]]))
+    futures = {executor.submit(function, groups[g][i]): (g, i) for g, i in order}
+    results: list[dict[int, R]] = [{} for _ in groups]
+    out: dict[int, S] = {g: combine(g, []) for g, group in enumerate(groups) if not group}
     try:
-        return [futures[i].result() for i in range(len(items))]
+        for future in as_completed(list(futures)):
+            g, i = futures.pop(future)  # a done future would keep its result alive
+            results[g][i] = future.result()
+            if len(results[g]) == len(groups[g]):
+                out[g] = combine(g, [results[g][i] for i in range(len(groups[g]))])
+                results[g] = {}
     except BaseException:  # a failed item or Ctrl-C: the others would be thrown away
-        for future in futures.values():
+        for future in futures:
             future.cancel()
         raise
+    return [out[g] for g in range(len(groups))]
 
 
 def fit_all(fits: Sequence[Fit], jobs: int = 1) -> list[Fitted]:
     """``fit_one`` of each fit, in order, their work items (``pieces``) in ``jobs`` processes
-    (``map_jobs``); a forest's pieces joined and applied here."""
-    items = [pieces(fit) for fit in fits]
-    done = iter(map_jobs(fit_piece, [i for each in items for i in each], jobs, _cost))
-    out = []
-    for fit, each in zip(fits, items, strict=True):
-        parts = [next(done) for _ in each]
-        out.append(apply_fitted(fit, join_trees(parts)) if fit.model == "rf" else parts[0])
-    return out
+    (``map_groups``); a forest's pieces joined and applied here as soon as all are grown."""
+
+    def combine(g: int, parts: list) -> Fitted:
+        return apply_fitted(fits[g], join_trees(parts)) if fits[g].model == "rf" else parts[0]
+
+    return map_groups(fit_piece, [pieces(fit) for fit in fits], jobs, _cost, combine)
 
 
 def _cost(item: Fit | ForestPiece) -> float:

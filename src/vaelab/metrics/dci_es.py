@@ -38,7 +38,7 @@ from functools import partial
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from vaelab.metrics.classifiers import grow_trees, map_jobs, tree_ranges
+from vaelab.metrics.classifiers import grow_trees, map_groups, tree_ranges
 
 DEPTHS: tuple[int, ...] = (1, 2, 3, 4, 8, 10, 12, 14, 16, 18, 20, 32)  # reference's grid
 NUM_TREES = 100  # the reference's trees per forest
@@ -121,23 +121,29 @@ def loss_capacity_curves(
     jobs: int = 1,
 ) -> np.ndarray:
     """Test error ``[K, len(depths)]`` of each factor's forest probe at each depth; the
-    probes grown in pieces of trees in ``jobs`` processes (``classifiers.map_jobs``), a
-    probe's prediction the class of highest probability summed over its pieces."""
+    probes grown in pieces of trees in ``jobs`` processes (``classifiers.map_groups``), a
+    probe's prediction the class of highest probability summed over its pieces in their order
+    (one forest's probabilities up to rounding in the last place)."""
     probe = partial(
         piece_probas, codes=codes, codes_test=codes_test, depths=tuple(depths),
         num_trees=num_trees, seed=seed, refit=refit,
     )  # fmt: skip
     ranges = tree_ranges(num_trees)
-    items = [(y, a, b) for y in factors.T for a, b in ranges]
-    sums = iter(map_jobs(probe, items, jobs, cost=lambda i: len(np.unique(i[0])) * (i[2] - i[1])))
-    losses = np.zeros((factors.shape[1], len(depths)))
-    for j, (y, y_test) in enumerate(zip(factors.T, factors_test.T, strict=True)):
-        total = next(sums)
-        for _ in ranges[1:]:
-            total = [a + b for a, b in zip(total, next(sums), strict=True)]
-        predicted = [np.unique(y)[p.argmax(axis=1)] for p in total]
-        losses[j] = [1.0 - np.mean(p == y_test) for p in predicted]
-    return losses
+    groups = [[(y, a, b) for a, b in ranges] for y in factors.T]  # a factor's pieces
+
+    def test_error(j: int, sums: list[list[np.ndarray]]) -> np.ndarray:
+        total = sums[0]  # the first piece's arrays, added to in place
+        for more in sums[1:]:
+            for t, m in zip(total, more, strict=True):
+                t += m
+        predicted = [np.unique(factors[:, j])[p.argmax(axis=1)] for p in total]
+        return np.array([1.0 - np.mean(p == factors_test[:, j]) for p in predicted])
+
+    def cost(item: tuple[np.ndarray, int, int]) -> int:
+        return len(np.unique(item[0])) * (item[2] - item[1])
+
+    losses = map_groups(probe, groups, jobs, cost, test_error)
+    return np.array(losses).reshape(factors.shape[1], len(depths))
 
 
 def explicitness(

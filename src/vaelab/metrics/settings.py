@@ -69,6 +69,11 @@ class SuiteConfig:
         check_estimator(self.dci_estimator, "evaluation.suite.dci_estimator")
         check_estimator(self.downstream_estimator, "evaluation.suite.downstream_estimator")
         check_jobs(self.jobs)
+        if self.dci_es_trees < 1:
+            raise ValueError(
+                f"evaluation.suite.dci_es_trees={self.dci_es_trees}: a DCI-ES probe is a random "
+                "forest of at least one tree (the reference's: 100)"
+            )
 
     def training_codes(self, metrics: Sequence[str]) -> int:
         """The most training codes a classifier of ``metrics`` fits on."""

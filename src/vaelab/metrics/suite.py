@@ -98,7 +98,7 @@ def score_suite(
         log.info("%-12s %6.1f s  %s", name, seconds, shown)
         return values, seconds
 
-    pooled = [name for name in POOLED if name in metrics]  # longest fits first
+    pooled = [name for name in POOLED if name in metrics]  # boosted trees first (POOLED)
     if cfg.jobs == 1 or len(pooled) < 2:
         done = {name: score(name) for name in metrics}
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import numpy as np
 import pytest
@@ -191,7 +192,8 @@ def test_cache_is_written_once_and_read_back(tmp_path, monkeypatch, caplog) -> N
         f"rendering the 72 images of procedural dsprites into {path} (once: later runs read the "
         "file) ..."
     )
-    assert said[1].startswith("rendered in ") and len(said) == 2
+    assert len(said) == 2 and re.fullmatch(r"rendered in \d+\.\d s", said[1]), said[1]
+    assert 0 <= float(said[1].split()[2]) < 60  # the time it took (it once printed -693312.7 s)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
     assert np.load(path).shape == (72, 64, 64)
     assert torch.equal(all_images, rendered) and all_images.is_contiguous()

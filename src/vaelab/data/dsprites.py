@@ -204,7 +204,7 @@ class ProceduralDSprites(GroundTruthSource):
         if self.cache_path is None:
             raise ValueError("no cache_dir was given")
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
+        began = time.perf_counter()
         log.info("rendering the %s images of procedural %s into %s (once: later runs read "
                  "the file) ...", f"{len(self):,}", self.name, self.cache_path)  # fmt: skip
         fd, tmp = tempfile.mkstemp(dir=self.cache_path.parent, suffix=".npy.tmp")
@@ -224,7 +224,7 @@ class ProceduralDSprites(GroundTruthSource):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        log.info("rendered in %.1f s", time.perf_counter() - start)
+        log.info("rendered in %.1f s", time.perf_counter() - began)
         return self.cache_path
 
     def _check_cache(self) -> np.ndarray:

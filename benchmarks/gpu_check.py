@@ -42,8 +42,10 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -208,6 +210,9 @@ def run(
     import torch
 
     limits = {**LIMITS, **(limits or {})}
+    # each part's own JSON goes here, merged into the device's: $OUT keeps that file and one
+    # log per part, 6 files, where the device returns at most 8 (with 10, two logs stayed out)
+    figures = Path(tempfile.mkdtemp(prefix="gpu-check-"))
 
     out.mkdir(parents=True, exist_ok=True)
     missing = [m for m in MODULES if importlib.util.find_spec(m) is None]
@@ -255,9 +260,9 @@ def run(
         bench += ["--rounds", "2", "--seconds", "1.5", "--compile", "false"]
     if "bench" in parts:
         record["parts"]["bench"] = part(
-            "bench", [*bench, "--out", str(out / "bench.json")], out, limits["bench"]
+            "bench", [*bench, "--out", str(figures / "bench.json")], out, limits["bench"]
         )
-        record["throughput"] = (read_json(out / "bench.json") or {}).get("throughput", [])
+        record["throughput"] = (read_json(figures / "bench.json") or {}).get("throughput", [])
         save()
     # compiling costs most of a minute a variant: the one case that matters most, with CUDA
     # graphs (torch's default mode measured 23,058 images/s on the H200, 2026-12-04, against
@@ -266,22 +271,22 @@ def run(
         compiled = [py, "benchmarks/train_throughput.py", "--skip-dsprites", "--rounds", "2",
                     "--seconds", "1.5", "--cases", "conv:256", "--compile", "reduce-overhead",
                     "--precision", "bf16-mixed", "--data-device", "cuda",
-                    "--out", str(out / "bench-compiled.json")]  # fmt: skip
+                    "--out", str(figures / "bench-compiled.json")]  # fmt: skip
         record["parts"]["bench_compiled"] = part(
             "bench_compiled", compiled, out, limits["bench_compiled"]
         )
-        compiled_rows = (read_json(out / "bench-compiled.json") or {}).get("throughput", [])
+        compiled_rows = (read_json(figures / "bench-compiled.json") or {}).get("throughput", [])
         record["throughput_compiled"] = compiled_rows
         save()
 
-    stack = [py, "benchmarks/stack_throughput.py", "--out", str(out / "stack.json")]
+    stack = [py, "benchmarks/stack_throughput.py", "--out", str(figures / "stack.json")]
     if tiny:
         stack += ["--cases", "mlp:16", "--stacks", "1,2", "--steps", "1", "--warmup", "1"]
     elif gpu:  # a step takes milliseconds there: time more of them
         stack += ["--steps", "30", "--warmup", "5"]
     if "stack" in parts:
         record["parts"]["stack"] = part("stack", stack, out, limits["stack"])
-        record["stacks"] = (read_json(out / "stack.json") or {}).get("stacks", [])
+        record["stacks"] = (read_json(figures / "stack.json") or {}).get("stacks", [])
         save()
 
     timing = [
@@ -290,7 +295,7 @@ def run(
         "--cache-dir",
         str(ROOT / "data"),
         "--json",
-        str(out / "metrics.json"),
+        str(figures / "metrics.json"),
     ]  # the cache (3 GiB) stays out of $OUT
     timing += ["--dci-points", "0"]  # the estimators' comparison is a CPU figure (make bench)
     timing += ["--jobs", "2" if tiny else "-1"]  # the classifiers on every core
@@ -298,11 +303,12 @@ def run(
         timing += ["--encoder", "cheap", "--scale", "0.01", "--skip-floor"]
     if "metrics" in parts:
         record["parts"]["metrics"] = part("metrics", timing, out, limits["metrics"])
-        record["metric_suite"] = read_json(out / "metrics.json")
+        record["metric_suite"] = read_json(figures / "metrics.json")
         save()
     if gpu and not tiny:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / name).write_text((out / name).read_text())
+    shutil.rmtree(figures, ignore_errors=True)
     summary = {k: v["status"] for k, v in record["parts"].items()}
     counts = record["parts"].get("tests", {}).get("counts")
     print(f"[gpu-check] {summary}; tests {counts}; written {out / name}", flush=True)
@@ -379,7 +385,6 @@ def reproduce(out: Path, seed: int, rows: list[str] | None, train_seconds: int, 
     without checkpoints) and ``out/report.md``: the device returns only a few files, two
     folders down at most. ``extra``: overrides of every job, ``evaluation.*`` ones of the
     evaluation."""
-    import shutil
     import tarfile
 
     import torch

@@ -45,9 +45,8 @@ def test_the_tiny_run_goes_through_every_part_and_writes_the_figures(tmp_path: P
     assert suite["suite_s"] > 0 and 0 <= suite["scores"]["disent/mig"] <= 1
     assert [r["models"] for r in record["stacks"]] == [1, 2]
     assert all(r["stacked_images_per_s"] > 0 for r in record["stacks"])
-    assert {p.name for p in out.iterdir()} == {
-        "cpu-tiny.json", "tests.log", "bench.log", "bench.json", "metrics.log", "metrics.json",
-        "stack.log", "stack.json",
+    assert {p.name for p in out.iterdir()} == {  # at most 8 files come back from the device
+        "cpu-tiny.json", "tests.log", "bench.log", "metrics.log", "stack.log",
     }  # fmt: skip
 
 

@@ -30,8 +30,7 @@ import vaelab.metrics.classifiers as classifiers
 import vaelab.metrics.dci_es as dci_es
 import vaelab.metrics.suite as suite
 from vaelab.data.dsprites import ProceduralDSprites
-from vaelab.metrics.downstream import SIZES
-from vaelab.metrics.settings import METRICS, POOLED
+from vaelab.metrics.settings import METRICS, POOLED, SIZES
 
 
 def timed_fits(scale: float) -> dict[str, list[float]]:

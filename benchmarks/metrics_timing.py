@@ -36,7 +36,7 @@ from torch import nn
 from vaelab.data.dsprites import ProceduralDSprites
 from vaelab.metrics.codes import encode_table, sample_codes
 from vaelab.metrics.dci import dci_from_codes
-from vaelab.metrics.downstream import SIZES
+from vaelab.metrics.settings import SIZES
 from vaelab.metrics.suite import METRICS, draw_suite, make_config, needed_indices, run_suite
 from vaelab.nets.conv import ConvEncoder
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_throughput as tt
 
 from vaelab.console import route_lightning_logs
+from vaelab.cuda_probe import ask_for_gpus_once
 from vaelab.training import build_module
 
 NO_BAR = ["~callbacks.progress", "+trainer.enable_progress_bar=false"]
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20_000)
     args = parser.parse_args()
     route_lightning_logs()  # as a run does: without Lightning's advertisement
+    ask_for_gpus_once()  # as a Trainer does: the bare loop too asks NVML once, not per step
     print("| variant | vaelab ms/step | bare ms/step | overhead ms/step |")
     print("|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:

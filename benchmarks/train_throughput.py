@@ -47,6 +47,7 @@ from hydra.utils import instantiate
 from vaelab.allocator import keep_freed_memory
 from vaelab.compile import MODES, compile_mode
 from vaelab.console import route_lightning_logs
+from vaelab.cuda_probe import ask_for_gpus_once
 from vaelab.training import build_module, build_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -358,6 +359,7 @@ def main() -> None:
     args = parser.parse_args()
     kept = keep_freed_memory()  # as the programs do (VAELAB_MALLOC=system: glibc's defaults)
     route_lightning_logs()  # as a run does: without Lightning's advertisement
+    ask_for_gpus_once()  # as a Trainer does: the bare loop too asks NVML once, not per step
     args.warmup, args.min_steps = 10, 20
     if args.tiny:
         args.rounds, args.seconds, args.images, args.size = 1, 0.3, 2048, "small"

@@ -21,7 +21,7 @@ from vaelab.data.loader import ShuffledBatches
 from vaelab.module import reparameterize
 from vaelab.nets import ConvDecoder, ConvEncoder
 from vaelab.objectives.base import Objective, VAEOutput
-from vaelab.training import build_module
+from vaelab.training import build_module, build_trainer
 
 from .conftest import ROOT, TINY, read_metrics
 from .test_config import compose_train
@@ -273,3 +273,28 @@ def test_with_cuda_graphs_only_calls_with_gradients_are_compiled(tmp_path: Path)
     compiled = module.encoder(x)
     assert counters["frames"]["ok"] >= 1
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(eager, compiled, strict=True))
+
+
+# ---- the GPU probe ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not torch.cuda._is_compiled() or torch.cuda.is_available(),
+    reason="needs a CUDA build of torch on a machine without a GPU",
+)
+def test_training_without_a_gpu_does_not_ask_nvml_at_every_step(monkeypatch, tmp_path):
+    """Lightning's import has torch ask NVML whether CUDA is there, and torch's Adam asks at
+    every step; a Trainer built on a machine without a GPU asks it once."""
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as Lightning's import leaves it
+    asked = []
+    ask = torch.cuda._raw_device_count_nvml
+    monkeypatch.setattr(torch.cuda, "_raw_device_count_nvml", lambda: asked.append(1) or ask())
+    cfg = compose_train(*TINY, "trainer.max_steps=20", "trainer.val_check_interval=20",
+                        tmp=tmp_path)  # fmt: skip
+    module, datamodule = build_module(cfg), instantiate(cfg.data)
+    trainer = build_trainer(cfg)
+    while_built = len(asked)  # Lightning's own questions and ours, as the Trainer is built
+    trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 20
+    assert while_built > 0  # the patched probe is the one torch calls
+    assert len(asked) == while_built  # without ask_for_gpus_once: 20 more, one a step

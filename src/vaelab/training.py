@@ -30,6 +30,7 @@ from vaelab.cli import command
 from vaelab.compile import compile_mode, compile_networks
 from vaelab.config import building, validate
 from vaelab.console import route_lightning_logs
+from vaelab.cuda_probe import ask_for_gpus_once
 from vaelab.data import ImageDataModule
 from vaelab.errors import ConfigError, Interrupted
 from vaelab.evaluate import Evaluator
@@ -150,6 +151,7 @@ def trainer_from(cfg: DictConfig, callbacks: list, loggers: list, **settings: An
     for key in ("nan_policy", "enable_model_summary"):
         trainer_cfg.pop(key, None)
     plugins = [instantiate(p) for p in trainer_cfg.pop("plugins", None) or []]
+    ask_for_gpus_once()  # Lightning, imported, has torch ask NVML at every optimizer step
     if SLURMEnvironment.detect():  # vaelab.requeue handles the warning signal, not Lightning
         plugins.append(SLURMEnvironment(auto_requeue=False))
     if "enable_progress_bar" not in trainer_cfg and not any(

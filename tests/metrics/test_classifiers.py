@@ -25,7 +25,6 @@ from vaelab.metrics.classifiers import (
     FOREST_TREES,
     Fit,
     auto_jobs,
-    check_jobs,
     fit_all,
     fit_one,
     forest_classifier,
@@ -38,6 +37,7 @@ from vaelab.metrics.classifiers import (
 )
 from vaelab.metrics.codes import DirectCodes
 from vaelab.metrics.fairness import draw_fairness, fairness_from_draw
+from vaelab.metrics.settings import check_jobs
 from vaelab.metrics.suite import SuiteConfig, make_config, run_suite
 from vaelab.sweep import batch_jobs, launcher_jobs
 
@@ -46,11 +46,13 @@ def test_the_classifier_module_and_the_metrics_package_load_without_torch():
     code = (
         "import sys, vaelab.metrics, vaelab.metrics.classifiers; "
         "assert 'torch' not in sys.modules, 'torch loaded'; "
-        "from vaelab.metrics import METRICS; assert 'torch' in sys.modules; print(len(METRICS))"
+        "from vaelab.metrics import METRICS; assert 'torch' not in sys.modules, 'by METRICS'; "
+        "from vaelab.metrics import mig_from_codes; assert 'torch' in sys.modules; "
+        "print(len(METRICS), mig_from_codes.__name__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "13"  # the lazy names still resolve
+    assert out.stdout.strip() == "13 mig_from_codes"  # the lazy names still resolve
 
 
 def test_workers_are_other_processes_and_fit_without_loading_torch():

@@ -17,7 +17,6 @@ from vaelab.metrics.classifiers import forest_classifier
 from vaelab.metrics.codes import sample_codes
 from vaelab.metrics.dci import dci_from_codes
 from vaelab.metrics.dci_es import (
-    DEPTHS,
     cut_forest_proba,
     dci_es_from_codes,
     explicitness,
@@ -25,6 +24,7 @@ from vaelab.metrics.dci_es import (
     probe_forest,
     size,
 )
+from vaelab.metrics.settings import DEPTHS
 
 FEW_TREES = 20
 

@@ -39,7 +39,8 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
-Estimator = Literal["hist", "sklearn"]  # boosted trees (DCI's, the downstream tasks', fairness')
+from vaelab.metrics.settings import Estimator, check_estimator, check_jobs
+
 Model = Literal["hist", "sklearn", "rf", "lr"]
 # OpenMP and BLAS threads per fit. More lose: HGB's OpenMP threads spin on a busy machine
 # (30x slower), and 5 LogisticRegressionCV fits on 10,000 codes took 31.9 s with BLAS's
@@ -57,14 +58,6 @@ FOREST_PIECE = 25
 # on synthetic codes, with a fresh pair of workers against in this process: 100 codes 2.13 s
 # against 1.87 s, 500 codes 3.22 against 3.78 s, 10,000 codes 8.22 against 12.65 s.
 AUTO_MIN_CODES = 500
-
-
-def check_estimator(estimator: str, what: str = "tree") -> Estimator:
-    """``estimator`` if it names boosted trees (``hist`` or ``sklearn``); otherwise a
-    ``ValueError`` in which ``what`` names the setting."""
-    if estimator not in ("hist", "sklearn"):
-        raise ValueError(f"unknown {what} estimator {estimator!r}; choose 'hist' or 'sklearn'")
-    return estimator
 
 
 def tree_classifier(estimator: Estimator, seed: int = 0):
@@ -227,19 +220,6 @@ def fit_piece(item: Fit | ForestPiece):
         return fit_one(item)
     forest = forest_classifier(item.seed)
     return grow_trees(forest, item.x, item.y, item.start, item.stop)
-
-
-def check_jobs(jobs: int | str) -> int | str:
-    """``jobs`` if it is ``"auto"`` (``auto_jobs``) or a worker count joblib reads (>= 1, or
-    -1, -2, ...: all cores but |jobs| - 1); otherwise a ``ValueError`` that says so."""
-    if jobs != "auto" and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0):
-        raise ValueError(
-            f"evaluation.suite.jobs={jobs!r} is not a number of worker processes: use 1 to fit "
-            "the suite's classifiers in this process, n > 1 for n workers, -1 for one per CPU "
-            "core, or auto for the cores this process may use, shared with the jobs a launcher "
-            "runs beside it"
-        )
-    return jobs
 
 
 def auto_jobs(num_codes: int, num_fits: int, beside: int = 1) -> int:

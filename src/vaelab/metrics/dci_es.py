@@ -39,9 +39,8 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from vaelab.metrics.classifiers import grow_trees, map_groups, tree_ranges
+from vaelab.metrics.settings import DEPTHS, NUM_TREES
 
-DEPTHS: tuple[int, ...] = (1, 2, 3, 4, 8, 10, 12, 14, 16, 18, 20, 32)  # reference's grid
-NUM_TREES = 100  # the reference's trees per forest
 RF_JOBS = 1  # one thread: the machine's other metrics and processes keep their cores
 
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.classifiers import Estimator, Fit, Fitted, check_estimator, fit_all
+from vaelab.metrics.classifiers import Fit, Fitted, fit_all
 from vaelab.metrics.codes import Codes
+from vaelab.metrics.settings import Estimator, check_estimator
 from vaelab.metrics.utils import standardize
 
-SIZES = (10, 100, 1_000, 10_000)
 MODELS = ("lr", "gbt")
 
 

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.classifiers import Estimator, Fit, check_estimator, fit_all
+from vaelab.metrics.classifiers import Fit, fit_all
 from vaelab.metrics.codes import Codes
-
-NUM_PER_CLASS = 100
+from vaelab.metrics.settings import Estimator, check_estimator
 
 
 @dataclass(frozen=True)

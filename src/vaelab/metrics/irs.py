@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaelab.metrics.utils import NUM_BINS, discretize
+from vaelab.metrics.settings import NUM_BINS
+from vaelab.metrics.utils import discretize
 
 DIFF_QUANTILE = 0.99
 

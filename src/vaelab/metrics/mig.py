@@ -13,8 +13,8 @@ import numpy as np
 
 from vaelab.data.base import GroundTruthSource
 from vaelab.metrics.codes import sample_codes
+from vaelab.metrics.settings import NUM_BINS
 from vaelab.metrics.utils import (
-    NUM_BINS,
     Encode,
     as_rng,
     discrete_entropy,

@@ -19,8 +19,8 @@ from sklearn.multiclass import OneVsRestClassifier
 
 from vaelab.data.base import GroundTruthSource
 from vaelab.metrics.codes import sample_codes
+from vaelab.metrics.settings import NUM_BINS
 from vaelab.metrics.utils import (
-    NUM_BINS,
     Encode,
     as_rng,
     discrete_mutual_info,

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from vaelab.metrics.classifiers import (
-    FOREST_TREES,
-    Estimator,
-    auto_jobs,
-    check_estimator,
-    check_jobs,
-    tree_ranges,
-)
-from vaelab.metrics.dci_es import DEPTHS, NUM_TREES
-from vaelab.metrics.downstream import SIZES
-from vaelab.metrics.fairness import NUM_PER_CLASS
-from vaelab.metrics.infomec import Pruning
-from vaelab.metrics.utils import NUM_BINS
+if TYPE_CHECKING:
+    from vaelab.metrics.infomec import Pruning
+
+# This module imports no metric: the config check reads it before any work starts, and the
+# metrics' modules load torch and scikit-learn (4.8 s on 2 cores). The defaults live here.
+NUM_BINS = 20  # equal-width bins of a code (MIG, modularity, IRS's factors, the MI score)
+SIZES = (10, 100, 1_000, 10_000)  # training points of the downstream tasks
+NUM_PER_CLASS = 100  # fairness: rows per (target, sensitive) pair
+DEPTHS: tuple[int, ...] = (1, 2, 3, 4, 8, 10, 12, 14, 16, 18, 20, 32)  # DCI-ES reference's grid
+NUM_TREES = 100  # the DCI-ES reference's trees per forest
+Estimator = Literal["hist", "sklearn"]  # boosted trees (DCI's, the downstream tasks', fairness')
 
 # New metrics go at the end: each metric's stream is its place in this order.
 METRICS = (
@@ -39,6 +37,27 @@ PER_FACTOR = ("dci_rf", "dci_es", "dci", "fairness")  # of POOLED: one fit a fac
 CODE_METRICS = (
     "mig", "dci", "sap", "modularity", "irs", "unsupervised", "infomec", "dci_es", "dci_rf",
 )  # fmt: skip
+
+
+def check_estimator(estimator: str, what: str = "tree") -> Estimator:
+    """``estimator`` if it names boosted trees (``hist`` or ``sklearn``); otherwise a
+    ``ValueError`` in which ``what`` names the setting."""
+    if estimator not in ("hist", "sklearn"):
+        raise ValueError(f"unknown {what} estimator {estimator!r}; choose 'hist' or 'sklearn'")
+    return estimator
+
+
+def check_jobs(jobs: int | str) -> int | str:
+    """``jobs`` if it is ``"auto"`` (``auto_jobs``) or a worker count joblib reads (>= 1, or
+    -1, -2, ...: all cores but |jobs| - 1); otherwise a ``ValueError`` that says so."""
+    if jobs != "auto" and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0):
+        raise ValueError(
+            f"evaluation.suite.jobs={jobs!r} is not a number of worker processes: use 1 to fit "
+            "the suite's classifiers in this process, n > 1 for n workers, -1 for one per CPU "
+            "core, or auto for the cores this process may use, shared with the jobs a launcher "
+            "runs beside it"
+        )
+    return jobs
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,8 @@ class SuiteConfig:
         """How many work items the fits of ``metrics`` give the workers: a classifier per
         factor (and per model and training size for the downstream tasks), the random
         forests of Tripod's DCI and DCI-ES in pieces of trees (``classifiers.tree_ranges``)."""
+        from vaelab.metrics.classifiers import FOREST_TREES, tree_ranges
+
         per_factor = len(set(metrics) & {"dci", "fairness"})
         if "dci_rf" in metrics:
             per_factor += len(tree_ranges(FOREST_TREES))
@@ -101,6 +122,8 @@ class SuiteConfig:
         running at once on these cores)."""
         if self.jobs != "auto":
             return self
+        from vaelab.metrics.classifiers import auto_jobs
+
         codes, fits = self.training_codes(metrics), self.fits(metrics, num_factors)
         return replace(self, jobs=auto_jobs(codes, fits, beside))
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaelab.metrics.utils import NUM_BINS, discrete_mutual_info, discretize
+from vaelab.metrics.settings import NUM_BINS
+from vaelab.metrics.utils import discrete_mutual_info, discretize
 
 
 def gaussian_total_correlation(cov: np.ndarray) -> float:

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaelab.metrics.settings import NUM_BINS
+
 Encode = Callable[[torch.Tensor], Any]
 """``x [B, C, H, W] float in [0, 1] -> (mu, logvar)`` or just ``mu`` (tensor or array)."""
 
 ENCODE_BATCH = 2048
-NUM_BINS = 20
 
 
 def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:

@@ -12,6 +12,8 @@ Where a GPU is, ``run``: each part under its own time limit, logs and JSON under
    bf16 with the images on the CPU or the GPU, each against the bare loop; nets compiled
    with CUDA graphs (``compile=reduce-overhead``) on conv at batch 256;
 3. ``benchmarks/stack_throughput.py``: K models stacked against K separate runs;
+   ``benchmarks/step_profile.py`` (by name only, ``--parts ...,profile``): where a step's
+   time goes, for conv at batch 256 and stacks of 16;
 4. ``benchmarks/metrics_timing.py``: the full metric suite on all of dSprites, its
    classifiers fitted on every core (``--jobs -1``);
 
@@ -84,11 +86,15 @@ RUN_THERE = (
 # dSprites cache written first); on an H100 (2026-12-06) the bench 100 s, the compiled bench
 # 43 s, the stack 58 s, the suite 47 s, and the tests, 15 of them on 8 workers, were not done
 # at 210 s (14 passed). They now run one a worker, so the part lasts as long as its slowest.
-LIMITS = {"tests": 250, "bench": 110, "bench_compiled": 60, "stack": 75, "metrics": 70}
+LIMITS = {"tests": 250, "bench": 110, "bench_compiled": 60, "stack": 75, "profile": 150,
+          "metrics": 70}  # fmt: skip
 PARTS = tuple(LIMITS)
+# By default all but the profile (benchmarks/step_profile.py: where a step's time goes), which
+# is asked for by name, in place of parts already measured on that device (--parts).
+DEFAULT_PARTS = tuple(p for p in PARTS if p != "profile")
 # where each part's figures go in gpu-<device>.json
 FIGURES = {"bench": "throughput", "bench_compiled": "throughput_compiled", "stack": "stacks",
-           "metrics": "metric_suite"}  # fmt: skip
+           "profile": "profiles", "metrics": "metric_suite"}  # fmt: skip
 
 
 def canonical(name: str) -> str:
@@ -203,12 +209,13 @@ def read_json(path: Path) -> dict | None:
 def run(
     out: Path,
     tiny: bool,
-    parts: tuple[str, ...] = PARTS,
+    parts: tuple[str, ...] = DEFAULT_PARTS,
     tests_k: str | None = None,
     limits: dict[str, float] | None = None,
 ) -> int:
-    """The ``parts`` named (all by default), in the order of ``PARTS``; ``tests_k`` selects GPU
-    tests as pytest's ``-k``; ``limits`` replaces some parts' seconds."""
+    """The ``parts`` named (``DEFAULT_PARTS`` by default), in the order of ``PARTS``;
+    ``tests_k`` selects GPU tests as pytest's ``-k``; ``limits`` replaces some parts'
+    seconds."""
     import torch
 
     limits = {**LIMITS, **(limits or {})}
@@ -291,6 +298,14 @@ def run(
     if "stack" in parts:
         record["parts"]["stack"] = part("stack", stack, out, limits["stack"])
         record["stacks"] = (read_json(figures / "stack.json") or {}).get("stacks", [])
+        save()
+
+    profiling = [py, "benchmarks/step_profile.py", "--out", str(figures / "profile.json")]
+    if tiny:
+        profiling += ["--steps", "2", "--warmup", "2"]
+    if "profile" in parts:
+        record["parts"]["profile"] = part("profile", profiling, out, limits["profile"])
+        record["profiles"] = (read_json(figures / "profile.json") or {}).get("profiles", [])
         save()
 
     timing = [
@@ -483,7 +498,7 @@ def main() -> None:
         help="reproduce: evaluation.disentanglement (default: reproduce_dsprites "
         f"{REPRODUCE_METRICS}, compare_2024 the experiment's own)",
     )
-    parser.add_argument("--parts", default=",".join(PARTS),
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
                         help=f"run: which parts, of {','.join(PARTS)}")  # fmt: skip
     parser.add_argument("--tests-k", default=None, help="run: pytest -k for the GPU tests")
     parser.add_argument("--limits", default=None,

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -116,18 +117,21 @@ class Clock(L.Callback):
         return self.seconds
 
 
-def vaelab_block(cfg, module, datamodule, warmup: int, steps: int) -> tuple[float, L.Trainer]:
-    """Seconds for ``steps`` training steps of a fresh Trainer after ``warmup`` steps, and
-    the Trainer; it writes into a folder of its own under ``paths.output_dir``, as a new run
-    would (a reused one makes Lightning warn that it replaces the logs there)."""
+def vaelab_block(
+    cfg, module, datamodule, warmup: int, steps: int, window=Clock
+) -> tuple[Any, L.Trainer]:
+    """The ``window``'s figure (``Clock``: seconds) for ``steps`` training steps of a fresh
+    Trainer after ``warmup`` steps, and the Trainer; it writes into a folder of its own under
+    ``paths.output_dir``, as a new run would (a reused one makes Lightning warn that it
+    replaces the logs there)."""
     cfg = copy.deepcopy(cfg)
     cfg.paths.output_dir = tempfile.mkdtemp(prefix="block-", dir=cfg.paths.output_dir)
     cfg.trainer.max_steps = warmup + steps
     trainer = build_trainer(cfg)
-    clock = Clock(warmup, steps)
-    trainer.callbacks.append(clock)
+    measured = window(warmup, steps)
+    trainer.callbacks.append(measured)
     trainer.fit(module, datamodule=datamodule)
-    return clock.seconds, trainer
+    return measured.figure, trainer
 
 
 class Bare:

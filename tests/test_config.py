@@ -14,7 +14,7 @@ from vaelab.config import validate
 from vaelab.errors import ConfigError
 from vaelab.training import build_module
 
-from .conftest import CONF
+from .conftest import CONF, ROOT
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
@@ -125,3 +125,43 @@ def test_the_ae_vs_vae_comparison_gets_a_folder_named_after_it():
         compared = compose("train", ["experiment=ae_vs_vae"], return_hydra_config=True)
     assert plain.hydra.run.dir.endswith("_beta_vae")  # a training run: its model
     assert compared.hydra.run.dir.endswith("_ae_vs_vae")  # not the default model, beta_vae
+
+
+def cookbook_training_commands() -> list[list[str]]:
+    """The overrides of each ``python src/train.py`` line of the README's cookbook (a sweep's
+    ``-m`` line: each of its jobs), leaving out lines with a placeholder such as ``<date>``."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Cookbook", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    commands = []
+    for line in block.splitlines():
+        words = line.split(" #", 1)[0].split()
+        if words[:2] != ["python", "src/train.py"] or any("<" in w for w in words):
+            continue
+        if "--cfg" in words:  # prints the config of what follows it
+            words.remove(words[words.index("--cfg") + 1])
+        overrides = [w for w in words[2:] if not w.startswith("-")]
+        if "-m" in words:
+            parsed = OverridesParser.create().parse_overrides(overrides)
+            commands += [job for batch in BasicSweeper.split_arguments(parsed, None)
+                         for job in batch]  # fmt: skip
+        else:
+            commands.append(overrides)
+    return commands
+
+
+COOKBOOK = cookbook_training_commands()
+
+
+def test_the_cookbook_has_its_training_commands():
+    assert len(COOKBOOK) >= 25  # 24 lines, the sweep's 9 jobs, less the resumed run's line
+    assert ["model=tripod", "model.lambda_hessian=0"] in COOKBOOK
+
+
+@pytest.mark.parametrize("overrides", COOKBOOK, ids=[" ".join(c) or "defaults" for c in COOKBOOK])
+def test_each_cookbook_command_passes_the_config_check(overrides: list[str], tmp_path: Path):
+    cfg = compose_train(*overrides, tmp=tmp_path)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    validate(cfg)

@@ -149,14 +149,19 @@ def test_the_2018_vs_2024_comparison_runs_as_a_piece_and_reports_by_model(tmp_pa
 def test_runs_of_some_parts_add_up_in_one_file_each_part_with_its_figures(tmp_path: Path):
     out = tmp_path / "out"
     base = [sys.executable, "benchmarks/gpu_check.py", "run", "--tiny", "--out", str(out)]
-    for parts in ("stack", "metrics"):
+    for parts in ("stack", "profile,metrics"):
         result = subprocess.run([*base, "--parts", parts], cwd=ROOT, capture_output=True,
                                 text=True, timeout=200)  # fmt: skip
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     record = json.loads((out / "cpu-tiny.json").read_text())
-    assert list(record["parts"]) == ["stack", "metrics"]
+    assert list(record["parts"]) == ["stack", "profile", "metrics"]
     assert all(p["status"] == "passed" and p["date"] for p in record["parts"].values())
     assert [r["models"] for r in record["stacks"]] == [1, 2]  # the first run's figures kept
+    profiled = {r["case"]: r for r in record["profiles"]}  # a run alone, and a stack of 2
+    assert list(profiled) == ["mlp:16", "stack:mlp:16:2"]
+    assert all(r["ms_per_step"] > 0 and r["top_host_ops"] for r in profiled.values())
+    assert profiled["mlp:16"]["launches_per_step"] == 0  # a CPU launches no kernels
+    assert "Optimizer.step#Adam.step" in (out / "profile.log").read_text()  # torch's table
     assert record["metric_suite"]["suite_s"] > 0
     # a part run again replaces its earlier figures; another device's record is not merged
     earlier = {"device": "another GPU", "parts": {"bench": {"status": "passed"}}, "throughput": []}

@@ -255,7 +255,10 @@ def run(
     parallel = ["-n", workers] if importlib.util.find_spec("xdist") and not tiny else []
     chosen = ["-k", tests_k] if tests_k else []
     if "tests" in parts:
+        # -p no:benchmark: the GPU machine's pytest-benchmark warned once a worker that xdist
+        # turns it off (9 warnings of 2 lines in the H100's log)
         tests = part("tests", [py, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider",
+                               "-p", "no:benchmark",
                                *parallel, *chosen, "-v", "-rA", "--durations=0"], out,
                      limits["tests"])  # fmt: skip
         tests["counts"] = test_counts(out / "tests.log")

@@ -8,8 +8,9 @@ it, progress bar left out) or a stack of K models (``hydra/launcher=stacked``, a
 - ms a step, unprofiled (the profiler itself slows the host);
 - on a GPU, the ms of GPU work a step (kernels, copies, memsets) and its share of the step:
   well under 1, the GPU waits for the host;
-- a step's kernel launches and CUDA graph replays, and the calls that make the host wait for
-  the GPU (stream and device synchronizations, ``.item()`` / ``.tolist()``, copies);
+- a step's kernel launches and CUDA graph replays; its synchronizations with the GPU, its
+  ``.item()`` / ``.tolist()`` calls (a wait when the tensor is on the GPU; Adam's step counts
+  are CPU tensors) and its copies (a wait when to the host);
 - the host operators that take the most time: torch.profiler's table, printed.
 
     python benchmarks/step_profile.py [--cases conv:256,stack:mlp:64:16]
@@ -48,8 +49,9 @@ GPU = tt.DEVICE.type == "cuda"
 ACTIVITIES = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if GPU else [])]
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
 GRAPH_REPLAYS = ("cudaGraphLaunch",)
-WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize",
-         "aten::_local_scalar_dense", "cudaMemcpy", "cudaMemcpyAsync")  # fmt: skip
+SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+ITEMS = ("aten::_local_scalar_dense",)  # .item(), .tolist(), bool(): a wait if on the GPU
+COPIES = ("cudaMemcpy", "cudaMemcpyAsync")  # a wait if to the host, or from pageable memory
 TABLE_ROWS = 25
 
 
@@ -83,7 +85,11 @@ def summary(window: ProfiledSteps) -> dict:
     def per_step(names: tuple[str, ...]) -> dict[str, float]:
         return {n: round(calls[n] / steps, 2) for n in names if calls.get(n)}
 
-    device_us = sum(row.self_device_time_total for row in rows if row.device_type != DeviceType.CPU)
+    # the GPU's rows: kernels, copies, memsets; not the user annotations (record_function
+    # ranges such as Optimizer.step or a compiled region), which span kernels counted already
+    device_us = sum(row.self_device_time_total for row in rows
+                    if row.device_type != DeviceType.CPU
+                    and not getattr(row, "is_user_annotation", False))  # fmt: skip
     host = sorted((r for r in rows if r.device_type == DeviceType.CPU),
                   key=lambda r: r.self_cpu_time_total, reverse=True)  # fmt: skip
     return {
@@ -91,7 +97,9 @@ def summary(window: ProfiledSteps) -> dict:
         "gpu_work_ms_per_step": round(device_us / 1000 / steps, 3) if GPU else None,
         "launches_per_step": round(sum(calls.get(n, 0) for n in LAUNCHES) / steps, 1),
         "graph_replays_per_step": round(sum(calls.get(n, 0) for n in GRAPH_REPLAYS) / steps, 1),
-        "waits_per_step": per_step(WAITS),
+        "syncs_per_step": per_step(SYNCS),
+        "items_per_step": per_step(ITEMS),
+        "copies_per_step": per_step(COPIES),
         "top_host_ops": [
             {
                 "op": r.key,
@@ -162,6 +170,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4096, help="data.subset of each run")
     parser.add_argument("--out", type=Path, default=None, help="JSON (default: results/)")
     args = parser.parse_args()
+    if args.warmup < 1 or args.steps < 1:  # the window opens at the end of step `warmup`
+        parser.error("--warmup and --steps must be at least 1")
     if args.override is None:
         args.override = (["precision=bf16-mixed", "data.device=cuda", "compile=reduce-overhead"]
                          if GPU else ["data.image_size=16"])  # fmt: skip
@@ -179,15 +189,16 @@ def main() -> None:
     record = {"machine": tt.machine_name(), "device": str(tt.DEVICE), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d"), "steps": args.steps, "warmup": args.warmup,
               "single_overrides": args.override, "profiles": rows}  # fmt: skip
-    print("\n| case | ms/step | images/s | GPU busy | launches | graph replays | waits |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("\n| case | ms/step | images/s | GPU busy | launches | graph replays | syncs | "
+          ".item() | copies |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        waits = ", ".join(f"{k} {v:g}" for k, v in r["waits_per_step"].items()) or "-"
         busy = "-" if r["gpu_busy_share"] is None else f"{r['gpu_busy_share']:.2f}"
-        print(
-            f"| {r['case']} | {r['ms_per_step']:.2f} | {r['images_per_s']:,.0f} | {busy} | "
-            f"{r['launches_per_step']:g} | {r['graph_replays_per_step']:g} | {waits} |"
-        )
+        counts = [sum(r[k].values()) for k in ("syncs_per_step", "items_per_step",
+                                               "copies_per_step")]  # fmt: skip
+        print(f"| {r['case']} | {r['ms_per_step']:.2f} | {r['images_per_s']:,.0f} | {busy} | "
+              f"{r['launches_per_step']:g} | {r['graph_replays_per_step']:g} | "
+              + " | ".join(f"{c:g}" for c in counts) + " |")  # fmt: skip
     out = args.out or tt.RESULTS / f"profile-{tt.machine_name()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")

@@ -156,8 +156,9 @@ COOKBOOK = cookbook_training_commands()
 
 
 def test_the_cookbook_has_its_training_commands():
-    assert len(COOKBOOK) >= 25  # 24 lines, the sweep's 9 jobs, less the resumed run's line
+    assert len(COOKBOOK) >= 34  # 25 commands (the resumed run's line left out), 9 sweep jobs
     assert ["model=tripod", "model.lambda_hessian=0"] in COOKBOOK
+    assert ["model=beta_vae", "beta=16", "seed=2"] in COOKBOOK  # the sweep's last job
 
 
 @pytest.mark.parametrize("overrides", COOKBOOK, ids=[" ".join(c) or "defaults" for c in COOKBOOK])

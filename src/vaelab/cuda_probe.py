@@ -10,7 +10,9 @@ NVML's library again: 0.33 ms of a 2.6 ms step of a small MLP on 2 cores.
 ``ask_for_gpus_once`` asks NVML once; where it finds no GPU it turns the NVML check off, and
 torch's own count answers from then on (cached after its first call, and with no GPU there
 is no CUDA that a fork could break). With a GPU it changes nothing: training on it
-initializes CUDA, after which torch caches the count.
+initializes CUDA, after which torch caches the count. Left as they are: a machine with a GPU
+that trains on the CPU (NVML is asked at every step there, found), and a process that hides
+its GPUs (``CUDA_VISIBLE_DEVICES=""``) and shows them again later, which then sees none.
 """
 
 from __future__ import annotations

@@ -112,7 +112,9 @@ def batch_jobs(hydra: DictConfig) -> int | None:
     """The most jobs the sweeper hands the launcher at once: an Optuna sweeper's ``n_jobs``;
     for Hydra's basic sweeper, the jobs of its sweep (or ``max_batch_size``), counted from the
     ``multirun.yaml`` it writes into the sweep folder before launching (the command line's
-    sweeps are only there); None for other sweepers or a file that cannot be read."""
+    sweeps are only there), less the jobs whose folders in it hold a completed run: on a
+    rerun those are skipped at once, and late in a sweep they no longer need the cores. None
+    for other sweepers or a file that cannot be read."""
     sweeper = hydra.sweeper
     if "optuna" in str(sweeper.get("_target_", "")).lower():
         return sweeper.get("n_jobs") or None
@@ -135,4 +137,19 @@ def batch_jobs(hydra: DictConfig) -> int | None:
         batches = BasicSweeper.split_arguments(overrides, sweeper.get("max_batch_size"))
     except (OSError, ValueError, AttributeError, HydraException, OmegaConfBaseException):
         return None
-    return max(map(len, batches), default=None)
+    if not batches:
+        return None
+    left = sum(map(len, batches)) - completed_jobs(folder)
+    return max(1, min(max(map(len, batches)), left))
+
+
+def completed_jobs(sweep_dir: Path) -> int:
+    """The job folders directly in ``sweep_dir`` whose ``metrics.json`` says completed (one
+    that cannot be read counts as not)."""
+    done = 0
+    for path in sweep_dir.glob(f"*/{METRICS}"):
+        try:
+            done += json.loads(path.read_text()).get("status") == "completed"
+        except (OSError, ValueError, AttributeError):
+            continue
+    return done

@@ -3,6 +3,7 @@ caller's order, in other processes that start without torch; bad worker counts r
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -289,6 +290,23 @@ def test_auto_shares_the_cores_with_the_jobs_a_launcher_runs_at_once(tmp_path):
             assert launcher_jobs() == expected, (launcher, n_jobs, sweep_dir.name)
             counted = {"none": None, "one": 1, "batches": 5}.get(sweep_dir.name, 12)
             assert batch_jobs(HydraConfig.get()) == counted, sweep_dir.name
+        # run again: the jobs whose folders hold a completed run end at once
+        statuses = ["completed"] * 9 + ["failed", "running"]
+        for i, status in enumerate(statuses):
+            (tmp_path / f"{i}_beta_vae").mkdir()
+            (tmp_path / f"{i}_beta_vae" / "metrics.json").write_text(json.dumps({"status": status}))
+        (tmp_path / "11_beta_vae").mkdir()
+        (tmp_path / "11_beta_vae" / "metrics.json").write_text("{ cut short")  # counts as not
+        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+            cfg = compose("train", return_hydra_config=True, overrides=[
+                "hydra/launcher=joblib", "hydra.launcher.n_jobs=-1", "hydra.mode=MULTIRUN",
+                f"hydra.sweep.dir={tmp_path}"])  # fmt: skip
+        hydra.set_config(cfg)
+        assert batch_jobs(HydraConfig.get()) == 3  # 12 jobs, 9 completed
+        assert launcher_jobs() == min(cores, 3)
+        for i in range(9, 12):
+            (tmp_path / f"{i}_beta_vae" / "metrics.json").write_text('{"status": "completed"}')
+        assert batch_jobs(HydraConfig.get()) == 1  # all done: this job alone, at least
         with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
             cfg = compose("train", return_hydra_config=True, overrides=[
                 "sweep=optuna", "hydra/launcher=joblib", "hydra.launcher.n_jobs=-1",

@@ -23,6 +23,7 @@ def test_lightning_lines_once_no_advertisement_and_log_lines_of_progress(cli):
     out = result.stdout + result.stderr
     assert out.count("GPU available") == 1 and out.count("`Trainer.fit` stopped") == 1
     assert "Tip" not in out and "litlogger" not in out
+    assert "TPU available" not in out  # none here: only where the run trains is said
     flops = re.search(r"forward FLOPs per image: ([\d.]+) ([KMG]) \(objective: run outside", out)
     assert flops and float(flops.group(1)) > 0  # one image's forward pass, not 0
     assert len(re.findall(r"│ objective +│ BetaVAE +│ +0 │ +- │ - +│ - +│", out)) == 1

@@ -19,8 +19,10 @@ from pathlib import Path
 LIGHTNING = ("lightning", "lightning.pytorch", "lightning.fabric")
 QUIET = ("alembic",)  # Optuna's database migrations
 # Lightning's lines that are not shown: its advertisement (2.6: "💡 Tip: For seamless cloud
-# logging ... litlogger"), and its Ctrl-C notice, which vaelab's `interrupted: ...` replaces
-DROPPED = ("💡 Tip:", "Detected KeyboardInterrupt")
+# logging ... litlogger"), its Ctrl-C notice, which vaelab's `interrupted: ...` replaces, and
+# its TPU line on a machine without one ("TPU available: False, using: 0 TPU cores"; the GPU
+# line stays: it says where the run trains)
+DROPPED = ("💡 Tip:", "Detected KeyboardInterrupt", "TPU available: False")
 
 
 class _Dropped(logging.Filter):

@@ -73,7 +73,7 @@ def _value(text: str) -> Any:
         return text
 
 
-def _record(path: Path) -> tuple[dict[str, Any], str]:
+def job_record(path: Path) -> tuple[dict[str, Any], str]:
     """A job's metrics.json and its status; an unreadable file is a status, not a crash."""
     if not path.is_file():
         return {}, "no metrics.json"
@@ -98,7 +98,7 @@ def collect_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
         for item in (yaml.safe_load(saved.read_text()) or []) if saved.is_file() else []:
             key, _, value = item.lstrip("+~").partition("=")
             overrides[key] = _value(value)
-        record, status = _record(job / "metrics.json")
+        record, status = job_record(job / "metrics.json")
         rows.append({
             "job": job.name, "status": status, "error": record.get("error", ""),
             "model": overrides.get("model", record.get("model", "beta_vae")),

@@ -20,7 +20,7 @@ from joblib import cpu_count, effective_n_jobs
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import command
-from vaelab.report import collect_jobs
+from vaelab.report import collect_jobs, job_record
 from vaelab.run_folder import METRICS, running_elsewhere
 
 failed_jobs: list[str] = []  # filled at the end of a multirun, read by src/train.py
@@ -146,10 +146,4 @@ def batch_jobs(hydra: DictConfig) -> int | None:
 def completed_jobs(sweep_dir: Path) -> int:
     """The job folders directly in ``sweep_dir`` whose ``metrics.json`` says completed (one
     that cannot be read counts as not)."""
-    done = 0
-    for path in sweep_dir.glob(f"*/{METRICS}"):
-        try:
-            done += json.loads(path.read_text()).get("status") == "completed"
-        except (OSError, ValueError, AttributeError):
-            continue
-    return done
+    return sum(job_record(p)[1] == "completed" for p in sweep_dir.glob(f"*/{METRICS}"))

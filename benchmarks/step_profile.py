@@ -16,11 +16,15 @@ it, progress bar left out) or a stack of K models (``hydra/launcher=stacked``, a
     python benchmarks/step_profile.py [--cases conv:256,stack:mlp:64:16]
         [--override compile=reduce-overhead ...] [--steps 20] [--warmup 10] [--out FILE]
 
+A single case may add overrides of its own: ``conv:256:arch.channels_last=false``.
+
 On a GPU the single runs default to ``precision=bf16-mixed data.device=cuda
 compile=reduce-overhead`` (the fastest of make bench's table on an H100) and the cases to
-``conv:256,stack:mlp:64:1,stack:mlp:64:16,stack:conv:64:16``: the figures of issue 14's
-aims, and a stack of one MLP, which ran at 0.49 of the MLP alone on an H100 (what grows from
-1 to 16 members is the stack's own cost); on a CPU to a tiny MLP alone and in a stack of 2.
+``conv:256,conv:256:arch.channels_last=false,stack:mlp:64:1,stack:mlp:64:16,stack:conv:64:16``:
+the figures of issue 14's aims, the conv net with NCHW weights (NHWC's gain on a GPU), and a
+stack of one MLP, which ran at 0.49 of the MLP alone on an H100 (what grows from 1 to 16
+members is the stack's own cost); on a CPU to a tiny MLP alone and in a stack of 2. The JSON
+is written after each case, so a run stopped at its time limit keeps the cases it finished.
 """
 
 from __future__ import annotations
@@ -112,10 +116,10 @@ def summary(window: ProfiledSteps) -> dict:
     }
 
 
-def single_runner(arch: str, batch: int, args, out: Path):
+def single_runner(arch: str, batch: int, overrides: list[str], args, out: Path):
     """A function ``window, name -> figure`` of fresh Trainers fitting one module of ``arch``
-    at ``batch`` with ``args.override`` (compiled once, if at all)."""
-    extra = ["~callbacks.progress", "~callbacks.figures", *args.override]
+    at ``batch`` with ``args.override`` and then ``overrides`` (compiled once, if at all)."""
+    extra = ["~callbacks.progress", "~callbacks.figures", *args.override, *overrides]
     out.mkdir(parents=True, exist_ok=True)
     cfg = tt.compose_cfg(arch, batch, args.images, args.size, out, extra)
     L.seed_everything(0, verbose=False)
@@ -129,8 +133,10 @@ def single_runner(arch: str, batch: int, args, out: Path):
 
 
 def measure(case: str, args, out: Path) -> dict:
-    """The figures of one case: ``arch:batch`` (a single run) or ``stack:arch:batch:K``."""
+    """The figures of one case: ``arch:batch[:override...]`` (a single run) or
+    ``stack:arch:batch:K``."""
     kind, *spec = case.split(":") if case.startswith("stack:") else ["single", *case.split(":")]
+    overrides = spec[2:] if kind == "single" else []
     if kind == "stack":
         arch, batch, k = spec[0], int(spec[1]), int(spec[2])
 
@@ -138,7 +144,7 @@ def measure(case: str, args, out: Path) -> dict:
             return stacks.stacked_figure(arch, batch, k, args, out / name, window)
     else:
         arch, batch, k = spec[0], int(spec[1]), 1
-        run = single_runner(arch, batch, args, out)
+        run = single_runner(arch, batch, overrides, args, out)
 
     seconds = run(tt.Clock, "timed")
     window = run(ProfiledSteps, "profiled")
@@ -154,6 +160,7 @@ def measure(case: str, args, out: Path) -> dict:
     figures = summary(window)
     busy = figures["gpu_work_ms_per_step"]
     return {"case": case, "kind": kind, "arch": arch, "batch": batch, "models": k,
+            "overrides": overrides,
             "ms_per_step": round(ms, 3),
             "images_per_s": round(k * batch / (ms / 1000), 1),
             "gpu_busy_share": round(busy / ms, 3) if busy is not None else None,
@@ -162,7 +169,8 @@ def measure(case: str, args, out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_cases = ("conv:256,stack:mlp:64:1,stack:mlp:64:16,stack:conv:64:16" if GPU
+    default_cases = ("conv:256,conv:256:arch.channels_last=false,stack:mlp:64:1,"
+                     "stack:mlp:64:16,stack:conv:64:16" if GPU
                      else "mlp:16,stack:mlp:16:2")  # fmt: skip
     parser.add_argument("--cases", default=default_cases)
     parser.add_argument("--override", nargs="*", default=None,
@@ -185,12 +193,15 @@ def main() -> None:
     ask_for_gpus_once()
     torch.set_float32_matmul_precision("high")  # as make bench measures
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, case in enumerate(c for c in args.cases.split(",") if c):
-            rows.append(measure(case, args, Path(tmp) / str(i)))
     record = {"machine": tt.machine_name(), "device": str(tt.DEVICE), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d"), "steps": args.steps, "warmup": args.warmup,
               "single_overrides": args.override, "profiles": rows}  # fmt: skip
+    out = args.out or tt.RESULTS / f"profile-{tt.machine_name()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, case in enumerate(c for c in args.cases.split(",") if c):
+            rows.append(measure(case, args, Path(tmp) / str(i)))
+            out.write_text(json.dumps(record, indent=2) + "\n")  # kept if a later case is cut
     print("\n| case | ms/step | images/s | GPU busy | launches | graph replays | syncs | "
           ".item() | copies |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -201,9 +212,6 @@ def main() -> None:
         print(f"| {r['case']} | {r['ms_per_step']:.2f} | {r['images_per_s']:,.0f} | {busy} | "
               f"{r['launches_per_step']:g} | {r['graph_replays_per_step']:g} | "
               + " | ".join(f"{c:g}" for c in counts) + " |")  # fmt: skip
-    out = args.out or tt.RESULTS / f"profile-{tt.machine_name()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {out}")
 
 

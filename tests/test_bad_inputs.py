@@ -36,6 +36,7 @@ BAD_INPUTS = [
     ("model=beta_tcvae model.estimator=MSS", "`model.estimator` must be one of mws, mss"),
     ("trainer.nan_policy=Skip", "`trainer.nan_policy` must be one of stop, skip, got 'Skip'"),
     ("data.fit=PAD", "`data.fit` must be one of resize, pad, got 'PAD' (names are lower case)"),
+    ("arch=conv arch.channels_last=no", "`arch.channels_last` must be true or false, got 'no'"),
     ("model=vae beta=4", "model=vae is the β = 1 VAE"),
     ("model=ae beta=2", "model=ae has no KL term"),
     ("model=factor_vae model.gamma=-10", "`model.gamma` must be >= 0"),

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from vaelab.nets import ConvDecoder, ConvEncoder
+from vaelab.stacked.nets import StackedNet
+
 from .conftest import ROOT, TINY, read_metrics
 
 # SGD, as the DDP test: Adam's first steps are about lr · sign(gradient), which turns the
@@ -78,6 +81,30 @@ def assert_same_runs(stack: Path, single: Path, count: int) -> None:
         assert (a / ".hydra" / "overrides.yaml").read_text() == (
             b / ".hydra" / "overrides.yaml"
         ).read_text()
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_a_looped_stack_of_conv_nets_computes_bit_for_bit_what_each_net_does(channels_last: bool):
+    """Each member's slice of the stacked weights keeps its net's strides (NHWC, and the
+    layout a size-1 dimension's stride tells the convolution), so oneDNN runs the same
+    kernels: outputs and weight gradients equal to the bit."""
+    torch.manual_seed(0)
+    encoders = [ConvEncoder((1, 32, 32), channels_last=channels_last) for _ in range(2)]
+    decoders = [ConvDecoder((1, 32, 32), channels_last=channels_last) for _ in range(2)]
+    stacked = StackedNet(encoders, vectorized=False), StackedNet(decoders, vectorized=False)
+    x = torch.rand(2, 8, 1, 32, 32)
+    mu, logvar = stacked[0](x)
+    logits = stacked[1](mu)
+    (logits.square().sum() + logvar.sum()).backward()
+    for k in range(2):
+        mu_k, logvar_k = encoders[k](x[k])
+        logits_k = decoders[k](mu_k)
+        (logits_k.square().sum() + logvar_k.sum()).backward()
+        assert torch.equal(mu[k], mu_k) and torch.equal(logits[k], logits_k)
+        for stack, net in zip(stacked, (encoders[k], decoders[k]), strict=True):
+            for name, param in net.named_parameters():
+                assert stack.params[name.replace(".", "__")][k].stride() == param.stride(), name
+                assert torch.equal(stack.params[name.replace(".", "__")].grad[k], param.grad)
 
 
 @pytest.mark.parametrize("vectorize", ["auto", "true"])  # on a CPU: conv nets looped, vmapped

@@ -117,6 +117,9 @@ CHOICE_CHECKS: list[tuple[str, tuple[str, ...]]] = [
     ("data.fit", ("resize", "pad")),
 ]
 
+# keys that take true or false
+FLAG_CHECKS: tuple[str, ...] = ("arch.channels_last",)
+
 
 def _choice_problems(cfg: DictConfig) -> list[str]:
     problems = []
@@ -125,6 +128,10 @@ def _choice_problems(cfg: DictConfig) -> list[str]:
         if value is not None and str(value) not in allowed:
             case = " (names are lower case)" if str(value).lower() in allowed else ""
             problems.append(f"`{key}` must be one of {', '.join(allowed)}, got {value!r}{case}.")
+    for key in FLAG_CHECKS:
+        value = _get(cfg, key)
+        if value is not None and not isinstance(value, bool):
+            problems.append(f"`{key}` must be true or false, got {value!r}.")
     try:
         compile_mode(cfg.get("compile", False))
     except ConfigError as error:

@@ -55,3 +55,34 @@ def test_deterministic_encoders_have_no_logvar_head():
 def test_conv_rejects_sides_that_are_not_multiples_of_16():
     with pytest.raises(ValueError, match="multiple of 16"):
         ConvEncoder((1, 50, 50))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_conv_nets_in_nhwc_compute_what_nchw_nets_compute(channels: int):
+    """channels_last changes how the weights are stored, not the function nor the state dict;
+    the decoder still returns NCHW-contiguous logits (views of them must work)."""
+    shape = (channels, 32, 32)
+    torch.manual_seed(0)
+    plain = {"channels_last": False}
+    nets = {"nchw": (ConvEncoder(shape, **plain), ConvDecoder(shape, **plain)),
+            "nhwc": (ConvEncoder(shape), ConvDecoder(shape))}  # fmt: skip
+    for plain, nhwc in zip(nets["nchw"], nets["nhwc"], strict=True):
+        nhwc.load_state_dict(plain.state_dict())
+    conv_weight = nets["nhwc"][0].features[2].weight  # the second conv: 32 in-channels
+    assert conv_weight.is_contiguous(memory_format=torch.channels_last)
+    assert not nets["nchw"][0].features[2].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(4, *shape)
+    out = {}
+    for layout, (enc, dec) in nets.items():
+        mu, logvar = enc(x)
+        logits = dec(mu)
+        assert logits.is_contiguous() and logits.view(4, -1).shape == (4, channels * 32 * 32)
+        (logits.square().mean() + logvar.sum()).backward()
+        grads = [p.grad for p in (*enc.parameters(), *dec.parameters())]
+        out[layout] = (mu, logvar, logits, *grads)
+    for a, b in zip(out["nchw"], out["nhwc"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # and back: an NHWC net's state dict loads into an NCHW net
+    back = ConvEncoder(shape, channels_last=False)
+    back.load_state_dict(nets["nhwc"][0].state_dict())
+    torch.testing.assert_close(back(x)[0], nets["nhwc"][0](x)[0], rtol=1e-4, atol=1e-5)

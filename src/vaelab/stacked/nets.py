@@ -22,6 +22,22 @@ def _key(name: str) -> str:
     return name.replace(".", "__")  # ParameterDict keys cannot hold dots
 
 
+def _strided_as(stacked: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
+    """``stacked [K, ...]`` with each slice ``[k]`` laid out as ``member`` is: NHWC weights
+    (vaelab.nets.conv) stay NHWC in the stack, so a member computes what it does alone."""
+    if stacked[0].stride() == member.stride():
+        return stacked
+    # the strides tell a convolution its layout, even along a dimension of size 1
+    dense = member.is_contiguous() or (
+        member.dim() == 4 and member.is_contiguous(memory_format=torch.channels_last)
+    )
+    if not dense:
+        raise ValueError(f"cannot stack weights laid out with strides {member.stride()}")
+    strides = (member.numel(), *member.stride())
+    return torch.empty_strided(stacked.shape, strides, dtype=stacked.dtype,
+                               device=stacked.device).copy_(stacked)  # fmt: skip
+
+
 class StackedNet(nn.Module):
     """``forward(*inputs)``: each input ``[K, ...]``; the outputs ``[K, ...]`` (None stays)."""
 
@@ -32,7 +48,9 @@ class StackedNet(nn.Module):
             raise ValueError("a stack needs at least one network")
         params, buffers = stack_module_state(list(nets))
         self.names, self.buffer_names = list(params), list(buffers)
-        self.params = nn.ParameterDict({_key(n): nn.Parameter(p) for n, p in params.items()})
+        members = dict(nets[0].named_parameters())
+        self.params = nn.ParameterDict({_key(n): nn.Parameter(_strided_as(p, members[n]))
+                                        for n, p in params.items()})  # fmt: skip
         for name, value in buffers.items():
             self.register_buffer(_key(name), value)
         # the template holds no weights of its own (meta), and stays out of the state dict

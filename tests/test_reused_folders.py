@@ -135,3 +135,21 @@ def test_the_worker_count_of_the_evaluation_is_not_another_config(tmp_path: Path
     assert {k: v for k, v in after.items() if k not in ("train.log", "metrics.json")} == {
         k: v for k, v in before.items() if k not in ("train.log", "metrics.json")
     }
+
+
+def test_the_weights_memory_layout_is_not_another_config(tmp_path: Path):
+    """`arch.channels_last` says how the conv weights lie in memory, not what is computed: a
+    run is the same config either way, including one recorded before the key existed."""
+    run_dir = tmp_path / "run"
+    first = run_cli(run_dir, *TINY, "evaluation=none", process=False)
+    assert first.returncode == 0, first.stderr[-3000:]
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert saved.arch.channels_last is True and saved.arch.encoder.channels_last is True
+    again = run_cli(run_dir, *TINY, "evaluation=none", "arch.channels_last=false", process=False)
+    assert again.returncode == 0 and "of this config: skipped" in again.stdout
+    # what versions before the key recorded: the fingerprint of a config without it
+    for part in (saved.arch, saved.arch.encoder, saved.arch.decoder):
+        del part["channels_last"]
+    assert read_metrics(run_dir)["config_hash"] == config_hash(saved)
+    other = run_cli(run_dir, *TINY, "evaluation=none", "arch.latent_dim=3", process=False)
+    assert other.returncode == 2 and "another config" in other.stderr  # a computed setting

@@ -38,13 +38,18 @@ def config_hash(cfg: DictConfig, as_given: bool = False) -> str:
     at ``SuiteConfig``'s defaults, so the same run whatever they are (``as_given``: as they
     are, the fingerprint of versions before 2026-12-05; such a record made with another count
     than 1 matches only that count, ``fingerprints``), and without the keys that only say how
-    to start (resume, ckpt_path, allow_unsafe_checkpoints)."""
+    to start (resume, ckpt_path, allow_unsafe_checkpoints) or how the weights are laid out in
+    memory (``arch.channels_last``, new on 2026-12-06: the runs before it match)."""
     unresolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     for key in list(unresolved.get("paths") or {}):
         unresolved.paths[key] = f"<paths.{key}>"
     plain = OmegaConf.to_container(unresolved, resolve=True)
     for key in ("paths", "resume", "ckpt_path", "allow_unsafe_checkpoints"):
         plain.pop(key, None)
+    arch = plain.get("arch")
+    for part in (arch, *(arch.values() if isinstance(arch, dict) else ())):
+        if isinstance(part, dict):  # arch itself, its encoder and decoder
+            part.pop("channels_last", None)
     evaluation = plain.get("evaluation")
     suite = evaluation.get("suite") if isinstance(evaluation, dict) else None
     if isinstance(suite, dict) and not as_given:

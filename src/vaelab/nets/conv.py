@@ -8,9 +8,10 @@ the image side must be a multiple of 16.
 
 ``channels_last`` (the default) keeps the convolutions' weights, and so their activations, in
 the NHWC layout; the tensors the nets take and return keep the usual ``[B, C, S, S]`` layout.
-The numbers are the same up to float rounding. On 2 CPU cores (oneDNN) a training step at
-batch 256 takes 0.7x the time and encoding 1,024 images 0.65x. NHWC is also the layout
-cuDNN's Tensor Core kernels use (on a GPU: not yet measured).
+The numbers are the same up to float rounding (about 1e-8 in the codes). On 2 CPU cores
+(oneDNN) training ran at 1.11x (batch 64) and 1.16x (batch 256) the images/s, and the metric
+suite encoded dSprites in 0.84x the time (benchmarks/results/channels-last-*.json). NHWC is
+also the layout cuDNN's Tensor Core kernels use (on a GPU: not yet measured).
 """
 
 from __future__ import annotations

@@ -252,3 +252,24 @@ def test_the_unsafe_choice_reaches_the_reader_when_checking_and_loading(tmp_path
         load_weights(path, target)
     check_checkpoint(path, target, allow_unsafe=True)
     assert load_weights(path, target, allow_unsafe=True) == 0
+
+
+def test_optimizer_moments_restored_from_an_nchw_checkpoint_take_the_nhwc_weights_strides(cli):
+    """A checkpoint from before the conv weights were NHWC holds NCHW Adam moments; resumed
+    under NHWC weights they are laid out as the weights (foreach Adam's fast path on a GPU)."""
+    old_dir, old = cli("arch.channels_last=false", name="nchw")
+    assert old.returncode == 0, old.stderr[-3000:]
+    ckpt = old_dir / "checkpoints" / "last.ckpt"
+
+    def moments(path: Path) -> list[torch.Tensor]:
+        states = torch.load(path, map_location="cpu", weights_only=True)["optimizer_states"][0]
+        return [t for s in states["state"].values() for k, t in s.items()
+                if k.startswith("exp_avg") and t.dim() == 4 and t.shape[1] > 1]  # fmt: skip
+
+    assert moments(ckpt) and not any(m.is_contiguous(memory_format=torch.channels_last)
+                                     for m in moments(ckpt))  # fmt: skip
+    new_dir, new = cli(f"ckpt_path={ckpt}", "trainer.max_steps=8", name="nhwc")
+    assert new.returncode == 0, new.stderr[-3000:]
+    resumed = moments(new_dir / "checkpoints" / "last.ckpt")
+    assert len(resumed) == len(moments(ckpt))
+    assert all(m.is_contiguous(memory_format=torch.channels_last) for m in resumed)

@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,20 @@ def load_weights(path: str | Path, module: nn.Module, allow_unsafe: bool = False
     check_state(path, checkpoint["state_dict"], module)
     module.load_state_dict(checkpoint["state_dict"])
     return int(checkpoint.get("global_step", 0))
+
+
+def lay_out_as_parameters(optimizers: Iterable[torch.optim.Optimizer]) -> None:
+    """Give each optimizer state tensor shaped as its parameter that parameter's strides.
+
+    ``Optimizer.load_state_dict`` keeps the strides a checkpoint saved, so one from before the
+    conv weights were NHWC (2026-12-06) restores NCHW moments beside NHWC weights: the same
+    values, but CUDA's foreach Adam takes its fast path only on equal strides."""
+    for optimizer in optimizers:
+        for param, state in optimizer.state.items():
+            for key, value in state.items():
+                if (isinstance(value, torch.Tensor) and value.shape == param.shape
+                        and value.stride() != param.stride()):  # fmt: skip
+                    state[key] = value.new_empty_strided(param.shape, param.stride()).copy_(value)
 
 
 def _identity(overrides: list[str]) -> list[str]:

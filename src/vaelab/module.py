@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from vaelab.checkpoint import lay_out_as_parameters
 from vaelab.errors import NonFiniteLossError
 from vaelab.objectives import Objective, VAEOutput
 from vaelab.objectives.quantize import sample_codes
@@ -203,6 +204,9 @@ class VAEModule(L.LightningModule):
     def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
         """uint8 images -> float in [0, 1], on the device."""
         return batch.float().div_(255.0)
+
+    def on_train_start(self) -> None:
+        lay_out_as_parameters(self.trainer.optimizers)  # once restored from a checkpoint
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None

@@ -31,6 +31,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from vaelab.checkpoint import lay_out_as_parameters
 from vaelab.errors import NonFiniteLossError
 from vaelab.module import VAEModule, clip_values, logs_written_this_step, networks_optimizer
 from vaelab.objectives import VAEOutput
@@ -147,6 +148,9 @@ class StackedVAEModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.rng_states is None:  # not restored from a checkpoint
             self.rng_states = [self._seeded_state(s) for s in self.seeds]
+
+    def on_train_start(self) -> None:
+        lay_out_as_parameters(self.trainer.optimizers)  # once restored from a checkpoint
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["stack"] = {

@@ -232,6 +232,19 @@ def test_prefixed_resume_settings_are_ignored_and_a_run_without_a_checkpoint_is_
     assert find_resumable(tmp_path, ["beta=4"], exclude=here) is None
 
 
+def test_settings_outside_the_fingerprint_do_not_keep_a_run_from_being_resumed(tmp_path: Path):
+    """What config_hash leaves out (how to start, where the suite's classifiers fit, the
+    weights' memory layout) does not make another run here either."""
+    run = run_folder(tmp_path, "a", ["beta=4", "arch.channels_last=false",
+                                     "evaluation.suite.jobs=2"], "running")  # fmt: skip
+    here = tmp_path / "here"
+    for given in (["beta=4"], ["beta=4", "allow_unsafe_checkpoints=true"],
+                  ["beta=4", "evaluation.suite.jobs=auto", "arch.channels_last=true"]):  # fmt: skip
+        assert find_resumable(tmp_path, given, exclude=here) == run / "checkpoints" / "last.ckpt"
+    computed = ["beta=4", "evaluation.suite.num_train=10"]  # a setting of what is computed
+    assert find_resumable(tmp_path, computed, exclude=here) is None
+
+
 def test_a_long_mismatch_shows_three_tensors_and_two_unexpected_ones(tmp_path: Path):
     wide = nn.Sequential(nn.Linear(2, 5), nn.Linear(5, 5), nn.Linear(5, 1))  # 6 tensors
     state = {k: torch.zeros(7) for k in wide.state_dict()}  # no shape fits

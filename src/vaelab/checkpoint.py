@@ -24,10 +24,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from vaelab.errors import ConfigError
+from vaelab.metrics.settings import EXECUTION
 from vaelab.run_folder import read_record, running_elsewhere
 
-# Overrides that do not change what a run computes, ignored when matching runs.
-NOT_IDENTITY = ("ckpt_path", "resume")
+# Overrides that do not change what a run computes, ignored when matching runs: those that
+# only say how to start, and those run_folder.config_hash leaves out of a run's fingerprint
+NOT_IDENTITY = ("ckpt_path", "resume", "allow_unsafe_checkpoints", "arch.channels_last",
+                *(f"evaluation.suite.{key}" for key in EXECUTION))  # fmt: skip
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

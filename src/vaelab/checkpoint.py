@@ -25,12 +25,11 @@ from torch import nn
 
 from vaelab.errors import ConfigError
 from vaelab.metrics.settings import EXECUTION
-from vaelab.run_folder import read_record, running_elsewhere
+from vaelab.run_folder import HOW_TO_START, LAYOUT, read_record, running_elsewhere
 
-# Overrides that do not change what a run computes, ignored when matching runs: those that
-# only say how to start, and those run_folder.config_hash leaves out of a run's fingerprint
-NOT_IDENTITY = ("ckpt_path", "resume", "allow_unsafe_checkpoints", "arch.channels_last",
-                *(f"evaluation.suite.{key}" for key in EXECUTION))  # fmt: skip
+# Overrides ignored when matching runs: what run_folder.config_hash leaves out of a run's
+# fingerprint, or sets to its default there (the suite's EXECUTION settings)
+NOT_IDENTITY = (*HOW_TO_START, f"arch.{LAYOUT}", *(f"evaluation.suite.{k}" for k in EXECUTION))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -29,6 +29,10 @@ from vaelab.io import write_json_atomic
 
 METRICS = "metrics.json"
 HYDRA_DIR = ".hydra"
+# Keys a run's fingerprint leaves out: those that only say how to start it, and the conv
+# weights' memory layout (``arch.channels_last``, new on 2026-12-06: the runs before it match)
+HOW_TO_START = ("resume", "ckpt_path", "allow_unsafe_checkpoints")
+LAYOUT = "channels_last"
 
 
 def config_hash(cfg: DictConfig, as_given: bool = False) -> str:
@@ -37,19 +41,18 @@ def config_hash(cfg: DictConfig, as_given: bool = False) -> str:
     settings of where its work runs (``vaelab.metrics.settings.EXECUTION``: the worker count)
     at ``SuiteConfig``'s defaults, so the same run whatever they are (``as_given``: as they
     are, the fingerprint of versions before 2026-12-05; such a record made with another count
-    than 1 matches only that count, ``fingerprints``), and without the keys that only say how
-    to start (resume, ckpt_path, allow_unsafe_checkpoints) or how the weights are laid out in
-    memory (``arch.channels_last``, new on 2026-12-06: the runs before it match)."""
+    than 1 matches only that count, ``fingerprints``), and without ``HOW_TO_START`` and
+    ``arch.LAYOUT`` (with the encoder's and decoder's copies)."""
     unresolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     for key in list(unresolved.get("paths") or {}):
         unresolved.paths[key] = f"<paths.{key}>"
     plain = OmegaConf.to_container(unresolved, resolve=True)
-    for key in ("paths", "resume", "ckpt_path", "allow_unsafe_checkpoints"):
+    for key in ("paths", *HOW_TO_START):
         plain.pop(key, None)
     arch = plain.get("arch")
     for part in (arch, *(arch.values() if isinstance(arch, dict) else ())):
         if isinstance(part, dict):  # arch itself, its encoder and decoder
-            part.pop("channels_last", None)
+            part.pop(LAYOUT, None)
     evaluation = plain.get("evaluation")
     suite = evaluation.get("suite") if isinstance(evaluation, dict) else None
     if isinstance(suite, dict) and not as_given:

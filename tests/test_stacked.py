@@ -327,3 +327,43 @@ def test_a_members_images_per_second_counts_its_own_batch_not_the_stack():
             speed.on_train_batch_end(trainer, module, None, batch, step)
         assert speed.images == expected
     assert logged and logged[-1][0] == "train/images_per_sec"
+
+
+def test_a_stack_resumed_from_nchw_adam_moments_lays_them_out_as_its_nhwc_weights(
+    tmp_path: Path,
+):
+    """A stack killed under ``arch.channels_last=false`` (as before NHWC, 2026-12-06) and
+    resumed under the default: its Adam moments take the stacked NHWC weights' strides."""
+    folder = tmp_path / "s"
+    grid = [*TINY, "seed=0,1", "trainer.max_steps=8", "~callbacks.progress",
+            "hydra/launcher=stacked",
+            f"hydra.sweep.dir={folder}"]  # fmt: skip
+    env = {**os.environ, "VAELAB_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "src/train.py", "-m", *grid, *extra], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    def conv_moments(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(moment, its weight) for the stacked 4-d conv weights with more than 1 channel."""
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        weights = [w for w in saved["state_dict"].values() if w.dim() == 5 and w.shape[2] > 1]
+        states = saved["optimizer_states"][0]["state"].values()
+        moments = [t for s in states for k, t in s.items() if k.startswith("exp_avg")]
+        return [(m, w) for w in weights for m in moments if m.shape == w.shape]
+
+    killed = run(
+        "arch.channels_last=false",
+        "+hydra.callbacks.killer.step=4",
+        "+hydra.callbacks.killer._target_=tests.killer.KillStackAfterCheckpoint",
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    (ckpt,) = folder.glob(".stacks/*/checkpoints/last.ckpt")
+    before = conv_moments(ckpt)
+    assert before and all(m.is_contiguous() and w.is_contiguous() for m, w in before)  # NCHW
+    resumed = run()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [read_metrics(j)["resumed_from"] for j in jobs(folder)] == [str(ckpt)] * 2
+    after = conv_moments(ckpt)
+    assert len(after) == len(before)
+    assert all(not w.is_contiguous() and m.stride() == w.stride() for m, w in after)

@@ -114,6 +114,12 @@ def hist_gain_importances(model: HistGradientBoostingClassifier, num_features: i
     return gains
 
 
+def fit_cost(y: np.ndarray) -> int:
+    """Rows x classes of labels ``y``: what a fit's time grows with (one tree or model per
+    class); the order in which the workers take the fits."""
+    return len(y) * len(np.unique(y))
+
+
 @dataclass(frozen=True)
 class Fit:
     """One classifier of kind ``model`` to fit on ``x [N, D]``, ``y [N]`` and apply to each
@@ -128,8 +134,8 @@ class Fit:
     seed: int = 0
 
     def cost(self) -> int:
-        """Rows x classes: what a fit's time grows with (one tree or model per class)."""
-        return len(self.y) * len(np.unique(self.y))
+        """``fit_cost`` of its labels."""
+        return fit_cost(self.y)
 
 
 @dataclass(frozen=True)
@@ -203,8 +209,8 @@ class ForestPiece:
     stop: int
 
     def cost(self) -> float:
-        """``Fit.cost`` of the whole forest, times this piece's share of its trees."""
-        return len(self.y) * len(np.unique(self.y)) * (self.stop - self.start) / FOREST_TREES
+        """``fit_cost`` of the whole forest, times this piece's share of its trees."""
+        return fit_cost(self.y) * (self.stop - self.start) / FOREST_TREES
 
 
 def pieces(fit: Fit) -> list[Fit | ForestPiece]:

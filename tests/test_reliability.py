@@ -328,3 +328,34 @@ def test_a_writer_killed_midway_leaves_the_old_file_intact(tmp_path: Path, scrip
         assert torch.equal(torch.load(target)["state_dict"]["w"], torch.zeros(3))
     else:
         assert json.loads(target.read_text()) == {"old": 1}
+
+
+MERGER = """
+import sys
+from pathlib import Path
+from vaelab.eval_runs import merge_into_metrics
+run, who = Path(sys.argv[1]), sys.argv[2]
+print("ready", flush=True)
+sys.stdin.readline()  # both start together
+for i in range(100):
+    merge_into_metrics(run, f"{who}{i}", {"metrics": {f"{who}/{i}": i}}, keys=())
+"""
+
+
+def test_evaluations_merging_into_one_run_at_once_lose_nothing(tmp_path: Path):
+    """Two evaluations of one run merge their scores into its metrics.json at the same time
+    (a read, then an atomic replace): each waits for the other's merge, so every score stays."""
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "completed", "step": 6}))
+    procs = [subprocess.Popen([sys.executable, "-c", MERGER, str(tmp_path), who],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for who in ("a", "b")]  # fmt: skip
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    assert [proc.wait(timeout=120) for proc in procs] == [0, 0]
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 6
+    assert sorted(record["metrics"]) == sorted(f"{w}/{i}" for w in "ab" for i in range(100))
+    assert len(record["evaluations"]) == 200

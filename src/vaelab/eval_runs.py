@@ -33,7 +33,7 @@ from vaelab.cli import command
 from vaelab.config import build_error
 from vaelab.data.files import file_digest
 from vaelab.errors import ConfigError
-from vaelab.io import write_json_atomic
+from vaelab.io import folder_locked, write_json_atomic
 from vaelab.metrics.settings import scored_settings
 from vaelab.runs import CONFIG, LAST, METRICS, load_run, run_config, run_record
 from vaelab.sweep import launcher_jobs
@@ -169,14 +169,17 @@ def merge_into_metrics(
     name: str,
     result: dict[str, Any],
     keys: tuple[str, ...] = ("checkpoint", "checkpoint_sha256", "step", "settings"),
+    new: dict[str, Any] | None = None,
 ) -> None:
-    """The new values into metrics.json (read again just before: nothing else is lost), and
-    the result's ``keys`` under ``evaluations.<name>``."""
-    record = run_record(run_dir)
-    record.setdefault("metrics", {}).update(result["metrics"])
-    details = {k: result[k] for k in keys}
-    record.setdefault("evaluations", {})[name] = {**details, "file": f"{RESULTS}/{name}.json"}
-    write_json_atomic(run_dir / METRICS, record)
+    """The new values into metrics.json (``new`` where there is none yet), and the result's
+    ``keys`` under ``evaluations.<name>``. Read and replaced under the folder's lock, so what
+    another evaluation merges at the same time is not lost."""
+    with folder_locked(run_dir):
+        record = run_record(run_dir) or dict(new or {})
+        record.setdefault("metrics", {}).update(result["metrics"])
+        details = {k: result[k] for k in keys}
+        record.setdefault("evaluations", {})[name] = {**details, "file": f"{RESULTS}/{name}.json"}
+        write_json_atomic(run_dir / METRICS, record)
 
 
 # A representation's record names the callable and the data instead of a checkpoint.
@@ -195,11 +198,8 @@ def write_evaluation(out_dir: Path, name: str, record: dict[str, Any]) -> Path:
     ``evaluations.<name>``); both replaced atomically. Returns the first file."""
     path = out_dir / RESULTS / f"{name}.json"
     write_json_atomic(path, record)
-    if not (out_dir / METRICS).is_file():
-        write_json_atomic(
-            out_dir / METRICS, {"status": "completed", "represent": record["represent"]}
-        )
-    merge_into_metrics(out_dir, name, record, REPRESENT_KEYS)
+    new = {"status": "completed", "represent": record["represent"]}
+    merge_into_metrics(out_dir, name, record, REPRESENT_KEYS, new)
     log.info("%s written", path)
     return path
 

@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from vaelab.errors import ConfigError
-from vaelab.io import write_json_atomic
+from vaelab.io import folder_locked, write_json_atomic
 
 METRICS = "metrics.json"
 HYDRA_DIR = ".hydra"
@@ -174,16 +174,17 @@ def _update_unfinished(
     """``metrics.json`` updated with ``fields`` when its status is one of ``statuses`` (None: no
     record yet; the fingerprint and the rest are kept) and, with ``known`` fingerprints, it is
     a run of that config; otherwise left as it is (False)."""
-    try:
-        record = read_record(out_dir)
-    except ConfigError:
-        return False
-    if (record or {}).get("status") not in statuses:
-        return False
-    if known is not None and (record or {}).get("config_hash", known[0]) not in known:
-        return False  # another config's run
-    write_json_atomic(Path(out_dir) / METRICS, {**(record or {}), **fields})
-    return True
+    with folder_locked(out_dir):  # an evaluation may merge into the record meanwhile
+        try:
+            record = read_record(out_dir)
+        except ConfigError:
+            return False
+        if (record or {}).get("status") not in statuses:
+            return False
+        if known is not None and (record or {}).get("config_hash", known[0]) not in known:
+            return False  # another config's run
+        write_json_atomic(Path(out_dir) / METRICS, {**(record or {}), **fields})
+        return True
 
 
 def interrupted(stop: KeyboardInterrupt) -> dict[str, str]:

@@ -4,7 +4,9 @@ number for the optimised metric however short the run."""
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.utilities.model_summary import summarize
@@ -12,7 +14,8 @@ from lightning.pytorch.utilities.model_summary import summarize
 from vaelab.callbacks import count, summary_table
 from vaelab.training import build_module
 
-from .conftest import CONF, read_metrics
+from .conftest import CONF, ROOT, read_metrics
+from .killer import kill_at
 
 SUMMARY = "trainer.enable_model_summary=true"
 
@@ -87,6 +90,37 @@ def test_in_a_terminal_the_bar_counts_training_steps(cli):
     assert re.search(r"Training\s+\S+ 6/6 ", result.stdout)
     assert "Epoch" not in result.stdout and "step 6/6 (" not in result.stdout
     assert "0.00it/s" not in result.stdout  # a bar of one batch (limit_val_batches=1): no rate
+
+
+def test_in_a_terminal_the_bar_counts_on_across_epochs_and_a_resume(cli, tmp_path, monkeypatch):
+    """Over 3 epochs, and resumed at step 40 in the second, the bar shows the step after each
+    batch and its clock runs from the run's start: Lightning reset it at every epoch (0/60,
+    elapsed 0:00:00, a burst of steps/s)."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer and tests.bar_watch
+    watch = tmp_path / "bar.json"
+    bar = [
+        "callbacks.progress.terminal=true",
+        "+callbacks.bar_watch._target_=tests.bar_watch.BarWatch",
+        f"+callbacks.bar_watch.path={watch}",
+        "trainer.max_steps=60",
+        "trainer.val_check_interval=30",
+    ]
+    _, result = cli(*bar, name="whole")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(watch.read_text())
+    assert [r["step"] for r in rows] == list(range(1, 61))
+    assert rows[-1]["epoch"] == 2  # 26 batches an epoch
+    assert all(r["completed"] == r["step"] and r["total"] == 60 for r in rows)
+    assert len({r["started"] for r in rows}) == 1
+
+    _, killed = cli(*bar, *kill_at(40), name="resumed", process=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    _, resumed = cli(*bar, name="resumed")  # the same command: resumed in the same folder
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = json.loads(watch.read_text())
+    assert rows[0]["step"] in (40, 41) and rows[-1]["step"] == 60  # restarted mid-epoch
+    assert all(r["completed"] == r["step"] and r["total"] == 60 for r in rows)
+    assert len({r["started"] for r in rows}) == 1
 
 
 def test_a_run_shorter_than_one_validation_interval_returns_its_metric(cli):

@@ -73,7 +73,14 @@ class StepProgress(RichProgressBar):
         return f"{'Training':{len(self.validation_description)}}"
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
+        """The bar is made at the first epoch, at the step a resumed run starts from, and counts
+        on across epochs (Lightning resets it at each: it read 0/max_steps, 0:00:00 elapsed and
+        a burst of it/s at every epoch's start)."""
+        if self.train_progress_bar_id is None or self._leave:
+            super().on_train_epoch_start(trainer, pl_module)
+            self._start_at_step(trainer)
+
+    def _start_at_step(self, trainer: L.Trainer) -> None:
         if self.progress is not None and self.train_progress_bar_id is not None:
             self.progress.reset(
                 self.train_progress_bar_id,
@@ -99,10 +106,13 @@ class StepProgress(RichProgressBar):
             log.info("training from step %d to %d", trainer.global_step, trainer.max_steps)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        if self.terminal:
-            super().on_train_batch_end(trainer, pl_module, *args)
-            if self.progress is not None and self.train_progress_bar_id is not None:
-                self._update(self.train_progress_bar_id, trainer.global_step)
+        if self.terminal:  # Lightning's update, in steps instead of the epoch's batches
+            if not self.is_disabled and self.train_progress_bar_id is None:
+                self._initialize_train_progress_bar_id()  # resumed mid-epoch
+                self._start_at_step(trainer)
+            self._update(self.train_progress_bar_id, trainer.global_step)
+            self._update_metrics(trainer, pl_module)
+            self.refresh()
             return
         now = time.monotonic()
         if self._writes_lines(trainer) and now - self._last_line >= self.every_s:

@@ -53,8 +53,17 @@ BAD_INPUTS = [
     ("trainer.nan_policy=sometimes", "`trainer.nan_policy` must be one of stop, skip"),
     ("compile=fast", "`compile` must be true, false or a torch.compile mode (default, "
                      "reduce-overhead, max-autotune, max-autotune-no-cudagraphs"),
-    ("model=nope", "Available options in 'model':"),
-    ("arch=transformer", "Available options in 'arch':"),
+    # Hydra's composition errors, each as one paragraph
+    ("model=nope", "model=nope names no config: the options of `model` are ada_gvae, ae,"),
+    ("arch=transformer", "the options of `arch` are conv, mlp"),
+    ("model=betavae", "Did you mean beta_vae?"),
+    ("experiment=nosuch", "experiment=nosuch names no config"),  # optional once: ignored
+    ("debug=fsat", "the options of `debug` are fast. Did you mean fast?"),
+    ("trainer.max_step=20", "trainer.max_step is not a key of the config. Did you mean "
+                            "trainer.max_steps? A key of your own is added with a leading +"),
+    ("+model=vae", "choose another without the +: model=vae."),
+    ("data=factors data.path=~/shapes/images", "The shell does not expand ~ after `=`: write "
+                                               "data.path=$HOME/shapes/images"),
     ("hydra/launcher=ray", "pip install hydra-ray-launcher"),
     ("ckpt_path=/no/such/file.ckpt", "is not a file"),
     ("ckpt_path={tmp}/corrupt.ckpt", "cannot be read as a checkpoint"),

@@ -30,6 +30,7 @@ from vaelab.cli.arguments import normalize_overrides
 from vaelab.config import validate
 from vaelab.console import logging_restored
 from vaelab.errors import ConfigError
+from vaelab.hydra_errors import composition_error
 from vaelab.run_folder import drop_if_empty
 from vaelab.runs import LoadedRun, load_run, pick_device
 
@@ -97,12 +98,11 @@ def train(overrides: Sequence[str] = (), device: str = "auto") -> LoadedRun:
 
 
 def _first_paragraph(error: Exception) -> str:
-    """Hydra's message on one line, without the config search path it appends to a missing
-    option (its list of the options is kept)."""
-    text = str(error).split("Config search path:", 1)[0].replace("\n\n", ". ")
-    if isinstance(error, ConfigCompositionException) and "--multirun" in text:
-        text = "a list of values is a sweep, which vaelab.train does not run (vaelab-train -m)"
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    """Hydra's message as one paragraph (``hydra_errors.composition_error``); a list of values
+    is a sweep."""
+    if isinstance(error, ConfigCompositionException) and "--multirun" in str(error):
+        return "a list of values is a sweep, which vaelab.train does not run (vaelab-train -m)"
+    return composition_error(error)
 
 
 def _callbacks(cfg: DictConfig):

@@ -1,20 +1,27 @@
 """The command line around ``@hydra.main``: overrides normalized before Hydra parses them,
-the output folder checked before any work, and Hydra's own exit when it cannot compose the
-config turned into the bad-input status (2) with a hint for a missing plugin."""
+the output folder checked before any work, and Hydra's errors in composing the config said
+in one paragraph with the bad-input status (2) and a hint for a missing plugin."""
 
 from __future__ import annotations
 
 import os
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
+
+from hydra.errors import HydraException
 
 from vaelab.errors import EXIT_BAD_INPUT
+from vaelab.hydra_errors import composition_error
 
 # Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file.
 PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
+
+FULL_ERROR = "HYDRA_FULL_ERROR"  # set: Hydra raises its errors instead of printing them
 
 # Hydra plugins that are separate packages: group prefix -> pip package
 PLUGINS = {
@@ -38,18 +45,54 @@ def plugin_hint(args: list[str]) -> str | None:
 
 
 def call_hydra_main(main: Callable[[], object], started: Callable[[], bool]) -> None:
-    """Call a ``@hydra.main`` function. Hydra exits with status 1 when it cannot compose the
-    config (an unknown option, a launcher that is not installed): before the task has
-    ``started`` that is bad input, so exit 2 instead, with the pip hint for a plugin."""
+    """Call a ``@hydra.main`` function. An error before the task has ``started`` is bad input
+    (exit 2): one in composing the config (an unknown option or key, an override Hydra cannot
+    parse, a launcher that is not installed) said in one paragraph (``hydra_errors``), with
+    the pip hint for a plugin. Hydra raises such errors to us (HYDRA_FULL_ERROR) until the
+    task starts (``task_started``); with HYDRA_FULL_ERROR set by the user, as Hydra has them."""
+    global _users_full_error
+    _users_full_error = os.environ.get(FULL_ERROR)
+    os.environ[FULL_ERROR] = "1"
     try:
         main()
     except SystemExit as exit_:
         if exit_.code == 1 and not started():
-            hint = plugin_hint(sys.argv[1:])
-            if hint:
-                print(hint, file=sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
+            bad_input(None)
         raise
+    except Exception as error:
+        if started() or _users_full_error:
+            raise
+        if isinstance(error, HydraException):
+            bad_input(composition_error(error))
+        if isinstance(error, ValueError) and "can be specified" in str(error):
+            bad_input(str(error))  # Hydra's check of its flags (--cfg with -m)
+        traceback.print_exc()
+        bad_input(None)
+    finally:
+        task_started()
+
+
+_users_full_error: str | None = None  # HYDRA_FULL_ERROR as the user set it
+
+
+def task_started() -> None:
+    """HYDRA_FULL_ERROR back to the user's setting (``call_hydra_main`` set it), as a task
+    starts: errors in the task are Hydra's to report, and processes started from it inherit
+    the user's setting."""
+    if _users_full_error is None:
+        os.environ.pop(FULL_ERROR, None)
+    else:
+        os.environ[FULL_ERROR] = _users_full_error
+
+
+def bad_input(message: str | None) -> NoReturn:
+    """Exit 2 after ``message`` and the pip hint for a plugin, if one was asked for."""
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+    hint = plugin_hint(sys.argv[1:])
+    if hint:
+        print(hint, file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir")

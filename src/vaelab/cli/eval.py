@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from vaelab import eval_runs, eval_udr
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import command, config_path, with_user_configs
-from vaelab.cli.arguments import call_hydra_main
+from vaelab.cli.arguments import call_hydra_main, task_started
 from vaelab.config import build_error
 from vaelab.console import cut_log_files, log_file_sizes, to_log_files
 from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError
@@ -43,6 +43,7 @@ started = False  # set once Hydra has composed the config and called the task
 def task(cfg: DictConfig) -> float | None:
     global failed, started
     started = True
+    task_started()  # the task's errors are Hydra's to report
     name = HydraConfig.get().runtime.choices["evaluation"]
     keys = ("ckpt_path", "force", "device", "seed", "allow_unsafe_checkpoints")
     options = {key: cfg[key] for key in keys}

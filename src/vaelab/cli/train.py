@@ -19,7 +19,12 @@ from omegaconf import DictConfig
 from vaelab import sweep
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
-from vaelab.cli.arguments import call_hydra_main, normalize_overrides, output_location_problem
+from vaelab.cli.arguments import (
+    call_hydra_main,
+    normalize_overrides,
+    output_location_problem,
+    task_started,
+)
 from vaelab.config import validate
 from vaelab.console import quiet_libraries, to_log_files
 from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, NonFiniteLossError
@@ -33,6 +38,7 @@ started = False  # set once Hydra has composed the config and called the task
 def task(cfg: DictConfig) -> float | None:
     global started
     started = True
+    task_started()  # the task's errors are Hydra's to report
     try:
         validate(cfg)
         from vaelab.training import run  # torch and Lightning load only for a valid config

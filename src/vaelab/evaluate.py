@@ -29,7 +29,7 @@ from vaelab.metrics import active_units, log_likelihood_iw
 from vaelab.metrics.image_quality import reconstruction_quality
 from vaelab.metrics.sample_quality import SampleQuality
 from vaelab.metrics.settings import make_config, scored_settings
-from vaelab.metrics.suite import SuiteResult, run_suite
+from vaelab.metrics.suite import SuiteResult, run_suite, source_notes
 from vaelab.module import VAEModule
 from vaelab.sweep import launcher_jobs
 
@@ -130,17 +130,9 @@ class Evaluator:
             log.info("%s has no ground-truth factors: disentanglement metrics skipped",
                      datamodule.source.name)  # fmt: skip
             return out
-        source, metrics = datamodule.source, self.metrics
-        if source.binned_factors:
-            out.notes.append(
-                f"factors {', '.join(source.binned_factors)} take real values: binned into "
-                f"equal-width classes for the metrics (data.factor_bins)"
-            )
-        if not source.is_grid and "fairness" in metrics:
-            out.notes.append(
-                "fairness skipped: it needs an image of every combination of the factors' classes"
-            )
-            metrics = tuple(m for m in metrics if m != "fairness")
+        source = datamodule.source
+        notes, metrics = source_notes(source, self.metrics)
+        out.notes += notes
         suite = dict(self.suite)
         if suite.get("infomec_discrete_latents") is None:  # null or unset: by the model
             quantized = getattr(module, "codebook", lambda: None)() is not None

@@ -305,7 +305,7 @@ def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]
         lines += [
             "",
             "evaluated: what sets the evaluations behind a row's values apart from "
-            "other rows' (an evaluation by src/eval.py that some jobs had, or its "
+            "other rows' (an evaluation by vaelab-eval that some jobs had, or its "
             "settings); `as trained`: the evaluation at the end of training only.",
         ]
     if sources:

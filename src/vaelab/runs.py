@@ -128,8 +128,8 @@ def run_config(run_dir: str | Path) -> DictConfig:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(
-            f"`run`={run_dir} is not a folder; give a run folder written by src/train.py "
-            f"(it holds .hydra/config.yaml and checkpoints/)."
+            f"`run`={run_dir} is not a folder; give a run folder written by vaelab-train "
+            f"(src/train.py; it holds .hydra/config.yaml and checkpoints/)."
         )
     saved = run_dir / CONFIG
     if not saved.is_file():

@@ -248,7 +248,7 @@ def test_own_images_and_factors_train_and_are_evaluated(tmp_path: Path):
     assert record["status"] == "completed"
     metrics = record["metrics"]
     assert 0 <= metrics["disent/mig"] <= 1 and "disent/factor_vae_eval" in metrics
-    assert any("size take real values" in note for note in record["notes"])
+    assert any("factor size takes real values" in note for note in record["notes"])
     plain = run_cli(tmp_path / "plain", *TINY, "data=images", f"data.path={tmp_path / 'imgs'}")
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert not any(k.startswith("disent/") for k in read_metrics(tmp_path / "plain")["metrics"])

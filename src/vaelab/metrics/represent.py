@@ -31,7 +31,7 @@ from vaelab.metrics.representation import (
     represent_device,
 )
 from vaelab.metrics.settings import METRICS, make_config
-from vaelab.metrics.suite import run_suite
+from vaelab.metrics.suite import run_suite, source_notes
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,7 @@ def score_represent(
     ``vaelab.evaluate.Evaluator`` makes them for a trained model; ``beside``: as
     ``run_suite``'s."""
     check_factors(source)
-    notes = []
-    if source.binned_factors:
-        notes.append(
-            f"factors {', '.join(source.binned_factors)} take real values: binned into "
-            f"equal-width classes for the metrics (data.factor_bins)"
-        )
-    if not source.is_grid and "fairness" in metrics:
-        notes.append(
-            "fairness skipped: it needs an image of every combination of the factors' classes"
-        )
-        metrics = [m for m in metrics if m != "fairness"]
+    notes, metrics = source_notes(source, metrics)
     for note in notes:
         log.info("%s: %s", source.name, note)
     if isinstance(represent, torch.nn.Module):

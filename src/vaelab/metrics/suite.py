@@ -203,6 +203,26 @@ def _code_metric(
     }
 
 
+def source_notes(source: GroundTruthSource, metrics: Sequence[str]) -> tuple[list[str], list[str]]:
+    """What the suite's values on ``source`` do not say themselves (factors of real values
+    binned into classes; fairness skipped where not every combination of the factors'
+    classes has an image), and the ``metrics`` that apply."""
+    notes = []
+    binned = source.binned_factors
+    if binned:
+        factors = (
+            f"factor {binned[0]} takes" if len(binned) == 1 else f"factors {', '.join(binned)} take"
+        )
+        notes.append(f"{factors} real values: binned into equal-width classes for the metrics "
+                     f"(data.factor_bins)")  # fmt: skip
+    if not source.is_grid and "fairness" in metrics:
+        notes.append(
+            "fairness skipped: it needs an image of every combination of the factors' classes"
+        )
+        metrics = [m for m in metrics if m != "fairness"]
+    return notes, list(metrics)
+
+
 def run_suite(
     source: GroundTruthSource,
     encode: Encode,

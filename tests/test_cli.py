@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import subprocess
 import sys
 
 import pytest
 
-from .conftest import TINY, read_metrics
+from .conftest import ROOT, TINY, read_metrics
 
 
 def csv_rows(run_dir):
@@ -172,3 +173,21 @@ def test_the_programs_start_without_torch_or_scikit_learn():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("users", [None, "1"])
+def test_the_task_trains_in_the_users_environment(cli, tmp_path, monkeypatch, users):
+    """The program sets HYDRA_FULL_ERROR so that Hydra raises its composition errors to it (one
+    paragraph); the task, and what it starts, see the variable as the user set it."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.env_watch
+    if users is None:
+        monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    else:
+        monkeypatch.setenv("HYDRA_FULL_ERROR", users)
+    seen = tmp_path / "env.json"
+    _, result = cli("+callbacks.env_watch._target_=tests.env_watch.EnvWatch",
+                    f"+callbacks.env_watch.path={seen}", process=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    env = json.loads(seen.read_text())
+    assert env.get("HYDRA_FULL_ERROR") == users
+    assert "VAELAB_SET_HYDRA_FULL_ERROR" not in env

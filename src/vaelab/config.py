@@ -335,7 +335,7 @@ def building(what: str) -> Iterator[None]:
     try:
         yield
     except InstantiationException as error:
-        detail = build_error(error)
+        detail = build_error(error).rstrip(".")
         raise ConfigError(
             f"{what} cannot be built from the config: {detail}. Check the keys given for it "
             f"(`{command('train')} --cfg job` prints the composed config)."

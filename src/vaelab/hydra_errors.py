@@ -54,9 +54,10 @@ def unparsable(error: OverrideParseException) -> str:
     override = str(error.override)
     key, _, value = override.partition("=")
     said = f"the override `{override}` cannot be parsed (Hydra's grammar: {GRAMMAR})."
-    if value.startswith("~"):
-        said += (f" The shell does not expand ~ after `=`: write {key}=$HOME{value[1:]}, or "
-                 f"quote it: \"{key}='{value}'\" (vaelab expands the ~).")  # fmt: skip
+    if value.startswith("~/"):
+        said += f" The shell does not expand ~ after `=`: write {key}=$HOME{value[1:]}."
+    elif value.startswith("~"):
+        said += " The shell does not expand ~ after `=`: write the whole path."
     return said
 
 
@@ -77,5 +78,8 @@ def composition_error(error: BaseException) -> str:
         group, name = chosen.groups()
         return (f"+{group}={name}: `{group}` has an option already (its default); choose "
                 f"another without the +: {group}={name}.")  # fmt: skip
+    reason = str(cause).split("\n", 1)[0] if cause is not None else ""
+    if reason and reason not in text:  # Hydra prints the cause too
+        text = f"{text.rstrip('.')}: {reason}"
     return " ".join(line.strip() for line in text.split("Config search path:", 1)[0].splitlines()
                     if line.strip())  # fmt: skip

@@ -34,11 +34,12 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 def folder_locked(folder: str | Path) -> Iterator[None]:
     """An exclusive lock on ``folder`` for a read-modify-write of a file in it: another process
     that asks waits until it is released. ``flock`` of the folder itself, so no lock file is
-    left; where the file system refuses it (some network file systems) or the folder is not
-    there yet, nothing is locked."""
+    left; where the file system refuses it (some network file systems), the folder cannot be
+    opened for reading or is not there yet, nothing is locked. Not to be nested: a second lock
+    of the folder in the same process waits for ever."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except FileNotFoundError:
+    except OSError:
         yield
         return
     try:

@@ -59,8 +59,11 @@ class StepProgress(RichProgressBar):
     # ---- the bar (terminal) --------------------------------------------------------
     @property
     def total_train_batches(self) -> int | float:
-        max_steps = self.trainer.max_steps
-        return max_steps if max_steps and max_steps > 0 else super().total_train_batches
+        """The steps the run trains: ``max_steps``, or ``max_epochs`` epochs of batches."""
+        max_steps, max_epochs = self.trainer.max_steps, self.trainer.max_epochs
+        if max_steps and max_steps > 0:
+            return max_steps
+        return super().total_train_batches * (max_epochs if max_epochs and max_epochs > 0 else 1)
 
     def configure_columns(self, trainer: L.Trainer) -> list:
         return [

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 from vaelab.viz import ae_vs_vae_figure
 from vaelab.viz.latents import scatter_coordinates
 
@@ -51,9 +52,19 @@ def test_the_figure_shows_samples_and_scatters_with_prior_contours(bars, figures
     assert {t.get_text() for t in axes[3].get_legend().get_texts()} >= {"0", "7"}
 
 
-def test_the_experiment_runs_through_its_cli(tmp_path):
+@pytest.mark.parametrize("own", [False, True])
+def test_the_experiment_runs_through_its_cli(tmp_path, monkeypatch, own: bool):
+    """As given, and as a config of the user's own (VAELAB_CONFIG_PATH): each side is composed
+    again with that search path (it was lost, and the side runs could not find the config)."""
+    args = TINY_COMPARE
+    if own:
+        (tmp_path / "conf" / "experiment").mkdir(parents=True)
+        text = (ROOT / "conf" / "experiment" / "ae_vs_vae.yaml").read_text()
+        (tmp_path / "conf" / "experiment" / "mine.yaml").write_text(text)
+        monkeypatch.setenv("VAELAB_CONFIG_PATH", str(tmp_path / "conf"))
+        args = ["experiment=mine", *TINY_COMPARE[1:]]
     run_dir = tmp_path / "compare"
-    result = run_cli(run_dir, *TINY_COMPARE, script="compare.py", process=False)
+    result = run_cli(run_dir, *args, script="compare.py", process=False)
     assert result.returncode == 0, result.stderr[-3000:]
     figure = run_dir / "figures" / "ae_vs_vae.png"
     assert figure.stat().st_size > 10_000

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from hydra.errors import HydraException
+from hydra.errors import HydraException, MissingConfigException
 
 from vaelab.errors import EXIT_BAD_INPUT
 from vaelab.hydra_errors import composition_error
@@ -22,6 +22,7 @@ PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
 FULL_ERROR = "HYDRA_FULL_ERROR"  # set: Hydra raises its errors instead of printing them
+SET_BY_US = "VAELAB_SET_HYDRA_FULL_ERROR"  # marks it as ours, in job processes too
 
 # Hydra plugins that are separate packages: group prefix -> pip package
 PLUGINS = {
@@ -50,9 +51,9 @@ def call_hydra_main(main: Callable[[], object], started: Callable[[], bool]) -> 
     parse, a launcher that is not installed) said in one paragraph (``hydra_errors``), with
     the pip hint for a plugin. Hydra raises such errors to us (HYDRA_FULL_ERROR) until the
     task starts (``task_started``); with HYDRA_FULL_ERROR set by the user, as Hydra has them."""
-    global _users_full_error
-    _users_full_error = os.environ.get(FULL_ERROR)
-    os.environ[FULL_ERROR] = "1"
+    if FULL_ERROR not in os.environ:
+        os.environ[FULL_ERROR] = os.environ[SET_BY_US] = "1"
+    ours = SET_BY_US in os.environ
     try:
         main()
     except SystemExit as exit_:
@@ -60,10 +61,10 @@ def call_hydra_main(main: Callable[[], object], started: Callable[[], bool]) -> 
             bad_input(None)
         raise
     except Exception as error:
-        if started() or _users_full_error:
+        if started() or not ours:
             raise
-        if isinstance(error, HydraException):
-            bad_input(composition_error(error))
+        if isinstance(error, HydraException):  # the pip hint only for an option not found
+            bad_input(composition_error(error), hint=isinstance(error, MissingConfigException))
         if isinstance(error, ValueError) and "can be specified" in str(error):
             bad_input(str(error))  # Hydra's check of its flags (--cfg with -m)
         traceback.print_exc()
@@ -72,24 +73,19 @@ def call_hydra_main(main: Callable[[], object], started: Callable[[], bool]) -> 
         task_started()
 
 
-_users_full_error: str | None = None  # HYDRA_FULL_ERROR as the user set it
-
-
 def task_started() -> None:
-    """HYDRA_FULL_ERROR back to the user's setting (``call_hydra_main`` set it), as a task
-    starts: errors in the task are Hydra's to report, and processes started from it inherit
-    the user's setting."""
-    if _users_full_error is None:
+    """HYDRA_FULL_ERROR unset again where ``call_hydra_main`` set it (in a launcher's job
+    process too, which inherited it), as a task starts: errors in the task are Hydra's to
+    report, and processes started from it see the user's environment."""
+    if os.environ.pop(SET_BY_US, None):
         os.environ.pop(FULL_ERROR, None)
-    else:
-        os.environ[FULL_ERROR] = _users_full_error
 
 
-def bad_input(message: str | None) -> NoReturn:
-    """Exit 2 after ``message`` and the pip hint for a plugin, if one was asked for."""
+def bad_input(message: str | None, hint: bool = True) -> NoReturn:
+    """Exit 2 after ``message`` and (``hint``) the pip hint for a plugin, if one was asked for."""
     if message:
         print(f"error: {message}", file=sys.stderr)
-    hint = plugin_hint(sys.argv[1:])
+    hint = hint and plugin_hint(sys.argv[1:])
     if hint:
         print(hint, file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
-from vaelab.cli.arguments import normalize_overrides
+from vaelab.cli.arguments import call_hydra_main, normalize_overrides, task_started
 from vaelab.config import validate
 from vaelab.errors import EXIT_BAD_INPUT, ConfigError
 
@@ -29,7 +29,9 @@ MODELS = ("ae", "vae")
 
 def side_config(model: str, out_dir: Path) -> DictConfig:
     """This job's config composed again with ``model=<model>``, written to ``out_dir``."""
-    task = [o for o in HydraConfig.get().overrides.task if not o.startswith(("model=", "beta="))]
+    overrides = HydraConfig.get().overrides
+    task = [o for o in overrides.task if not o.startswith(("model=", "beta="))]
+    task += [o for o in overrides.hydra if o.startswith("hydra.searchpath=")]  # user configs
     return hydra.compose(
         config_name="train",
         overrides=[*task, f"model={model}", f"paths.output_dir={out_dir}", "resume=false"],
@@ -84,8 +86,14 @@ def compare(cfg: DictConfig) -> Path:
     return path
 
 
+started = False  # set once Hydra has composed the config and called the task
+
+
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="train")
 def task(cfg: DictConfig) -> None:
+    global started
+    started = True
+    task_started()  # the task's errors are Hydra's to report
     try:
         validate(cfg)
         compare(cfg)
@@ -96,8 +104,10 @@ def task(cfg: DictConfig) -> None:
 
 def main() -> None:
     keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
+    global started
+    started = False
     sys.argv[1:] = with_user_configs(normalize_overrides(sys.argv[1:]))
-    task()
+    call_hydra_main(task, lambda: started)
 
 
 if __name__ == "__main__":

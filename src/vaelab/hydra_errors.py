@@ -15,10 +15,10 @@ from omegaconf.errors import OmegaConfBaseException
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 
 
-def closest(name: str, options: list[str]) -> str:
-    """`` Did you mean X?`` for the option nearest ``name`` (difflib), else ``""``."""
+def did_you_mean(name: str, options: list[str], prefix: str = "") -> str:
+    """`` Did you mean <prefix>X?`` for the option X nearest ``name`` (difflib), else ``""``."""
     match = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    return f" Did you mean {match[0]}?" if match else ""
+    return f" Did you mean {prefix}{match[0]}?" if match else ""
 
 
 def missing_option(error: MissingConfigException) -> str:
@@ -33,7 +33,7 @@ def missing_option(error: MissingConfigException) -> str:
         else " Configs of your own are found in the folders of VAELAB_CONFIG_PATH."
     )
     return (f"{group}={name} names no config: the options of `{group}` are "
-            f"{', '.join(options)}.{closest(name, options)}{own}")  # fmt: skip
+            f"{', '.join(options)}.{did_you_mean(name, options)}{own}")  # fmt: skip
 
 
 def unknown_key(cause: OmegaConfBaseException, text: str) -> str:
@@ -41,9 +41,8 @@ def unknown_key(cause: OmegaConfBaseException, text: str) -> str:
     key, full_key = str(cause.key), str(cause.full_key)
     parent = cause.parent_node
     siblings = [str(k) for k in parent] if isinstance(parent, DictConfig) else []
-    near = closest(key, siblings)
     prefix = full_key[: -len(key)] if full_key.endswith(key) else ""
-    near = near.replace("mean ", f"mean {prefix}", 1) if near else ""
+    near = did_you_mean(key, siblings, prefix)
     append = re.search(r"use (\+\S+)", text)
     added = f" A key of your own is added with a leading +: {append.group(1)}." if append else ""
     return f"{full_key} is not a key of the config.{near}{added}"

@@ -30,8 +30,8 @@ class StackedLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from vaelab.cli.arguments import task_started
+        from vaelab.cli.arguments import unset_full_error
         from vaelab.stacked.launch import launch_stacks
 
-        task_started()  # no task function runs here: training starts now
+        unset_full_error()  # no task function runs here: training starts now
         return launch_stacks(self, job_overrides, initial_job_idx)

@@ -45,23 +45,26 @@ def plugin_hint(args: list[str]) -> str | None:
     return None
 
 
-def call_hydra_main(main: Callable[[], object], started: Callable[[], bool]) -> None:
-    """Call a ``@hydra.main`` function. An error before the task has ``started`` is bad input
-    (exit 2): one in composing the config (an unknown option or key, an override Hydra cannot
-    parse, a launcher that is not installed) said in one paragraph (``hydra_errors``), with
-    the pip hint for a plugin. Hydra raises such errors to us (HYDRA_FULL_ERROR) until the
-    task starts (``task_started``); with HYDRA_FULL_ERROR set by the user, as Hydra has them."""
+def call_hydra_main(main: Callable[[], object]) -> None:
+    """Call a ``@hydra.main`` function whose task calls ``task_started`` first. An error before
+    the task has started is bad input (exit 2): one in composing the config (an unknown
+    option or key, an override Hydra cannot parse, a launcher that is not installed) said in
+    one paragraph (``hydra_errors``), with the pip hint for a plugin. Hydra raises such errors
+    to us (HYDRA_FULL_ERROR) until the task starts; with HYDRA_FULL_ERROR set by the user, as
+    Hydra has them."""
+    global _started
+    _started = False
     if FULL_ERROR not in os.environ:
         os.environ[FULL_ERROR] = os.environ[SET_BY_US] = "1"
     ours = SET_BY_US in os.environ
     try:
         main()
     except SystemExit as exit_:
-        if exit_.code == 1 and not started():
+        if exit_.code == 1 and not _started:
             bad_input(None)
         raise
     except Exception as error:
-        if started() or not ours:
+        if _started or not ours:
             raise
         if isinstance(error, HydraException):  # the pip hint only for an option not found
             bad_input(composition_error(error), hint=isinstance(error, MissingConfigException))
@@ -70,13 +73,24 @@ def call_hydra_main(main: Callable[[], object], started: Callable[[], bool]) -> 
         traceback.print_exc()
         bad_input(None)
     finally:
-        task_started()
+        unset_full_error()
+
+
+_started = False  # set by task_started: Hydra has composed the config and called the task
 
 
 def task_started() -> None:
+    """The first call of a task function: from here errors are the task's, for Hydra to
+    report (``unset_full_error``)."""
+    global _started
+    _started = True
+    unset_full_error()
+
+
+def unset_full_error() -> None:
     """HYDRA_FULL_ERROR unset again where ``call_hydra_main`` set it (in a launcher's job
-    process too, which inherited it), as a task starts: errors in the task are Hydra's to
-    report, and processes started from it see the user's environment."""
+    process too, which inherited it), as a task or a stack's training starts: errors there are
+    Hydra's to report, and processes started from it see the user's environment."""
     if os.environ.pop(SET_BY_US, None):
         os.environ.pop(FULL_ERROR, None)
 

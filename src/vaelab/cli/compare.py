@@ -86,14 +86,9 @@ def compare(cfg: DictConfig) -> Path:
     return path
 
 
-started = False  # set once Hydra has composed the config and called the task
-
-
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="train")
 def task(cfg: DictConfig) -> None:
-    global started
-    started = True
-    task_started()  # the task's errors are Hydra's to report
+    task_started()
     try:
         validate(cfg)
         compare(cfg)
@@ -104,10 +99,8 @@ def task(cfg: DictConfig) -> None:
 
 def main() -> None:
     keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
-    global started
-    started = False
     sys.argv[1:] = with_user_configs(normalize_overrides(sys.argv[1:]))
-    call_hydra_main(task, lambda: started)
+    call_hydra_main(task)
 
 
 if __name__ == "__main__":

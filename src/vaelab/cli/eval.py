@@ -36,14 +36,12 @@ from vaelab.eval_udr import UDREvaluation, evaluate_sweep_udr
 from vaelab.run_folder import drop_if_empty, entries, remove_added
 
 failed = 0  # evaluations that failed in sweep=<folder> mode
-started = False  # set once Hydra has composed the config and called the task
 
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="eval")
 def task(cfg: DictConfig) -> float | None:
-    global failed, started
-    started = True
-    task_started()  # the task's errors are Hydra's to report
+    global failed
+    task_started()
     name = HydraConfig.get().runtime.choices["evaluation"]
     keys = ("ckpt_path", "force", "device", "seed", "allow_unsafe_checkpoints")
     options = {key: cfg[key] for key in keys}
@@ -108,9 +106,9 @@ def _evaluate_sweep_level(cfg: DictConfig, name: str) -> int:
 
 
 def main() -> None:
-    global failed, started
+    global failed
     keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
-    failed, started = 0, False
+    failed = 0
     eval_runs.failed_jobs.clear()
     register_resolvers()
     args = sys.argv[1:]
@@ -132,7 +130,7 @@ def main() -> None:
         print(problem, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     try:
-        call_hydra_main(task, lambda: started)
+        call_hydra_main(task)
     except KeyboardInterrupt:  # Ctrl-C: one line, not Python's traceback
         line = (
             "interrupted: the evaluations that finished are written; the same command skips "

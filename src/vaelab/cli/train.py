@@ -31,14 +31,10 @@ from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, NonFini
 from vaelab.run_folder import drop_if_empty, fingerprints, mark_failed
 from vaelab.sweep import note_refused
 
-started = False  # set once Hydra has composed the config and called the task
-
 
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="train")
 def task(cfg: DictConfig) -> float | None:
-    global started
-    started = True
-    task_started()  # the task's errors are Hydra's to report
+    task_started()
     try:
         validate(cfg)
         from vaelab.training import run  # torch and Lightning load only for a valid config
@@ -77,8 +73,6 @@ def in_sweep() -> bool:
 def main() -> None:
     keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
     quiet_libraries()
-    global started
-    started = False
     sweep.failed_jobs.clear()
     sys.argv[1:] = with_user_configs(normalize_overrides(sys.argv[1:]))
     problem = output_location_problem(sys.argv[1:])
@@ -86,7 +80,7 @@ def main() -> None:
         print(problem, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     try:
-        call_hydra_main(task, lambda: started)
+        call_hydra_main(task)
     except KeyboardInterrupt as stop:  # Ctrl-C: one line, not Python's traceback
         line = f"interrupted: {stop}" if str(stop) else "interrupted"
         to_log_files(line)  # the job's log says how it goes on, too

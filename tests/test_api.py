@@ -101,6 +101,8 @@ def test_bad_input_raises_the_cli_paragraph_and_a_sweep_is_refused(tmp_path) -> 
         vaelab.ConfigError, match=r"model=nope names no config: the options of `model` are ada_gvae"
     ):
         vaelab.train(["model=nope"])  # Hydra's own exception before, its search path dump
+    with pytest.raises(ConfigError, match=r"experiment=null: a config group takes the name"):
+        vaelab.train(["experiment=null"])  # a ValueError of Hydra's code before
     with pytest.raises(ConfigError, match=r"a list of values is a sweep.*vaelab-train -m"):
         vaelab.train(["beta=1,4"])
     for device, words in (("gpu0", "is not a device"), ("cuda:7", "no GPU is visible")):

@@ -62,6 +62,13 @@ BAD_INPUTS = [
     ("trainer.max_step=20", "trainer.max_step is not a key of the config. Did you mean "
                             "trainer.max_steps? A key of your own is added with a leading +"),
     ("+model=vae", "choose another without the +: model=vae."),
+    ("hydra.searchpath=[file://{tmp}/my_conf] experiment=mine",
+     "model=betavae, chosen in the defaults of the config experiment/mine (override /model: "
+     "betavae), names no config"),
+    ("experiment=null", "experiment=null: a config group takes the name of one of its options, "
+                        "not null. To run without one, leave `experiment` out"),
+    ("hydra.sweeper.params.bta=1", "`hydra.sweeper.params` is null in the config, and Hydra "
+                                   "cannot set a key inside it. A sweep's values are given"),
     ("data=factors data.path=~/shapes/images", "The shell does not expand ~ after `=`: write "
                                                "data.path=$HOME/shapes/images"),
     ("hydra/launcher=ray", "pip install hydra-ray-launcher"),
@@ -121,6 +128,10 @@ def files(tmp_path_factory) -> Path:
     (tmp / "notes.ckpt").write_text("a text file given as the checkpoint\n")
     torch.save({"state_dict": {"encoder.fc1.weight": torch.zeros(3, 3)}}, tmp / "other_arch.ckpt")
     (tmp / "empty").mkdir()
+    (tmp / "my_conf" / "experiment").mkdir(parents=True)  # a user's experiment, misspelt
+    (tmp / "my_conf" / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: betavae\n"
+    )
     cache = "dsprites_procedural_v1.npy"
     for folder in ("garbage_cache", "truncated_cache", "object_cache"):
         (tmp / folder).mkdir()

@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import run_job
-from hydra.errors import ConfigCompositionException, HydraException
+from hydra.errors import ConfigCompositionException
 from hydra.types import HydraContext
 from omegaconf import DictConfig
 
@@ -74,9 +74,12 @@ def train(overrides: Sequence[str] = (), device: str = "auto") -> LoadedRun:
     with _initialize(), logging_restored():  # Hydra's job logging lasts as long as the job
         try:
             cfg = compose("train", overrides=args, return_hydra_config=True)
-        except HydraException as error:  # an unknown option or key, a sweep's a,b list
+        except Exception as error:  # an unknown option or key, a sweep's a,b list
+            message = _first_paragraph(error)
+            if message is None:
+                raise
             raise ConfigError(f"the overrides {list(overrides)} cannot be composed: "
-                              f"{_first_paragraph(error)}") from None  # fmt: skip
+                              f"{message}") from None  # fmt: skip
         context = HydraContext(
             config_loader=GlobalHydra.instance().config_loader(),
             callbacks=_callbacks(cfg),
@@ -97,9 +100,9 @@ def train(overrides: Sequence[str] = (), device: str = "auto") -> LoadedRun:
     return load_run(out_dir, device=device)
 
 
-def _first_paragraph(error: Exception) -> str:
-    """Hydra's message as one paragraph (``hydra_errors.composition_error``); a list of values
-    is a sweep."""
+def _first_paragraph(error: Exception) -> str | None:
+    """Hydra's message as one paragraph (``hydra_errors.composition_error``; None for an
+    error that is not one of composing); a list of values is a sweep."""
     if isinstance(error, ConfigCompositionException) and "--multirun" in str(error):
         return "a list of values is a sweep, which vaelab.train does not run (vaelab-train -m)"
     return composition_error(error)

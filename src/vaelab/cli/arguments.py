@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import MissingConfigException
 
 from vaelab.errors import EXIT_BAD_INPUT
 from vaelab.hydra_errors import composition_error
@@ -66,8 +66,9 @@ def call_hydra_main(main: Callable[[], object]) -> None:
     except Exception as error:
         if _started or not ours:
             raise
-        if isinstance(error, HydraException):  # the pip hint only for an option not found
-            bad_input(composition_error(error), hint=isinstance(error, MissingConfigException))
+        message = composition_error(error)
+        if message is not None:  # the pip hint only for an option not found
+            bad_input(message, hint=isinstance(error, MissingConfigException))
         if isinstance(error, ValueError) and "can be specified" in str(error):
             bad_input(str(error))  # Hydra's check of its flags (--cfg with -m)
         traceback.print_exc()

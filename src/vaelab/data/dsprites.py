@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +35,7 @@ import numpy as np
 import torch
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.data.files import corrupt_error, read_npy
+from vaelab.data.files import corrupt_error, read_npy, write_cache
 
 log = logging.getLogger(__name__)
 
@@ -199,32 +197,21 @@ class ProceduralDSprites(GroundTruthSource):
         return self.render(self.factors_of(indices))
 
     def write_cache(self, chunk: int = 16384) -> Path:
-        """Render every image into the cache file: a temporary file in the same folder, moved
-        into place with ``os.replace`` once complete, so no truncated cache is ever visible."""
+        """Render every image into the cache file (``files.write_cache``: whole or not at all,
+        and once where parallel jobs ask for it together)."""
         if self.cache_path is None:
             raise ValueError("no cache_dir was given")
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        began = time.perf_counter()
-        log.info("rendering the %s images of procedural %s into %s (once: later runs read "
-                 "the file) ...", f"{len(self):,}", self.name, self.cache_path)  # fmt: skip
-        fd, tmp = tempfile.mkstemp(dir=self.cache_path.parent, suffix=".npy.tmp")
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared data folder needs it readable
-        try:
-            n = len(self)
-            array = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.uint8, shape=(n, IMAGE_SIZE, IMAGE_SIZE)
-            )
-            for start in range(0, n, chunk):
-                rows = np.arange(start, min(start + chunk, n))
+
+        def fill(array: np.ndarray) -> None:
+            began = time.perf_counter()
+            log.info("rendering the %s images of procedural %s into %s (once: later runs read "
+                     "the file) ...", f"{len(self):,}", self.name, self.cache_path)  # fmt: skip
+            for start in range(0, len(self), chunk):
+                rows = np.arange(start, min(start + chunk, len(self)))
                 array[rows[0] : rows[-1] + 1] = self.render(self.factors_of(rows))[:, 0].numpy()
-            array.flush()
-            del array
-            os.replace(tmp, self.cache_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        log.info("rendered in %.1f s", time.perf_counter() - began)
+            log.info("rendered in %.1f s", time.perf_counter() - began)
+
+        write_cache(self.cache_path, (len(self), IMAGE_SIZE, IMAGE_SIZE), fill)
         return self.cache_path
 
     def _check_cache(self) -> np.ndarray:

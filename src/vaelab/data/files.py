@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vaelab.data.base import DataError
+from vaelab.io import folder_locked
 
 DOWNLOAD_TIMEOUT_S = 20.0  # a socket that stays silent this long fails the download
 
@@ -96,19 +97,25 @@ def socket_timeout(seconds: float) -> Iterator[None]:
 def staged_download(root: Path, fetch: Callable[[Path], None], keep: Sequence[str]) -> None:
     """Run ``fetch(staging)`` in a fresh folder beside ``root``; on success move the entries
     named in ``keep`` into ``root``, on any failure delete everything it wrote, so a broken
-    download never leaves files that look like data. Exceptions propagate."""
+    download never leaves files that look like data. Exceptions propagate. Under the lock of
+    ``root``: the jobs of a parallel sweep download once; one that waited for another's download
+    of every entry in ``keep`` does not download again."""
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
-    try:
-        with socket_timeout(DOWNLOAD_TIMEOUT_S):
-            fetch(staging)
-        for entry in keep:
-            target = root / entry
-            if target.exists():
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-            os.replace(staging / entry, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    waiting = f"waiting for another process's download into {root}"
+    with folder_locked(root, waiting) as waited:
+        if waited and all((root / entry).exists() for entry in keep):
+            return
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+        try:
+            with socket_timeout(DOWNLOAD_TIMEOUT_S):
+                fetch(staging)
+            for entry in keep:
+                target = root / entry
+                if target.exists():
+                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+                os.replace(staging / entry, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_rows(array, indices: np.ndarray, block: int = 1024) -> np.ndarray:
@@ -133,20 +140,24 @@ def read_rows(array, indices: np.ndarray, block: int = 1024) -> np.ndarray:
 
 def write_cache(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]) -> None:
     """A uint8 ``.npy`` of ``shape`` filled by ``fill(array)`` in a temporary file of the same
-    folder, moved into place only when complete."""
+    folder, moved into place only when complete. Under the folder's lock, and not again where
+    another process wrote it meanwhile: the jobs of a parallel sweep make a cache once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared data folder needs it readable
-    try:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        fill(array)
-        array.flush()
-        del array
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with folder_locked(path.parent, f"waiting for another process to write {path}"):
+        if path.exists():
+            return
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared data folder needs it readable
+        try:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            fill(array)
+            array.flush()
+            del array
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def read_cache(path: Path, shape: tuple[int, ...], remedy: str = CACHE_REMEDY) -> np.ndarray:

@@ -56,6 +56,15 @@ def test_a_tiny_sweep_runs_with_each_launcher_and_reports(tmp_path: Path, launch
     n_beta, n_seed = (len(g.split("=")[1].split(",")) for g in grid)
     assert len(done) == n_beta * n_seed
     assert all(m["status"] == "completed" for m in done.values())
+    said = [line for line in (result.stdout + result.stderr).splitlines()
+            if "[vaelab.training]" in line]  # fmt: skip
+    names = sorted(line.split("][")[1] for line in said)
+    if launcher == "joblib":  # two jobs at once on one terminal: each line names its job
+        assert names == ["job 0", "job 1"], said
+    elif launcher == "basic":  # one job after another (submitit's jobs print to files of theirs)
+        assert names == ["vaelab.training"] * len(done), said
+    logged = "".join(log.read_text() for log in (tmp_path / "sweep").glob("*/*.log"))
+    assert "[vaelab.training]" in logged and "][job " not in logged  # a job's file is its own
 
     report = subprocess.run(
         [sys.executable, str(ROOT / "src" / "report.py"), str(tmp_path / "sweep")],

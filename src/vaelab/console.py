@@ -71,6 +71,21 @@ def to_log_files(message: str, name: str = "vaelab") -> None:
             handler.handle(record)
 
 
+def name_console_lines(name: str) -> None:
+    """The console's lines begin ``[time][<name>]``: for the jobs of a parallel sweep, whose
+    lines share one terminal. The job's log file, which holds its lines alone, is unchanged."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            formatter = handler.formatter or logging.Formatter()
+            fmt = formatter._fmt or "%(message)s"
+            named = fmt.replace("%(asctime)s]", f"%(asctime)s][{name}]", 1)
+            if named == fmt:
+                named = f"[{name}] {fmt}"
+            handler.setFormatter(logging.Formatter(named, formatter.datefmt))
+
+
 def log_file_sizes() -> dict[str, int | None]:
     """Each of the root logger's log files and its size now (None: not there yet)."""
     files = [h.baseFilename for h in logging.getLogger().handlers

@@ -120,7 +120,7 @@ def test_another_seed_and_an_earlier_checkpoint_go_to_their_own_files(run_copy: 
     args = [f"ckpt_path={earlier}", "seed=1"]
     result = eval_cli(f"run={run_copy}", *EVAL_LIGHT, *args, data=data)
     assert result.returncode == 0, result.stderr[-3000:]
-    saved = json.loads((run_copy / "evaluation" / "full-step3.json").read_text())
+    saved = json.loads((run_copy / "evaluation" / "full-step3-seed1.json").read_text())
     assert saved["step"] == 3 and saved["settings"]["seed"] == 1
     assert "evaluations" not in read_metrics(run_copy)  # not the final model: not merged
 
@@ -173,6 +173,8 @@ def test_a_sweep_through_a_launcher_isolates_a_failing_job(tmp_path: Path):
                       "hydra.launcher.n_jobs=2", data=tmp_path / "data", process=True)  # fmt: skip
     assert result.returncode == 1, result.stderr[-3000:]
     assert f"FAILED {bad.name}" in result.stdout and "cannot be read" in result.stdout
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "][vaelab." in line]
+    assert {line.split("][")[1] for line in said} == {"job 0", "job 1"}, said  # both at once
     assert read_metrics(good)["evaluations"]["full"]["step"] == 6
     assert json.loads((bad / "evaluation" / "full.json").read_text())["status"] == "failed"
     assert "evaluations" not in read_metrics(bad)
@@ -228,7 +230,7 @@ def test_bad_input_is_one_paragraph_and_exit_2_and_changes_nothing(run_copy: Pat
 @pytest.mark.parametrize(
     ("setting", "words"),
     [("evaluation.suite.jobs=0", "evaluation.suite.jobs=0 is not a number of worker processes"),
-     ("+evaluation.suite.num_codes=5", "unknown disentanglement settings ['num_codes']")],
+     ("+evaluation.suite.num_codes=5", "`evaluation.suite` has unknown settings ['num_codes']")],
 )  # fmt: skip
 def test_a_bad_suite_setting_is_refused_before_the_model_is_loaded(
     run_copy: Path, setting: str, words: str
@@ -302,3 +304,117 @@ def test_fid_without_its_weights_stops_a_sweep_once_before_any_job(run_copy: Pat
 def test_no_target_is_exit_2():
     result = eval_cli("evaluation=fast", data=ROOT / "data")
     assert result.returncode == 2 and "exactly one of run=" in result.stderr
+
+
+# For the tests of where results go and what is refused: IWAE on 8 images and MIG, fast.
+QUICK = [
+    "evaluation=fast",
+    "evaluation.iwae_k=8",
+    "evaluation.iwae_images=8",
+    "evaluation.quality_images=16",
+    "evaluation.disentanglement=[mig]",
+    "evaluation.suite.num_train=200",
+    "evaluation.suite.num_test=100",
+]
+
+
+def _one_paragraph(result: subprocess.CompletedProcess, words: str) -> None:
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    message = result.stderr.strip()
+    assert message.startswith("error:") and words in message, message
+    assert "Traceback" not in message and len(message.splitlines()) == 1
+
+
+def _sweep_of(run: Path, *jobs: str) -> Path:
+    """A sweep folder holding a copy of ``run`` per job name."""
+    sweep_dir = run.parent / "sweep"
+    for job in jobs:
+        shutil.copytree(run, sweep_dir / job)
+    return sweep_dir
+
+
+@pytest.mark.parametrize("how", ["run", "sweep", "-m sweep"])
+def test_unknown_metrics_are_refused_before_any_work(run_copy: Path, how: str):
+    """As src/train.py refuses them (it was IWAE and quality, then a traceback and exit 1)."""
+    sweep_dir = _sweep_of(run_copy, "0_beta_vae_beta=4_seed=0")
+    target = [f"run={run_copy}"] if how == "run" else [*how.split()[:-1], f"sweep={sweep_dir}"]
+    before, jobs_before = snapshot(run_copy), snapshot(sweep_dir)
+    result = eval_cli(*target, *QUICK, "evaluation.disentanglement=[mgi]",
+                      data=run_copy.parent / "data")  # fmt: skip
+    _one_paragraph(result, "`evaluation.disentanglement` names unknown metrics ['mgi']; choose")
+    assert "nll_iw" not in result.stdout + result.stderr  # nothing computed
+    assert snapshot(run_copy) == before and snapshot(sweep_dir) == jobs_before
+
+
+def test_another_seed_of_the_final_checkpoint_keeps_the_run_seed_result(run_copy: Path):
+    data = run_copy.parent / "data"
+    first = eval_cli(f"run={run_copy}", *QUICK, data=data)
+    assert first.returncode == 0, first.stderr[-3000:]
+    kept = (run_copy / "evaluation" / "fast.json").read_text()
+    merged = read_metrics(run_copy)
+    assert merged["evaluations"]["fast"]["settings"]["seed"] == 0
+
+    other = eval_cli(f"run={run_copy}", *QUICK, "seed=1", data=data)
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert (run_copy / "evaluation" / "fast.json").read_text() == kept  # not overwritten
+    assert read_metrics(run_copy) == merged  # only the run's own seed is merged
+    drawn = json.loads((run_copy / "evaluation" / "fast-seed1.json").read_text())
+    assert drawn["step"] == 6 and drawn["settings"]["seed"] == 1
+    assert drawn["metrics"]["test/nll_iw"] != json.loads(kept)["metrics"]["test/nll_iw"]
+
+    before = snapshot(run_copy / "evaluation")
+    again = eval_cli(f"run={run_copy}", *QUICK, "seed=0", data=data)  # the run's own seed
+    assert again.returncode == 0 and "skipped" in again.stdout + again.stderr
+    assert snapshot(run_copy / "evaluation") == before
+
+
+def test_a_checkpoint_of_an_unfinished_run_goes_to_its_step_file(run_copy: Path):
+    """The command the refusal of an unfinished run suggests; once training has completed,
+    the same checkpoint is evaluated again as the final one (it was found as done)."""
+    data = run_copy.parent / "data"
+    _set_status(run_copy, "interrupted")
+    merged = read_metrics(run_copy)
+    last = run_copy / "checkpoints" / "last.ckpt"
+    result = eval_cli(f"run={run_copy}", f"ckpt_path={last}", *QUICK, data=data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_copy / "evaluation" / "fast-step6.json").read_text())["step"] == 6
+    assert not (run_copy / "evaluation" / "fast.json").exists()
+    assert read_metrics(run_copy) == merged  # not the final model: not merged
+
+    _set_status(run_copy, "completed")
+    final = eval_cli(f"run={run_copy}", *QUICK, data=data)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert json.loads((run_copy / "evaluation" / "fast.json").read_text())["step"] == 6
+    assert read_metrics(run_copy)["evaluations"]["fast"]["file"] == "evaluation/fast.json"
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_sweep_without_a_completed_job_is_refused(run_copy: Path, multirun: bool):
+    sweep_dir = _sweep_of(run_copy, "0_beta_vae_beta=4_seed=0")
+    _set_status(sweep_dir / "0_beta_vae_beta=4_seed=0", "interrupted")
+    before = snapshot(sweep_dir)
+    result = eval_cli(*(["-m"] if multirun else []), f"sweep={sweep_dir}", *QUICK,
+                      data=run_copy.parent / "data")  # fmt: skip
+    _one_paragraph(result, "holds no job whose training completed")
+    assert "0_beta_vae_beta=4_seed=0 (training interrupted)" in result.stderr
+    assert snapshot(sweep_dir) == before
+
+
+def test_a_failed_job_is_said_once_in_plain_words(run_copy: Path):
+    """A job whose earlier evaluation is kept and whose new one failed (``-m``), and the
+    count of failures (it was 'FAILED <job>: failed (see its eval.log)', '1 evaluations')."""
+    data = run_copy.parent / "data"
+    sweep_dir = _sweep_of(run_copy, "0_beta_vae_beta=4_seed=0", "1_beta_vae_beta=4_seed=1")
+    done = eval_cli("-m", f"sweep={sweep_dir}", *QUICK, data=data)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bad = sweep_dir / "1_beta_vae_beta=4_seed=1"
+    kept = (bad / "evaluation" / "fast.json").read_text()
+    (bad / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    for args in (["-m"], []):
+        result = eval_cli(*args, f"sweep={sweep_dir}", *QUICK, "force=true", data=data)
+        assert result.returncode == 1, result.stderr[-3000:]
+        line = next(x for x in result.stdout.splitlines() if x.startswith(f"  FAILED {bad.name}"))
+        said = line.split(": ", 1)[1]  # -m: from the job's files; else the error itself
+        assert said.startswith("no result of its" if args else "ConfigError: "), line
+        assert "error: 1 evaluation failed; run the same command" in result.stderr
+        assert (bad / "evaluation" / "fast.json").read_text() == kept  # the earlier one kept

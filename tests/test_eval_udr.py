@@ -85,10 +85,12 @@ def test_udr_finds_the_permuted_copy_and_reports_it(udr_sweep: Path):
     again = eval_cli(f"sweep={udr_sweep}", *UDR, "evaluation.kl_threshold=-1", data=data)
     assert again.returncode == 0 and "skipped" in again.stderr + again.stdout
     assert snapshot(first) == before  # nothing written again
+    lasso = (first / "evaluation" / "udr.json").read_text()
     spearman = eval_cli(f"sweep={udr_sweep}", *UDR, "evaluation.kl_threshold=-1",
                         "evaluation.method=spearman", data=data)  # fmt: skip
     assert spearman.returncode == 0, spearman.stderr[-3000:]
-    record = json.loads((first / "evaluation" / "udr.json").read_text())
+    assert (first / "evaluation" / "udr.json").read_text() == lasso  # kept: a record each
+    record = json.loads((first / "evaluation" / "udr[spearman].json").read_text())
     assert record["settings"]["method"] == "spearman"  # other settings: scored again
     assert record["pairwise"][copy.name] > record["pairwise"][other.name]
     # under its own key: the Lasso score in metrics.json is kept, not overwritten
@@ -97,6 +99,15 @@ def test_udr_finds_the_permuted_copy_and_reports_it(udr_sweep: Path):
     metrics = read_metrics(first)["metrics"]
     assert metrics["disent/udr"] == pytest.approx(expected, abs=1e-12)
     assert metrics["disent/udr[spearman]"] == record["metrics"]["disent/udr[spearman]"]
+    evaluations = read_metrics(first)["evaluations"]
+    assert evaluations["udr"]["settings"]["method"] == "lasso"
+    assert evaluations["udr[spearman]"]["settings"]["method"] == "spearman"
+    assert evaluations["udr[spearman]"]["file"] == "evaluation/udr[spearman].json"
+    before = snapshot(first)
+    again = eval_cli(f"sweep={udr_sweep}", *UDR, "evaluation.kl_threshold=-1",
+                     "evaluation.method=spearman", data=data)  # fmt: skip
+    assert again.returncode == 0 and "skipped" in again.stderr + again.stdout
+    assert snapshot(first) == before
 
 
 @pytest.mark.parametrize(

@@ -292,7 +292,7 @@ def _checkpoint_problems(cfg: DictConfig) -> list[str]:
     return []
 
 
-def _evaluation_problems(cfg: DictConfig) -> list[str]:
+def evaluation_problems(cfg: DictConfig) -> list[str]:
     """Unknown metric names or suite settings, which would otherwise fail after training."""
     from dataclasses import fields
 
@@ -355,7 +355,7 @@ def validate(cfg: DictConfig) -> None:
         + _data_problems(cfg)
         + _model_problems(cfg)
         + _checkpoint_problems(cfg)
-        + _evaluation_problems(cfg)
+        + evaluation_problems(cfg)
     ) or _data_setting_problems(cfg)
     if problems:
         raise ConfigError("Invalid configuration: " + " ".join(problems))

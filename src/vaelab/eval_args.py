@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from vaelab.cli import command
 from vaelab.errors import ConfigError
-from vaelab.eval_runs import RESULTS, sweep_jobs
+from vaelab.eval_runs import RESULTS, sweep_jobs, training_status
 from vaelab.runs import run_config
 
 DEFAULT_DATA = "dsprites"  # what represent= is scored on without data=
@@ -78,11 +78,9 @@ def expand_sweep(args: list[str]) -> list[str]:
         if not multirun:
             out.append(f"sweep_dir={_quoted(sweep_dir) if sweep_dir.exists() else sweep_dir}")
             continue
-        done, others = sweep_jobs(sweep_dir)
+        done, others = sweep_jobs(sweep_dir)  # ConfigError when none completed
         for job, status in others:
-            print(f"not evaluated {job.name}: training {status}")
-        if not done:
-            raise ConfigError(f"{sweep_dir} holds no job whose training completed.")
+            print(f"not evaluated {job.name}: {training_status(status)}")
         out += [
             "run=" + ",".join(_quoted(j) for j in done),
             f"hydra.sweep.dir={_quoted(sweep_dir / RESULTS)}",

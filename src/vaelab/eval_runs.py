@@ -6,8 +6,9 @@ run the chosen evaluation (``conf/evaluation/<name>.yaml``) and write
 
 - ``<run>/evaluation/<name>.json``: status, values, the checkpoint (file, step, sha256) and
   the evaluation's settings; a checkpoint other than the run's final one goes to
-  ``<name>-step<k>.json`` instead;
-- the values merged into ``<run>/metrics.json`` (final checkpoint only), with the same
+  ``<name>-step<k>.json`` instead, a seed other than the run's to ``<name>-seed<s>.json``
+  (``result_path``);
+- the values of ``<name>.json`` alone merged into ``<run>/metrics.json``, with the same
   details under ``evaluations.<name>``; both files are replaced atomically.
 
 Checkpoints are only read. The same evaluation of the same checkpoint is skipped unless
@@ -28,11 +29,12 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vaelab.cli import command
-from vaelab.config import build_error
+from vaelab.config import build_error, evaluation_problems
 from vaelab.data.files import file_digest
-from vaelab.errors import ConfigError
+from vaelab.errors import EXIT_BAD_INPUT, ConfigError
 from vaelab.io import folder_locked, write_json_atomic
 from vaelab.metrics.settings import scored_settings
 from vaelab.runs import CONFIG, LAST, METRICS, load_run, run_config, run_record
@@ -65,8 +67,35 @@ def evaluation_config(run_cfg: DictConfig, evaluation: DictConfig, seed: int | N
     return merged
 
 
-def result_path(run_dir: Path, name: str, step: int, final_step: int | None) -> Path:
-    suffix = "" if final_step is None or step == final_step else f"-step{step}"
+def evaluation_seed(run_dir: str | Path, evaluation: DictConfig, seed: int | None) -> Any:
+    """The seed ``evaluation`` draws with in the run (``evaluation_config``); None when the
+    run's config cannot be read."""
+    try:
+        return evaluation_config(run_config(run_dir), evaluation, seed).evaluation.get("seed")
+    except (ConfigError, OmegaConfBaseException):
+        return None
+
+
+def result_path(
+    run_dir: str | Path,
+    name: str,
+    step: int | None = None,
+    final_step: int | None = None,
+    seed: Any = None,
+) -> Path:
+    """``<run>/evaluation/<name>.json``, the result merged into metrics.json: the run's final
+    checkpoint (``step == final_step``; both None: that one) drawn with the run's own seed
+    (``seed`` None: that one). Another checkpoint (any of a run whose training has not
+    completed, ``final_step`` None) adds ``-step<k>``, another seed ``-seed<s>``:
+    ``full-step3-seed1.json``."""
+    run_dir = Path(run_dir)
+    suffix = "" if step == final_step else f"-step{step}"
+    if seed is not None:
+        try:
+            own = run_config(run_dir).get("seed")
+        except ConfigError:
+            own = None
+        suffix += "" if seed == own else f"-seed{seed}"
     return run_dir / RESULTS / f"{name}{suffix}.json"
 
 
@@ -81,12 +110,21 @@ def _done_before(path: Path, sha: str, settings: dict[str, Any]) -> bool:
     return record.get("status") == "completed" and same
 
 
+def check_evaluation(cfg: DictConfig, name: str) -> None:
+    """``ConfigError`` for the settings of ``cfg.evaluation`` that src/train.py refuses too
+    (unknown metrics or suite settings, ``suite.jobs``), in the same words."""
+    problems = evaluation_problems(cfg)
+    if problems:
+        raise ConfigError(f"evaluation={name} cannot be built: {' '.join(problems)}")
+
+
 def build_evaluation(run_dir: Path, evaluation: DictConfig, name: str, seed: int | None):
-    """The evaluator of ``evaluation`` in the run's config, built and checked (e.g. FID's
-    network and weights) before the run is loaded. ``ConfigError`` when it cannot be."""
+    """The evaluator of ``evaluation`` in the run's config, built and checked (its settings,
+    FID's network and weights) before the run is loaded. ``ConfigError`` when it cannot be."""
     from hydra.utils import instantiate
 
     cfg = evaluation_config(run_config(run_dir), evaluation, seed)
+    check_evaluation(cfg, name)
     try:
         evaluator = instantiate(cfg.evaluation)
     except Exception as error:
@@ -133,8 +171,12 @@ def evaluate_run(
     checkpoint = Path(ckpt_path) if ckpt_path is not None else run_dir / LAST
     sha = file_sha256(checkpoint) if checkpoint.is_file() else ""
     final_step = record.get("step") if record.get("status") == "completed" else None
+    seed = settings.get("seed")
     for path in (run_dir / RESULTS).glob(f"{name}*.json") if not force else ():
         if _done_before(path, sha, settings):
+            step = json.loads(path.read_text()).get("step")
+            if path != result_path(run_dir, name, step, final_step, seed):
+                continue  # the checkpoint before training completed, now the final one
             log.info("%s: evaluation=%s of this checkpoint is in %s: skipped (force=true "
                      "runs it again)", run_dir, name, path.relative_to(run_dir))  # fmt: skip
             return {**json.loads(path.read_text()), "status": "skipped"}
@@ -156,9 +198,9 @@ def evaluate_run(
     }
     if evaluated.notes:
         result["notes"] = evaluated.notes
-    path = result_path(run_dir, name, loaded.step, final_step)
+    path = result_path(run_dir, name, loaded.step, final_step, seed)
     write_json_atomic(path, result)
-    if path.name == f"{name}.json" and final_step is not None:
+    if path == result_path(run_dir, name):
         merge_into_metrics(run_dir, name, result)
     log.info("%s: %s written in %.1f s", run_dir, path.relative_to(run_dir), result["elapsed_s"])
     return result
@@ -246,7 +288,8 @@ def evaluate_represent(
 
 
 def sweep_jobs(sweep_dir: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The job folders of a sweep whose training completed, and the others with their status."""
+    """The job folders of a sweep whose training completed, and the others with their status;
+    ``ConfigError`` when none completed."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ConfigError(f"`sweep`={sweep_dir} is not a folder; give the folder of a sweep "
@@ -262,7 +305,20 @@ def sweep_jobs(sweep_dir: str | Path) -> tuple[list[Path], list[tuple[Path, str]
             f"{sweep_dir} holds no job folders (*/{CONFIG}); give the folder a sweep was "
             f"written to, or use run=<folder> for one run."
         )
+    if not done:
+        listed = ", ".join(f"{job.name} ({training_status(status)})" for job, status in others)
+        raise ConfigError(
+            f"{sweep_dir} holds no job whose training completed: {listed}. Evaluate the sweep "
+            f"once training has finished (a stopped job's training command run again resumes "
+            f"it), or give run=<job folder> ckpt_path=<job folder>/{LAST} to evaluate one "
+            f"checkpoint as it is."
+        )
     return done, others
+
+
+def training_status(status: str) -> str:
+    """A job's status as the summary says it: ``training interrupted``, ``no metrics.json``."""
+    return status if status.startswith("no ") else f"training {status}"
 
 
 def evaluate_sweep(sweep_dir: str | Path, evaluation: DictConfig, name: str, **options) -> int:
@@ -270,7 +326,7 @@ def evaluate_sweep(sweep_dir: str | Path, evaluation: DictConfig, name: str, **o
     done, others = sweep_jobs(sweep_dir)
     # built for the first job before any: an evaluation that cannot run here (FID offline)
     # is said once, not per job
-    first = build_evaluation(done[0], evaluation, name, options.get("seed")) if done else None
+    first = build_evaluation(done[0], evaluation, name, options.get("seed"))
     failed = []
     for i, job in enumerate(done):
         try:
@@ -283,34 +339,45 @@ def evaluate_sweep(sweep_dir: str | Path, evaluation: DictConfig, name: str, **o
     return len(failed)
 
 
-def record_failure(run_dir: str | Path, name: str, error: BaseException) -> None:
-    """Log a failed evaluation of a sweep's job; record it in ``<name>.json`` unless that
-    holds an earlier completed evaluation (which is kept)."""
+def record_failure(run_dir: str | Path, name: str, error: BaseException, seed: Any = None) -> None:
+    """Log a failed evaluation of a sweep's job; record it where the evaluation with ``seed``
+    of its final checkpoint goes (``result_path``) unless that holds an earlier completed
+    evaluation (which is kept)."""
     message = f"{type(error).__name__}: {error}"
     log.error("%s: evaluation failed: %s", Path(run_dir).name, message)
-    path = Path(run_dir) / RESULTS / f"{name}.json"
+    path = result_path(run_dir, name, seed=seed)
     if path.is_file() and json.loads(path.read_text()).get("status") == "completed":
         return
     write_json_atomic(path, {"status": "failed", "evaluation": name, "error": message})
 
 
-def job_state(run_dir: Path, name: str) -> tuple[bool, str]:
-    """Whether ``<name>.json`` holds a completed evaluation of the job's last.ckpt, and the
-    error when it holds a failure."""
-    path = run_dir / RESULTS / f"{name}.json"
+def job_state(run_dir: Path, name: str, seed: Any = None) -> tuple[bool, str]:
+    """Whether the job's result of the evaluation with ``seed`` (``result_path``) is a
+    completed evaluation of its last.ckpt, and else what went wrong."""
+    path = result_path(run_dir, name, seed=seed)
     if not path.is_file():
-        return False, "no result"
+        return False, "no result (see its eval.log)"
     record = json.loads(path.read_text())
     if record.get("status") == "failed":
-        return False, record.get("error", "failed")
+        return False, record.get("error", "see its eval.log")
     current = (run_dir / LAST).is_file() and record.get("checkpoint_sha256") == file_sha256(
         run_dir / LAST
     )
-    return record.get("status") == "completed" and current, "failed (see its eval.log)"
+    ok = record.get("status") == "completed" and current
+    return ok, f"no result of its {LAST} (see its eval.log; {path.name} is an earlier one)"
 
 
 class EvalSummary(Callback):
-    """At the end of ``src/eval.py -m``: one line per job, the failed ones named."""
+    """``src/eval.py -m``: the evaluation's settings checked before any job
+    (``check_evaluation``: one paragraph, exit 2); at the end one line per job, the failed
+    ones named."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_evaluation(config, config.hydra.runtime.choices["evaluation"])
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from vaelab.eval_args import listed_runs
@@ -318,7 +385,9 @@ class EvalSummary(Callback):
         runs = listed_runs(list(config.hydra.overrides.task))
         name = config.hydra.runtime.choices["evaluation"]
         jobs = [Path(r) for r in runs]
-        failed = [(j, err) for j in jobs for ok, err in [job_state(j, name)] if not ok]
+        seeds = [evaluation_seed(j, config.evaluation, config.seed) for j in jobs]
+        states = [job_state(j, name, seed) for j, seed in zip(jobs, seeds, strict=True)]
+        failed = [(j, err) for j, (ok, err) in zip(jobs, states, strict=True) if not ok]
         failed_jobs[:] = [j.name for j, _ in failed]
         sweep_dir = jobs[0].parent if jobs else Path(config.hydra.sweep.dir)
         print_summary(sweep_dir, name, jobs, failed, [])
@@ -336,11 +405,12 @@ def print_summary(
     for job, error in failed:
         print(f"  FAILED {job.name}: {error}")
     for job, status in others:
-        print(f"  not evaluated {job.name}: training {status}")
+        print(f"  not evaluated {job.name}: {training_status(status)}")
     if failed:
+        one = len(failed) == 1
         print(
-            f"error: {len(failed)} evaluations failed; run the same command again to retry "
-            f"them (finished evaluations are skipped).",
+            f"error: {len(failed)} evaluation{'' if one else 's'} failed; run the same command "
+            f"again to retry {'it' if one else 'them'} (finished evaluations are skipped).",
             file=sys.stderr,
         )
     print(f"report: {command('report')} {sweep_dir}")

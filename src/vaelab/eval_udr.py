@@ -2,8 +2,9 @@
 are grouped by their overrides without ``seed`` (the models trained alike), every model of a
 group encodes the same ``num_inputs`` test images, and each model's UDR within its group
 (``vaelab.metrics.udr``) goes to ``<job>/evaluation/udr.json`` and into its
-``metrics.json`` as ``disent/udr`` (``disent/udr[spearman]`` with ``evaluation.method=spearman``),
-where ``src/report.py`` finds it.
+``metrics.json`` as ``disent/udr`` under ``evaluations.udr``, where ``src/report.py`` finds it;
+with ``evaluation.method=spearman`` to ``udr[spearman].json``, ``disent/udr[spearman]`` and
+``evaluations["udr[spearman]"]``, so the two methods' records stand side by side.
 
 A group is scored again only when a member's checkpoint or the settings changed (or
 ``force``); a job alone with its hyperparameters has no UDR and is listed.
@@ -34,10 +35,16 @@ log = logging.getLogger(__name__)
 NAME = "udr"  # evaluation=udr: conf/evaluation/udr.yaml, evaluation/udr.json
 
 
+def record_name(method: Similarity) -> str:
+    """``udr`` for Lasso (disentanglement_lib's default), ``udr[spearman]`` for the other
+    similarity: the name of a job's ``evaluation/<name>.json`` and ``evaluations.<name>``,
+    so the two methods' records of one model are kept apart."""
+    return NAME if method == "lasso" else f"{NAME}[{method}]"
+
+
 def metric_key(method: Similarity) -> str:
-    """``disent/udr`` for Lasso (disentanglement_lib's default), ``disent/udr[spearman]`` for
-    the other similarity: the two scores of one model are kept apart in its metrics.json."""
-    return "disent/udr" if method == "lasso" else f"disent/udr[{method}]"
+    """``disent/udr`` or ``disent/udr[spearman]`` (``record_name``) in metrics.json."""
+    return f"disent/{record_name(method)}"
 
 
 ENCODE_BATCH = 1000
@@ -91,9 +98,11 @@ def _encode(loaded, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return mu, kl_per_latent(mu, logvar)
 
 
-def _done_before(group: list[Path], shas: dict[str, str], settings: dict[str, Any]) -> bool:
+def _done_before(
+    group: list[Path], shas: dict[str, str], settings: dict[str, Any], name: str
+) -> bool:
     for job in group:
-        path = job / RESULTS / f"{NAME}.json"
+        path = job / RESULTS / f"{name}.json"
         record = json.loads(path.read_text()) if path.is_file() else {}
         same = record.get("group_sha256") == shas and record.get("settings") == settings
         if record.get("status") != "completed" or not same:
@@ -109,11 +118,11 @@ def evaluate_group(
     allow_unsafe_checkpoints: bool = False,
 ) -> str:
     """Score one group of two or more jobs; returns ``completed`` or ``skipped``."""
-    settings = evaluation.settings()
+    settings, name = evaluation.settings(), record_name(evaluation.method)
     shas = {job.name: file_sha256(job / LAST) for job in group}
-    if not force and _done_before(group, shas, settings):
+    if not force and _done_before(group, shas, settings, name):
         log.info("%s: UDR of these checkpoints is in evaluation/%s.json: skipped (force=true "
-                 "runs it again)", ", ".join(shas), NAME)  # fmt: skip
+                 "runs it again)", ", ".join(shas), name)  # fmt: skip
         return "skipped"
     start = time.time()
     codes, kls, steps = [], [], []
@@ -155,8 +164,8 @@ def evaluate_group(
             "inputs": len(images),
             "elapsed_s": seconds,
         }
-        write_json_atomic(job / RESULTS / f"{NAME}.json", record)
-        merge_into_metrics(job, NAME, record)
+        write_json_atomic(job / RESULTS / f"{name}.json", record)
+        merge_into_metrics(job, name, record)
         others = len(group) - 1
         log.info("%s: udr %.3f (against %d model%s, %d active latents)", job.name,
                  result.scores[b], others, "" if others == 1 else "s",
@@ -179,7 +188,7 @@ def evaluate_sweep_udr(sweep_dir: str | Path, evaluation: UDREvaluation, **optio
         except Exception as error:
             log.debug("%s", traceback.format_exc())
             for job in group:
-                record_failure(job, NAME, error)
+                record_failure(job, record_name(evaluation.method), error)
                 failed.append((job, f"{type(error).__name__}: {error}"))
     jobs = sum(len(group) for group in scored)
     print(f"sweep {sweep_dir}: evaluation={NAME} of {jobs} of {len(done)} completed jobs "

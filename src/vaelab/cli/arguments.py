@@ -12,10 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 
+from vaelab.console import name_console_lines
 from vaelab.errors import EXIT_BAD_INPUT
 from vaelab.hydra_errors import composition_error
+from vaelab.sweep import launcher_jobs
 
 # Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file.
 PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -82,10 +85,13 @@ _started = False  # set by task_started: Hydra has composed the config and calle
 
 def task_started() -> None:
     """The first call of a task function: from here errors are the task's, for Hydra to
-    report (``unset_full_error``)."""
+    report (``unset_full_error``). Where the launcher runs jobs at once (joblib), their lines
+    share the terminal: each console line names its job."""
     global _started
     _started = True
     unset_full_error()
+    if launcher_jobs() > 1:
+        name_console_lines(f"job {HydraConfig.get().job.num}")
 
 
 def unset_full_error() -> None:
@@ -129,12 +135,21 @@ def output_location_problem(args: list[str], default: str = "outputs") -> str | 
     return None
 
 
+# Keys whose value is a path: one into a sweep's job folder holds `=` (0_beta_vae_beta=4_seed=0),
+# which Hydra's grammar refuses unquoted.
+PATH_KEYS = ("ckpt_path", "data.path", "paths.data_dir", "paths.log_dir", "hydra.run.dir",
+             "hydra.sweep.dir")  # fmt: skip
+
+
 def normalize_overrides(args: list[str]) -> list[str]:
-    """Map ``precision=32`` (and ``16``, ``bf16``, also in comma sweeps) to the option names."""
+    """Map ``precision=32`` (and ``16``, ``bf16``, also in comma sweeps) to the option names;
+    quote a path that holds ``=`` (``PATH_KEYS``; not one quoted already nor a list)."""
     out = []
     for arg in args:
-        if arg.startswith("precision="):
-            values = arg.removeprefix("precision=").split(",")
-            arg = "precision=" + ",".join(PRECISION_ALIASES.get(v, v) for v in values)
+        key, _, value = arg.partition("=")
+        if key == "precision":
+            arg = "precision=" + ",".join(PRECISION_ALIASES.get(v, v) for v in value.split(","))
+        elif key.lstrip("+") in PATH_KEYS and "=" in value and not set(value) & set("'\"[,"):
+            arg = "{}='{}'".format(key, value.replace("'", "\\'"))
         out.append(arg)
     return out

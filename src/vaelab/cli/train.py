@@ -26,7 +26,7 @@ from vaelab.cli.arguments import (
     task_started,
 )
 from vaelab.config import validate
-from vaelab.console import name_console_lines, quiet_libraries, to_log_files
+from vaelab.console import quiet_libraries, to_log_files
 from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, NonFiniteLossError
 from vaelab.run_folder import drop_if_empty, fingerprints, mark_failed
 from vaelab.sweep import note_refused
@@ -35,8 +35,6 @@ from vaelab.sweep import note_refused
 @hydra.main(version_base="1.3", config_path=config_path(), config_name="train")
 def task(cfg: DictConfig) -> float | None:
     task_started()
-    if sweep.launcher_jobs() > 1:  # jobs at once on one terminal: each line says whose it is
-        name_console_lines(f"job {HydraConfig.get().job.num}")
     try:
         validate(cfg)
         from vaelab.training import run  # torch and Lightning load only for a valid config

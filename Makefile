@@ -35,6 +35,7 @@ tutorial: $(STAMP)
 	$(PY) docs/tutorial.py $(ARGS)
 
 report: $(STAMP)
+	@test -n "$(SWEEP)" || { echo "make report needs the sweep's folder: make report SWEEP=outputs/multirun/<date>/<time>" >&2; exit 2; }
 	$(PY) src/report.py $(SWEEP)
 
 # Locatello et al.'s dSprites grid for the β question, beside the published values

@@ -198,3 +198,80 @@ def test_the_settings_that_split_no_row_include_where_the_suite_runs():
     from vaelab.report import UNSCORED
 
     assert {f"suite.{key}" for key in EXECUTION} <= set(UNSCORED)
+
+
+def report_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python src/report.py <args>``, captured."""
+    command = [sys.executable, str(ROOT / "src" / "report.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+def model_sweep(sweep: Path) -> None:
+    """Jobs as ``-m experiment=compare_2024`` writes them: only the model is swept, each model's
+    β (none for QLAE: 0.0) is in its saved config."""
+    for n, (model, beta, mig) in enumerate((("beta_vae", 4, 0.1), ("qlae", 0.0, 0.2))):
+        name = f"{model}_seed=0"
+        record = {"status": "completed", "model": model, "metrics": {"disent/mig": mig + n}}
+        job(sweep, name, [f"model={model}", "seed=0"], record)
+        saved = {"beta": beta, "model": {"name": model}}
+        (sweep / name / ".hydra" / "config.yaml").write_text(yaml.safe_dump(saved))
+
+
+def test_a_by_key_no_job_has_is_refused_in_one_paragraph_naming_the_keys(tmp_path: Path):
+    """``--by modle`` (a typo) wrote a table with a column of None and metrics_vs_modle.png."""
+    model_sweep(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    result = report_cli(str(tmp_path), "--by", "modle")
+    assert result.returncode == 2, result.stdout
+    message = result.stderr.strip()
+    assert message.startswith("error: --by modle") and len(message.splitlines()) == 1
+    assert "model" in message.split("Did you mean")[0] and "seed" in message
+    assert message.endswith("Did you mean --by model?")
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+    assert report_cli(str(tmp_path), "--by", "seed").returncode == 0  # a key the jobs have
+
+
+def test_a_sweep_over_the_model_alone_is_reported_by_model_without_by(tmp_path: Path):
+    """The hint a model-only sweep prints (``report.py <sweep>``) gives its report by model:
+    no β column (the jobs' β, read from their configs, differ but were not swept)."""
+    model_sweep(tmp_path)
+    result = report_cli(str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "| model | jobs | steps | disent/mig |" in lines
+    assert "| qlae | 1 | – | 1.200 |" in lines and "| beta |" not in result.stdout
+    assert (tmp_path / "metrics_vs_model.png").is_file()
+    assert not (tmp_path / "metrics_vs_beta.png").exists()
+
+
+def test_a_sweep_without_a_completed_job_says_there_is_nothing_to_report(tmp_path: Path):
+    job(tmp_path, "0_b1_s0", ["beta=1", "seed=0"], {"status": "failed", "error": "NaN at 7"})
+    job(tmp_path, "1_b4_s0", ["beta=4", "seed=0"], {"status": "running"})
+    result = report_cli(str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to report: none of the 2 jobs completed." in result.stdout
+    assert "| model" not in result.stdout and "Cells:" not in result.stdout
+    assert "- `0_b1_s0`: failed NaN at 7" in result.stdout
+
+
+def test_a_mean_that_rounds_to_zero_has_no_sign(tmp_path: Path):
+    done = {"status": "completed", "model": "beta_vae"}
+    job(tmp_path, "0_b1_s0", ["beta=1", "seed=0"], {**done, "metrics": {"disent/mig": -0.0001}})
+    lines = write_report(tmp_path)[0].splitlines()
+    assert "| beta_vae | 1 | 1 | – | 0.000 |" in lines
+
+
+def test_help_gives_the_whole_description_and_a_closed_pipe_is_no_traceback(tmp_path: Path):
+    shown = " ".join(report_cli("--help").stdout.split())
+    assert "vaelab-report outputs/multirun/<date>/<time> [--by beta]``." in shown
+    for job_number in range(300):  # a table longer than a pipe holds
+        record = {"status": "completed", "model": "beta_vae", "metrics": {"disent/mig": 0.1}}
+        job(tmp_path, f"{job_number}_b", [f"beta={job_number + 1}", "seed=0"], record)
+    for args in (["--help"], [str(tmp_path)]):
+        command = [sys.executable, str(ROOT / "src" / "report.py"), *args]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.readline()  # `| head -1`
+        process.stdout.close()
+        error = process.stderr.read().decode()
+        process.wait()
+        assert "Traceback" not in error and "BrokenPipeError" not in error, error

@@ -183,3 +183,32 @@ def test_a_job_stopped_by_a_nan_is_listed_as_failed_with_advice_that_fits_it(
     assert "Run the same command again with hydra.sweep.dir=" in result.stderr
     (record,) = jobs(tmp_path / "sweep").values()
     assert record["status"] == "failed" and "traceback" in record
+
+
+def test_a_sweep_of_the_model_alone_reports_by_model_and_a_rerun_of_another_config_is_refused(
+    tmp_path: Path,
+):
+    """``make compare``'s kind of sweep: the report its last line names (no ``--by``) is by
+    model, with no β column; the same sweep into its folder with another setting is refused,
+    said as refused with where the reason is (its jobs' metrics.json still say completed)."""
+    sweep_dir = tmp_path / "sweep"
+    first = sweep(sweep_dir, "model=beta_vae,vae", "seed=0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    hint = next(line for line in first.stdout.splitlines() if line.startswith("report: "))
+    program, script, *args = hint.removeprefix("report: ").split()
+    assert (program, script) == ("python", "src/report.py")
+    report = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                            cwd=ROOT)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert "| model | jobs | steps |" in report.stdout and "| beta |" not in report.stdout
+
+    records = {p: p.read_text() for p in sweep_dir.glob("*/metrics.json")}
+    again = sweep(sweep_dir, "model=beta_vae,vae", "seed=0", "optimizer.lr=0.01")
+    assert again.returncode == 1
+    assert {p: p.read_text() for p in sweep_dir.glob("*/metrics.json")} == records
+    summary = [line for line in again.stderr.splitlines() if line.startswith("error: ")][-1]
+    assert summary.startswith("error: 2 of 2 jobs refused (")
+    assert "failed" not in summary and "metrics.json say why" not in summary
+    assert f"{sweep_dir / '.refused'}/<job>.txt" in summary
+    notes = sorted((sweep_dir / ".refused").glob("*.txt"))
+    assert len(notes) == 2 and all("another config's completed run" in n.read_text() for n in notes)

@@ -3,7 +3,8 @@
 Each job folder holds ``.hydra/overrides.yaml`` and ``metrics.json``. ``collect_jobs`` turns
 them into rows; ``write_report`` writes ``results.csv``, ``report.md`` and PNG plots: every
 metric against β (mean ± std over seeds, one line per model) and the reconstruction against
-each disentanglement metric coloured by β (the trade-off). Failed jobs are listed.
+each disentanglement metric coloured by β (the trade-off). Failed jobs are listed. A sweep of
+the model alone is grouped by model (``default_by``); ``by`` a key no job has is refused.
 
 Jobs of ``experiment=reproduce_dsprites`` are grouped by their ``reproduce`` row, and the
 values their config names as published (``reproduce.published``) stand beside the measured
@@ -32,6 +33,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import yaml
+
+from vaelab.hydra_errors import did_you_mean
 
 # Metrics shown in the table and plotted against β, when present.
 KEY_METRICS = (
@@ -209,9 +212,43 @@ def _published(saved: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return published if isinstance(published, dict) else {}
 
 
+def varied(rows: list[dict[str, Any]]) -> list[str]:
+    """The keys set on the jobs' command lines (their overrides) whose values differ between
+    the jobs: what the sweep varies. A β read from each job's saved config is not one."""
+    keys = dict.fromkeys(key for row in rows for key in row.get("overrides", ()))
+    return [key for key in keys if differs(rows, key)]
+
+
+def differs(rows: list[dict[str, Any]], key: str) -> bool:
+    """Whether the jobs' values of ``key`` are not all the same (a missing one is None)."""
+    return len({repr(row.get(key)) for row in rows}) > 1
+
+
 def default_by(rows: list[dict[str, Any]]) -> str:
-    """The swept key to group by: ``reproduce`` for a reproduction's jobs, else ``beta``."""
-    return "reproduce" if any("reproduce" in row for row in rows) else "beta"
+    """The swept key to group by: ``reproduce`` for a reproduction's jobs; ``model`` when the
+    sweep varies the model and not β (``experiment=compare_2024``); else ``beta``."""
+    if any("reproduce" in row for row in rows):
+        return "reproduce"
+    swept = varied(rows)
+    return "model" if "model" in swept and "beta" not in swept else "beta"
+
+
+def by_problem(rows: list[dict[str, Any]], by: str, sweep_dir: Path) -> str | None:
+    """Why no report can be grouped by ``by`` (no job has that key: a typo), naming the keys
+    the jobs have, those that differ between them first; None when they have it."""
+    keys = ["model", *(k for k in ("beta", "reproduce") if any(k in row for row in rows))]
+    keys = list(dict.fromkeys([*keys, *(k for row in rows for k in row.get("overrides", ()))]))
+    if by in keys:
+        return None
+    differ = [k for k in keys if differs(rows, k)]
+    alike = [k for k in keys if k not in differ]
+    named = [f"differ between them: {', '.join(differ)}" if differ else "",
+             f"the same in all: {', '.join(alike)}" if alike else ""]  # fmt: skip
+    have = "; ".join(n for n in named if n)
+    return (
+        f"--by {by}: no job in {sweep_dir} has that key, so there is nothing to group by; "
+        f"the keys its jobs have ({have}).{did_you_mean(by, keys, '--by ')}"
+    )
 
 
 # Overrides that differ between repeats of one setting: averaged over, never a row of their own.
@@ -275,17 +312,28 @@ def _cell(entry: dict[str, Any], key: str) -> str:
     text = "–"
     if key in entry:
         mean, std, count = entry[key]
-        text = f"{mean:.3f} ± {std:.3f}" if count > 1 else f"{mean:.3f}"
+        text = f"{_fixed(mean)} ± {_fixed(std)}" if count > 1 else _fixed(mean)
         if count < entry["jobs"]:  # the other jobs lack this metric (not evaluated with it)
             text += f" ({count} of {entry['jobs']} jobs)"
     paper = entry["published"].get(key)
     if paper:
-        spread = f" ± {paper['std']:.2f}" if "std" in paper else ""
-        text += f" [{paper['value']:.2f}{spread}]"
+        spread = f" ± {_fixed(paper['std'], 2)}" if "std" in paper else ""
+        text += f" [{_fixed(paper['value'], 2)}{spread}]"
     return text
 
 
+def _fixed(value: float, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals, a negative that rounds to zero without its sign."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]) -> str:
+    if not table:  # no job completed: no table, no footer
+        lines = [f"Nothing to report: none of the {len(failed)} jobs completed."]
+        lines += ["", f"Jobs not completed ({len(failed)}):", ""]
+        lines += [f"- `{r['job']}`: {r['status']} {r['error']}".rstrip() for r in failed]
+        return "\n".join(lines) + "\n"
     keys = [k for k in KEY_METRICS if any(k in e for e in table)]
     grouped = [] if by == "model" else [by]  # by model: one column for it
     grouped += table[0]["settings"] if table else []
@@ -296,7 +344,7 @@ def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]
         cells += [_cell(e, k) for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     sources = {
-        f"{e[by]}: {k} {p['value']:.2f} from {p['source']}"
+        f"{e[by]}: {k} {_fixed(p['value'], 2)} from {p['source']}"
         for e in table
         for k, p in e["published"].items()
     }
@@ -410,13 +458,21 @@ def _not_a_sweep(folder: Path) -> str:
     )
 
 
+class UnknownKey(ValueError):
+    """``--by`` names a key no job of the sweep has; the message names those they have."""
+
+
 def write_report(sweep_dir: str | Path, by: str | None = None) -> tuple[str, list[Path]]:
     """Write results.csv, report.md and plots into ``sweep_dir``; return (markdown, files).
-    ``by``: the swept key (default ``default_by``)."""
+    ``by``: the swept key (default ``default_by``); ``UnknownKey`` before anything is written
+    when no job has it."""
     sweep_dir = Path(sweep_dir)
     rows = collect_jobs(sweep_dir)
     if not rows:
         raise FileNotFoundError(_not_a_sweep(sweep_dir))
+    problem = by_problem(rows, by, sweep_dir) if by else None
+    if problem:
+        raise UnknownKey(problem)
     by = by or default_by(rows)
     columns = list(dict.fromkeys(k for row in rows for k in row if k not in NOT_CSV))
     with open(sweep_dir / "results.csv", "w", newline="") as f:

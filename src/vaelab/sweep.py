@@ -3,7 +3,9 @@
 A job that fails (an exception, a NaN) writes ``metrics.json`` with status ``failed`` and
 returns NaN instead of raising, so the launcher runs the other jobs. ``SweepSummary``, a Hydra
 callback, then lists every job's status and names the failed ones in ``failed_jobs``; the
-entry point exits non-zero when that list is not empty (Hydra swallows callback errors).
+entry point exits non-zero when that list is not empty (Hydra swallows callback errors). A job
+refused because its folder holds another run's record (kept as it is) is noted in
+``<sweep>/.refused/<job>.txt`` and said as refused, not failed (``failure_advice``).
 """
 
 from __future__ import annotations
@@ -69,23 +71,40 @@ class SweepSummary(Callback):
             print(f"  FAILED {row['job']}: {row['status']} {row['error']}".rstrip())
         failed_jobs[:] = [r["job"] for r in failed]
         if failed:
-            refused = [r["job"] for r in failed if str(r.get("error")).startswith("ConfigError")]
-            again = (
-                f" Refused before training ({', '.join(refused)}): the same command refuses "
-                f"them again until what their error says is fixed."
-                if refused else ""
-            )  # fmt: skip
-            retry = (
-                f" Run the same command again with hydra.sweep.dir={sweep_dir} to retry "
-                f"{'the others' if refused else 'them'}: completed jobs are skipped."
-                if len(refused) < len(failed) else ""
-            )  # fmt: skip
-            print(
-                f"error: {len(failed)} of {len(rows)} jobs failed ({', '.join(failed_jobs)}); "
-                f"their metrics.json say why.{again}{retry}",
-                file=sys.stderr,
-            )
+            print(f"error: {failure_advice(failed, len(rows), sweep_dir)}", file=sys.stderr)
         print(f"report: {command('report')} {sweep_dir}")
+
+
+def failure_advice(failed: list[dict[str, Any]], jobs: int, sweep_dir: Path) -> str:
+    """The paragraph that ends a sweep with ``failed`` of its ``jobs`` not completed: where
+    each says why (its metrics.json; for one refused because its folder holds another run,
+    kept as it is, the note in ``<sweep>/.refused/``) and which the same command retries."""
+    refused = [r["job"] for r in failed if r["status"] == "refused"]  # noted, folder kept
+    own = [r for r in failed if r["status"] != "refused"]
+    config = [r["job"] for r in own if str(r.get("error")).startswith("ConfigError")]
+    retried = [r["job"] for r in own if r["job"] not in config]
+    parts = []
+    if own:
+        names = ", ".join(r["job"] for r in own)
+        parts.append(f"{len(own)} of {jobs} jobs failed ({names}); their metrics.json say why.")
+    if refused:
+        parts.append(
+            f"{len(refused)} of {jobs} jobs refused ({', '.join(refused)}): their folders hold "
+            f"records this sweep does not replace (another run's, or unreadable), kept as they "
+            f"are; the lines above say why, as do {sweep_dir / REFUSED}/<job>.txt."
+        )
+    if config:
+        parts.append(
+            f"Refused before training ({', '.join(config)}): the same command refuses them "
+            f"again until what their error says is fixed."
+        )
+    if retried:
+        others = "the others" if config or refused else "them"
+        parts.append(
+            f"Run the same command again with hydra.sweep.dir={sweep_dir} to retry {others}: "
+            f"completed jobs are skipped."
+        )
+    return " ".join(parts)
 
 
 def launcher_jobs() -> int:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from tests.conftest import ROOT, run_cli
+from tests.killer import kill_at
 from vaelab.viz import ae_vs_vae_figure
 from vaelab.viz.latents import scatter_coordinates
 
@@ -76,3 +79,25 @@ def test_the_experiment_runs_through_its_cli(tmp_path, monkeypatch, own: bool):
         state = torch.load(side / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
         assert state["encoder.fc_mu.weight"].shape[0] == 2  # latent 2 on both sides
         assert ("encoder.fc_logvar.weight" in state) == (model == "vae")
+
+
+def test_ctrl_c_in_compare_is_one_line_and_status_130(tmp_path: Path, monkeypatch):
+    """Ctrl-C during the AE side's training: one line (no traceback), exit 130, as train.py."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
+    run_dir = tmp_path / "compare"
+    result = run_cli(run_dir, *TINY_COMPARE, *kill_at(2, "SIGINT"), script="compare.py")
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("interrupted: the ae run stopped at step 2"), line
+    assert "compare.py" in line and "new run folder" in line
+    assert not (run_dir / "vae").exists() and not (run_dir / "figures").exists()
+    assert '"status": "interrupted"' in (run_dir / "ae" / "metrics.json").read_text()
+
+
+def test_bad_input_to_compare_leaves_no_run_folder(tmp_path: Path):
+    run_dir = tmp_path / "compare"
+    result = run_cli(run_dir, *TINY_COMPARE, "beta=-1", script="compare.py", process=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "`beta` must be >= 0" in result.stderr
+    assert not run_dir.exists()  # the folder Hydra made for the run is gone again

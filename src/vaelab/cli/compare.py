@@ -4,7 +4,9 @@ with ``model=ae`` into ``<run dir>/ae`` and ``model=vae`` into ``<run dir>/vae``
 checkpoints are loaded and ``<run dir>/figures/ae_vs_vae.png`` shows prior samples and
 latent scatters of both.
 
-Exit status 2 means bad input, as for ``src/train.py``.
+Exit status 2 means bad input (no run folder is left behind), 1 a loss that became NaN, 130
+Ctrl-C, said in one line, as for ``src/train.py``. A comparison does not resume: the same
+command trains both models again in a new run folder.
 """
 
 from __future__ import annotations
@@ -18,10 +20,18 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from vaelab.allocator import keep_freed_memory
-from vaelab.cli import config_path, with_user_configs
+from vaelab.cli import command, config_path, with_user_configs
 from vaelab.cli.arguments import call_hydra_main, normalize_overrides, task_started
 from vaelab.config import validate
-from vaelab.errors import EXIT_BAD_INPUT, ConfigError
+from vaelab.console import to_log_files
+from vaelab.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    ConfigError,
+    Interrupted,
+    NonFiniteLossError,
+)
+from vaelab.run_folder import drop_if_empty
 
 log = logging.getLogger(__name__)
 MODELS = ("ae", "vae")
@@ -39,12 +49,22 @@ def side_config(model: str, out_dir: Path) -> DictConfig:
 
 
 def train_and_load(cfg: DictConfig):
-    """``vaelab.training.run(cfg)``, then the module rebuilt from its ``last.ckpt``."""
+    """``vaelab.training.run(cfg)``, then the module rebuilt from its ``last.ckpt``. Ctrl-C
+    raises ``Interrupted`` naming the side (training's advice to resume does not hold here:
+    the sides run with ``resume=false``)."""
     from vaelab.checkpoint import load_weights
     from vaelab.training import build_module, run
 
-    run(cfg)
-    checkpoint = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    out_dir = Path(cfg.paths.output_dir)
+    try:
+        run(cfg)
+    except Interrupted as stop:
+        stopped = str(stop).split(";")[0].removeprefix("training ")  # "stopped at step 50"
+        raise Interrupted(
+            f"the {out_dir.name} run {stopped} ({out_dir}); {command('compare')} does not "
+            f"resume: the same command trains both models again, in a new run folder"
+        ) from None
+    checkpoint = out_dir / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
         raise ConfigError(
             f"{checkpoint} was not written; set callbacks.model_checkpoint.every_n_train_steps "
@@ -92,15 +112,23 @@ def task(cfg: DictConfig) -> None:
     try:
         validate(cfg)
         compare(cfg)
-    except ConfigError as error:
+    except (ConfigError, NonFiniteLossError) as error:  # said plainly
+        if isinstance(error, ConfigError):  # refused: no empty folder left behind
+            drop_if_empty(Path(HydraConfig.get().runtime.output_dir))
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        sys.exit(EXIT_BAD_INPUT if isinstance(error, ConfigError) else 1)
 
 
 def main() -> None:
     keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
     sys.argv[1:] = with_user_configs(normalize_overrides(sys.argv[1:]))
-    call_hydra_main(task)
+    try:
+        call_hydra_main(task)
+    except KeyboardInterrupt as stop:  # Ctrl-C: one line, not Python's traceback
+        line = f"interrupted: {stop}" if str(stop) else "interrupted"
+        to_log_files(line)  # the run's log says it too
+        print(line, file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

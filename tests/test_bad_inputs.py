@@ -73,6 +73,10 @@ BAD_INPUTS = [
                                                "data.path=$HOME/shapes/images"),
     ("hydra/launcher=ray", "pip install hydra-ray-launcher"),
     ("ckpt_path=/no/such/file.ckpt", "is not a file"),
+    ("ckpt_path={tmp}/0_beta_vae_beta=4_seed=0/checkpoints/last.ckpt",  # quoted for Hydra
+     "{tmp}/0_beta_vae_beta=4_seed=0/checkpoints/last.ckpt is not a file"),
+    ("+note=a=b", "cannot be parsed (Hydra's grammar: https://hydra.cc/docs/advanced/override_"
+                  "grammar/basic/). A value that holds `=` is quoted: \"+note='a=b'\"."),
     ("ckpt_path={tmp}/corrupt.ckpt", "cannot be read as a checkpoint"),
     ("ckpt_path={tmp}/notes.ckpt", "{tmp}/notes.ckpt cannot be read as a checkpoint"),
     ("ckpt_path={tmp}/other_arch.ckpt", "was trained with a different architecture"),
@@ -84,11 +88,17 @@ BAD_INPUTS = [
      "figures.interpolation.method must be one of linear, slerp, got 'cubic'"),
     ("figures.traversal.range=wide", "figures.traversal.range must be one of auto, fixed"),
     ("figures.include=[samples,heatmap]", "figures.include: unknown ['heatmap']"),
+    ("callbacks.figures.every_n_steps=-5",
+     "callbacks.figures.every_n_steps=-5: null or 0 (off), or a whole number >= 1"),
     ("data.subset=0.00002", "the training split has 13 images of dsprites"),
     ("evaluation.disentanglement=[mig,udr]",
      "`evaluation.disentanglement` names unknown metrics ['udr']; choose from mig, dci"),
     ("evaluation=full +evaluation.suite.num_codes=5",
      "`evaluation.suite` has unknown settings ['num_codes']"),
+    ("evaluation=fast evaluation.suite.num_train=0",  # failed after training, in numpy
+     "evaluation.suite.num_train=0: it must be a whole number >= 10 (codes to fit on)"),
+    ("evaluation=full evaluation.suite.batch_size=1",
+     "evaluation.suite.batch_size=1: it must be a whole number >= 2 (a variance within each batch"),
     ("evaluation=fast evaluation.suite.jobs=0",
      "evaluation.suite.jobs=0 is not a number of worker processes"),
     ("evaluation=full evaluation.suite.jobs=many", "-1 for one per CPU core"),

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ import torch
 from sklearn.metrics import mutual_info_score
 
 from vaelab.data.files import file_digest
+from vaelab.errors import ConfigError
 from vaelab.metrics import evaluate
+from vaelab.metrics.representation import load_represent
 from vaelab.metrics.suite import draw_suite, make_config
 
 from .conftest import PROGRAMS, ROOT, TINY, run_cli, run_program
@@ -211,7 +214,7 @@ def test_a_trained_models_encoder_gives_the_values_of_eval_run(tmp_path: Path, m
 BAD = [
     ("represent=no_such_module_here:f", "the module no_such_module_here cannot be imported"),
     (f"represent={HERE}:missing", f"{HERE} has no attribute 'missing'"),
-    (f"represent={HERE}:NOT_CALLABLE", "is a int, not a callable"),
+    (f"represent={HERE}:NOT_CALLABLE", "is an int, not a callable"),
     ("represent=/no/such/model.pt", "names no file (/no/such/model.pt does not exist)"),
     ("represent=model_without_colon", "is not <module>:<function> and names no file"),
     (f"represent={HERE}:wrong_shape", "returned shape (64,) for a uint8 image batch of shape"),
@@ -245,3 +248,22 @@ def test_ctrl_c_is_one_line_and_the_shells_status(tmp_path, monkeypatch):
     assert result.returncode == 130, result.stderr[-3000:]
     assert "Traceback" not in result.stderr  # it was Python's 85-line KeyboardInterrupt
     assert result.stderr.strip().splitlines()[-1].startswith("interrupted: the evaluations")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:FutureWarning")
+def test_reading_a_torchscript_file_prints_no_warning_of_torch(tmp_path: Path):
+    """torch's FutureWarning that TorchScript is deprecated came before every represent=<file>
+    output, even an error: it is not the user's to act on."""
+    path = tmp_path / "flat.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Flatten()), str(path))  # the user's code warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        represent, digest = load_represent(str(path), torch.device("cpu"))
+    assert digest == file_digest(path) and represent(torch.zeros(2, 1, 2, 2)).shape == (2, 4)
+
+
+def test_a_misspelt_option_of_evaluate_says_the_nearest_one():
+    with pytest.raises(ConfigError, match=r"data=dsprite names no config: .* mean dsprites\?"):
+        evaluate(true_factors, data="dsprite")
+    with pytest.raises(ConfigError, match=r"evaluation=ful names no config: .* Did you mean full"):
+        evaluate(true_factors, evaluation="ful")

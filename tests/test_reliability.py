@@ -165,6 +165,32 @@ def test_ctrl_c_says_in_one_line_where_the_same_command_resumes_and_it_does(
     assert read_metrics(again)["start_step"] == 3 and read_metrics(again)["step"] == 6
 
 
+def test_ctrl_c_in_a_sweep_named_by_hydra_says_the_sweep_folder_that_resumes_it(
+    tmp_path: Path, monkeypatch
+):
+    """A sweep launched without hydra.sweep.dir gets a new dated folder each launch: the same
+    command again trained afresh in another, though the line said it resumes. The line now
+    gives the folder, and the command with it resumes the job."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # for tests.killer
+    args = [sys.executable, str(ROOT / "src" / "train.py"), "-m", *TINY, "beta=1",
+            f"paths.log_dir={tmp_path / 'outputs'}"]  # fmt: skip
+    env = {**os.environ, "VAELAB_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run([*args, *kill_at(3, "SIGINT")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 130, result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    (job,) = sweep_dir.glob("0_*")
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"interrupted: training stopped at step 3; the same command with "
+        f"hydra.sweep.dir={sweep_dir} resumes it from {job / 'checkpoints' / 'last.ckpt'} "
+        f"(step 3)"
+    )
+    again = subprocess.run([*args, f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_metrics(job)["start_step"] == 3 and read_metrics(job)["step"] == 6
+
+
 def test_ctrl_c_in_the_test_pass_is_the_same_one_line_and_interrupted(tmp_path: Path, monkeypatch):
     """After training, in trainer.test: it ended silently with exit 1 and metrics.json said
     ``running`` (only fit turned Lightning's SystemExit into the interrupted line)."""

@@ -367,3 +367,19 @@ def test_a_stack_resumed_from_nchw_adam_moments_lays_them_out_as_its_nhwc_weight
     after = conv_moments(ckpt)
     assert len(after) == len(before)
     assert all(not w.is_contiguous() and m.stride() == w.stride() for m, w in after)
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [("max_stack=0", "hydra.launcher.max_stack=0: the most models one stack trains, a whole "
+                     "number >= 1"),
+     ("vectorize=maybe", "hydra.launcher.vectorize='maybe': auto, true or false")],
+)  # fmt: skip
+def test_a_bad_launcher_setting_is_one_paragraph_before_any_folder(tmp_path: Path, setting, said):
+    """max_stack=0 was a traceback from the stacks' grouping; vectorize=maybe came inside
+    Hydra's "Error in call to target ..." wrapper."""
+    result = sweep(tmp_path / "stack", "seed=0,1", f"hydra.launcher.{setting}", stacked=True)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {said}"), result.stderr[-3000:]
+    assert not (tmp_path / "stack").exists()

@@ -14,7 +14,12 @@ from typing import Any
 
 from hydra._internal.defaults_list import Overrides
 from hydra.core.override_parser.types import Override
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.errors import (
+    HydraException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -116,6 +121,8 @@ def unparsable(error: OverrideParseException) -> str:
         said += f" The shell does not expand ~ after `=`: write {key}=$HOME{value[1:]}."
     elif value.startswith("~"):
         said += " The shell does not expand ~ after `=`: write the whole path."
+    elif "=" in value:
+        said += f" A value that holds `=` is quoted: \"{key}='{value}'\"."
     return said
 
 
@@ -130,6 +137,8 @@ def composition_error(error: BaseException) -> str | None:
         return missing_option(error)
     if isinstance(error, OverrideParseException):
         return unparsable(error)
+    if isinstance(error, InstantiationException) and isinstance(cause, ValueError):
+        return str(cause)  # a plugin's own check of its settings (the stacked launcher's)
     if isinstance(cause, OmegaConfBaseException) and "not in struct" in str(cause):
         return unknown_key(cause, text)
     chosen = re.match(

@@ -18,6 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -274,10 +275,22 @@ def interruption(trainer: L.Trainer) -> str:
     saver = trainer.checkpoint_callback
     last = getattr(saver, "last_model_path", "") or ""
     stopped = f"training stopped at step {trainer.global_step}"
+    again = same_command()
     if not last or not Path(last).is_file():
-        return f"{stopped} before its first checkpoint; the same command starts it again"
+        return f"{stopped} before its first checkpoint; {again} starts it again"
     step = int(read_checkpoint(last).get("global_step", 0))
-    return f"{stopped}; the same command resumes it from {last} (step {step})"
+    return f"{stopped}; {again} resumes it from {last} (step {step})"
+
+
+def same_command() -> str:
+    """The command that goes on with this run: the same one; for a sweep's job whose folder
+    Hydra named (a new folder each launch), the same one with that folder."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return "the same command"
+    hydra = HydraConfig.get()
+    if any(o.startswith("hydra.sweep.dir=") for o in hydra.overrides.hydra):
+        return "the same command"
+    return f"the same command with hydra.sweep.dir={hydra.sweep.dir}"
 
 
 def run(cfg: DictConfig) -> float | None:

@@ -34,8 +34,8 @@ def scores(values: dict[str, float]) -> dict[str, float]:
 
 
 def test_the_defaults_and_unknown_settings():
-    cfg = make_config(num_train=7)
-    assert cfg == SuiteConfig(num_train=7) and cfg.num_test == 5_000
+    cfg = make_config(num_train=70)
+    assert cfg == SuiteConfig(num_train=70) and cfg.num_test == 5_000
     with pytest.raises(TypeError, match=r"unknown disentanglement settings \['bins', 'trian'\]"):
         make_config(trian=3, bins=4)
     with pytest.raises(ValueError, match=r"unknown metrics \['udr'\]"):

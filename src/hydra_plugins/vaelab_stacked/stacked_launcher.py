@@ -15,9 +15,12 @@ class StackedLauncher(Launcher):
     (``vaelab.stacked``); each job gets the folder a single run writes."""
 
     def __init__(self, max_stack: int = 16, vectorize: bool | str = "auto") -> None:
+        if isinstance(max_stack, bool) or not isinstance(max_stack, int) or max_stack < 1:
+            raise ValueError(f"hydra.launcher.max_stack={max_stack!r}: the most models one stack "
+                             "trains, a whole number >= 1 (16 by default)")  # fmt: skip
         if vectorize not in ("auto", True, False):
-            raise ValueError(f"hydra.launcher.vectorize: auto, true or false, not {vectorize!r}")
-        self.max_stack, self.vectorize = int(max_stack), vectorize
+            raise ValueError(f"hydra.launcher.vectorize={vectorize!r}: auto, true or false")
+        self.max_stack, self.vectorize = max_stack, vectorize
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None

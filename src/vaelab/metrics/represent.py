@@ -168,8 +168,10 @@ def _compose(evaluation: str, data: str | None, seed: int, overrides: Sequence[s
             return compose("eval", overrides=args)
     except ConfigError:
         raise
-    except Exception as error:  # an unknown option or key: Hydra's own sentence
-        detail = " ".join(str(error).split())
+    except Exception as error:  # an unknown option or key, said as the programs say it
+        from vaelab.hydra_errors import composition_error
+
+        detail = composition_error(error) or " ".join(str(error).split())
         raise ConfigError(f"{' '.join(args)} cannot be composed: {detail}") from None
 
 

@@ -9,6 +9,7 @@ import importlib
 import itertools
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,9 @@ def load_represent(
     if names_file(text):
         check_represent(text)
         try:
-            loaded = torch.jit.load(str(path), map_location=device)
+            with warnings.catch_warnings():  # torch's deprecation of TorchScript: not the user's
+                warnings.filterwarnings("ignore", r"`torch\.jit\.load`", FutureWarning)
+                loaded = torch.jit.load(str(path), map_location=device)
         except Exception as error:
             raise ConfigError(
                 f"`represent`={text} cannot be read as a TorchScript file ({type(error).__name__}: "
@@ -73,8 +76,10 @@ def load_represent(
             )
         found = getattr(found, part)
     if not callable(found):
+        kind = type(found).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
         raise ConfigError(
-            f"`represent`={text} is a {type(found).__name__}, not a callable; it must map a uint8 "
+            f"`represent`={text} is {article} {kind}, not a callable; it must map a uint8 "
             f"image batch [B, C, H, W] to codes [B, D]. Give {FORMS}."
         )
     return found, None

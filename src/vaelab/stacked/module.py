@@ -234,7 +234,8 @@ class StackedVAEModule(L.LightningModule):
                              and all(s == settings[0] for s in settings))  # fmt: skip
         if stage == "fit":
             how = "in one vmapped call" if self.batched_loss else "member by member"
-            log.info("the %d members' losses %s", self.size, how)
+            if self.size > 1:
+                log.info("the %d members' losses %s", self.size, how)
 
     def _member_parts(self, k: int, x: torch.Tensor, out: VAEOutput, step: int) -> Parts:
         """Member k's loss and parts at its β; an objective that draws random numbers

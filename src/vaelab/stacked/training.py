@@ -270,7 +270,8 @@ def _train(members: list[MemberJob], stack_dir: Path,
         [m.datamodule for m in members], [m.out_dir for m in members],
     )  # fmt: skip
     trainer = build_stack_trainer(first, stack_dir, figures, **short_run_logging(first))
-    log.info("training %d models as one stack in %s", len(members), stack_dir)
+    many = f"{len(members)} models as one stack" if len(members) > 1 else "1 model"
+    log.info("training %s in %s", many, stack_dir)
     interruptible(trainer, trainer.fit, stacked, datamodule=data, ckpt_path=ckpt_path,
                   weights_only=True)  # fmt: skip
     if stacked.failed and len(stacked.failed) == len(members):

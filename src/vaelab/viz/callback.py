@@ -45,6 +45,11 @@ class FigureCallback(L.Callback):
             split=split,
             traversal=replace(base.traversal, gif=False),
         )
+        for name, every in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
+            if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                                      or every < 0):  # fmt: skip
+                raise ValueError(f"callbacks.figures.{name}={every!r}: null or 0 (off), or a "
+                                 f"whole number >= 1")  # fmt: skip
         self.every_n_steps, self.every_n_epochs = every_n_steps or 0, every_n_epochs or 0
         self.dirpath, self.save = dirpath, save
         self.last_step: int | None = None

@@ -162,6 +162,7 @@ PROGRAM_TESTS = (
     "tests/viz/test_compare.py::test_the_experiment_runs_through_its_cli",
     "tests/viz/test_compare.py::test_ctrl_c_in_compare_is_one_line_and_status_130",
     "tests/viz/test_compare.py::test_bad_input_to_compare_leaves_no_run_folder",
+    "tests/viz/test_compare.py::test_without_an_experiment_compare_takes_ae_vs_vae_and_refuses_a_sweep",
     "tests/data/test_downloads.py::test_cli_reports_missing_data_in_one_paragraph_with_status_2",
     "tests/data/test_mpi3d.py::test_cli_trains_on_a_subset_read_through_the_memory_map",
     "tests/data/test_smallnorb_cars3d.py::test_trains_through_the_cli",

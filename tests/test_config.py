@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from vaelab.cli.arguments import normalize_overrides
 from vaelab.config import validate
 from vaelab.errors import ConfigError
 from vaelab.training import build_module
@@ -166,3 +167,15 @@ def test_each_cookbook_command_passes_the_config_check(overrides: list[str], tmp
     cfg = compose_train(*overrides, tmp=tmp_path)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     validate(cfg)
+
+
+def test_a_path_with_an_equals_sign_is_quoted_only_where_hydra_cannot_read_it():
+    """A sweep's job folder holds `=`; Hydra refuses it unquoted. A value the user escaped or
+    quoted, and a list of paths, are left for Hydra to read as given."""
+    given = [r"ckpt_path=runs/0_beta=4_seed=0/last.ckpt", "+data.path=my=data",
+             r"ckpt_path=runs/0_beta\=4/last.ckpt", "ckpt_path='runs/0_beta=4/last.ckpt'",
+             "ckpt_path=a=1,b=2", "beta=4", "precision=32"]  # fmt: skip
+    assert normalize_overrides(given) == [
+        "ckpt_path='runs/0_beta=4_seed=0/last.ckpt'", "+data.path='my=data'", *given[2:5],
+        "beta=4", "precision=32-true",
+    ]  # fmt: skip

@@ -4,7 +4,9 @@ number for the optimised metric however short the run."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import re
 import signal
 
@@ -12,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.utilities.model_summary import summarize
 
 from vaelab.callbacks import count, summary_table
+from vaelab.console import name_console_lines
 from vaelab.training import build_module
 
 from .conftest import CONF, ROOT, read_metrics
@@ -156,3 +159,28 @@ def test_python_warnings_reach_the_jobs_handlers_once_and_stop_after_the_job():
             warnings.warn("a hint for the job's log", UserWarning, stacklevel=1)
     assert stream.getvalue().count("UserWarning: a hint for the job's log") == 1
     assert warnings.showwarning.__module__ == "warnings"  # not logging's: capture ended
+
+
+def test_a_named_console_keeps_its_own_formatter_and_one_name():
+    """The name wraps the handler's formatter (Hydra's, or colorlog's with fields of its own,
+    which a plain Formatter could not fill); a second call replaces the name."""
+
+    class Coloured(logging.Formatter):  # colorlog-like: a field only its own format() fills
+        def format(self, record: logging.LogRecord) -> str:
+            record.colour = "<c>"
+            return super().format(record)
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(Coloured("[%(asctime)s][%(colour)s%(name)s][%(levelname)s] %(message)s"))
+    root = logging.getLogger()
+    kept = root.handlers[:]  # pytest's own handlers are left as they are
+    root.handlers[:] = [handler]
+    try:
+        name_console_lines("job 1")
+        name_console_lines("job 2")
+        logging.getLogger("vaelab.test").warning("hello")
+    finally:
+        root.handlers[:] = kept
+    line = stream.getvalue().strip()
+    assert re.fullmatch(r"\[[^]]+\]\[job 2\]\[<c>vaelab\.test\]\[WARNING\] hello", line), line

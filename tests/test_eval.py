@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
+
+from vaelab.eval_runs import result_path, seed_part
 
 from .conftest import ROOT, TINY, read_metrics, run_cli, run_program
 from .metrics.test_sample_quality import without_internet
@@ -306,6 +309,15 @@ def test_no_target_is_exit_2():
     assert result.returncode == 2 and "exactly one of run=" in result.stderr
 
 
+def test_evaluation_none_is_exit_2_before_any_file(tmp_path: Path):
+    """It wrote an empty evaluation/none.json into the run folder."""
+    run = tmp_path / "run"
+    run.mkdir()
+    result = eval_cli(f"run={run}", "evaluation=none", data=tmp_path / "data")
+    assert result.returncode == 2 and "evaluation=none computes nothing" in result.stderr
+    assert list(run.iterdir()) == []
+
+
 # For the tests of where results go and what is refused: IWAE on 8 images and MIG, fast.
 QUICK = [
     "evaluation=fast",
@@ -344,6 +356,23 @@ def test_unknown_metrics_are_refused_before_any_work(run_copy: Path, how: str):
     _one_paragraph(result, "`evaluation.disentanglement` names unknown metrics ['mgi']; choose")
     assert "nll_iw" not in result.stdout + result.stderr  # nothing computed
     assert snapshot(run_copy) == before and snapshot(sweep_dir) == jobs_before
+
+
+def test_a_result_is_named_by_its_seed_only_for_a_seed_the_command_gave(run_copy: Path):
+    """On a run of seed 3, an evaluation config with a seed of its own (udr.yaml's 0) or none
+    (the Evaluator's 0) named even the run's own draw <name>-seed0.json, never merged."""
+    saved = run_copy / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(saved)
+    cfg.seed = 3
+    OmegaConf.save(cfg, saved)
+    target = {"_target_": "vaelab.evaluate.Evaluator"}
+    configs = [OmegaConf.create({**target, "seed": "${seed}"}),  # conf/evaluation's
+               OmegaConf.create({**target, "seed": 0}), OmegaConf.create(target)]  # fmt: skip
+    assert [seed_part(run_copy, e, None) for e in configs] == ["", "", ""]
+    assert [seed_part(run_copy, e, 3) for e in configs] == ["", "-seed3", "-seed3"]
+    assert [seed_part(run_copy, e, 0) for e in configs] == ["-seed0", "", ""]
+    assert result_path(run_copy, "full", 6, 6, "-seed3").name == "full-seed3.json"
+    assert result_path(run_copy, "full", 3, 6).name == "full-step3.json"
 
 
 def test_another_seed_of_the_final_checkpoint_keeps_the_run_seed_result(run_copy: Path):

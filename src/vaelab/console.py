@@ -71,19 +71,30 @@ def to_log_files(message: str, name: str = "vaelab") -> None:
             handler.handle(record)
 
 
+class _Named(logging.Formatter):
+    """The handler's own formatter (Hydra's, colorlog's), its line given ``[<name>]`` after
+    the leading ``[time]`` (or in front)."""
+
+    def __init__(self, inner: logging.Formatter, name: str) -> None:
+        super().__init__()
+        self.inner, self.name = inner, name
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        end = text.find("]") + 1 if text.startswith("[") else 0
+        return f"{text[:end]}[{self.name}]{'' if end else ' '}{text[end:]}"
+
+
 def name_console_lines(name: str) -> None:
-    """The console's lines begin ``[time][<name>]``: for the jobs of a parallel sweep, whose
-    lines share one terminal. The job's log file, which holds its lines alone, is unchanged."""
+    """The console's lines say ``[<name>]``: for the jobs of a parallel sweep, whose lines share
+    one terminal. The job's log file, which holds its lines alone, is unchanged. Called again,
+    the name is replaced."""
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(
             handler, logging.FileHandler
         ):
-            formatter = handler.formatter or logging.Formatter()
-            fmt = formatter._fmt or "%(message)s"
-            named = fmt.replace("%(asctime)s]", f"%(asctime)s][{name}]", 1)
-            if named == fmt:
-                named = f"[{name}] {fmt}"
-            handler.setFormatter(logging.Formatter(named, formatter.datefmt))
+            inner = handler.formatter or logging.Formatter()
+            handler.setFormatter(_Named(getattr(inner, "inner", inner), name))
 
 
 def log_file_sizes() -> dict[str, int | None]:

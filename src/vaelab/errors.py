@@ -6,6 +6,11 @@ EXIT_BAD_INPUT = 2  # the exit status of bad input: a config, file or folder tha
 EXIT_INTERRUPTED = 130  # the shell's status for a program stopped by Ctrl-C (128 + SIGINT)
 
 
+def whole_number(value: object, least: int) -> bool:
+    """Whether a setting's ``value`` is a whole number >= ``least`` (True and False are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 class ConfigError(ValueError):
     """The composed config cannot be run; the message says what to change (exit status 2)."""
 

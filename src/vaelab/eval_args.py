@@ -104,11 +104,14 @@ def listed_runs(overrides: list[str]) -> list[str]:
 
 def target_problem(args: list[str]) -> str | None:
     """A paragraph when ``run=`` / ``sweep=`` / ``represent=`` is missing, names no usable
-    folder or callable, or when they are mixed (checked before Hydra starts, which would
-    otherwise create the folder for its log)."""
+    folder or callable, or when they are mixed; for ``evaluation=none`` (checked before Hydra
+    starts, which would otherwise create the folder for its log)."""
     given = dict(
         a.split("=", 1) for a in args if a.startswith(("run=", "sweep_dir=", "represent="))
     )
+    if "evaluation=none" in args:
+        return ("error: evaluation=none computes nothing (it turns the end-of-run evaluation "
+                "off); choose evaluation=fast, full, or udr for a sweep.")  # fmt: skip
     if "represent" in given:
         return represent_problem(args, given)
     data_keys = [

@@ -67,13 +67,17 @@ def evaluation_config(run_cfg: DictConfig, evaluation: DictConfig, seed: int | N
     return merged
 
 
-def evaluation_seed(run_dir: str | Path, evaluation: DictConfig, seed: int | None) -> Any:
-    """The seed ``evaluation`` draws with in the run (``evaluation_config``); None when the
-    run's config cannot be read."""
+def seed_part(run_dir: str | Path, evaluation: DictConfig, seed: int | None) -> str:
+    """``-seed<s>`` in a result's name when the command gave ``seed`` and it is not the seed the
+    run's own evaluation draws with (``evaluation.seed`` in the run's config, the Evaluator's
+    0 where it has none); "" for that draw. A run whose config cannot be read: "" too."""
+    if seed is None:
+        return ""
     try:
-        return evaluation_config(run_config(run_dir), evaluation, seed).evaluation.get("seed")
+        own = evaluation_config(run_config(run_dir), evaluation, None).evaluation.get("seed", 0)
     except (ConfigError, OmegaConfBaseException):
-        return None
+        return ""
+    return "" if seed == own else f"-seed{seed}"
 
 
 def result_path(
@@ -81,22 +85,14 @@ def result_path(
     name: str,
     step: int | None = None,
     final_step: int | None = None,
-    seed: Any = None,
+    seeded: str = "",
 ) -> Path:
     """``<run>/evaluation/<name>.json``, the result merged into metrics.json: the run's final
-    checkpoint (``step == final_step``; both None: that one) drawn with the run's own seed
-    (``seed`` None: that one). Another checkpoint (any of a run whose training has not
-    completed, ``final_step`` None) adds ``-step<k>``, another seed ``-seed<s>``:
-    ``full-step3-seed1.json``."""
-    run_dir = Path(run_dir)
+    checkpoint (``step == final_step``; both None: that one) drawn with the run's own seed.
+    Another checkpoint (any of a run whose training has not completed, ``final_step`` None)
+    adds ``-step<k>``, another seed ``seeded`` (``seed_part``): ``full-step3-seed1.json``."""
     suffix = "" if step == final_step else f"-step{step}"
-    if seed is not None:
-        try:
-            own = run_config(run_dir).get("seed")
-        except ConfigError:
-            own = None
-        suffix += "" if seed == own else f"-seed{seed}"
-    return run_dir / RESULTS / f"{name}{suffix}.json"
+    return Path(run_dir) / RESULTS / f"{name}{suffix}{seeded}.json"
 
 
 def _done_before(path: Path, sha: str, settings: dict[str, Any]) -> bool:
@@ -171,11 +167,11 @@ def evaluate_run(
     checkpoint = Path(ckpt_path) if ckpt_path is not None else run_dir / LAST
     sha = file_sha256(checkpoint) if checkpoint.is_file() else ""
     final_step = record.get("step") if record.get("status") == "completed" else None
-    seed = settings.get("seed")
+    seeded = seed_part(run_dir, evaluation, seed)
     for path in (run_dir / RESULTS).glob(f"{name}*.json") if not force else ():
         if _done_before(path, sha, settings):
             step = json.loads(path.read_text()).get("step")
-            if path != result_path(run_dir, name, step, final_step, seed):
+            if path != result_path(run_dir, name, step, final_step, seeded):
                 continue  # the checkpoint before training completed, now the final one
             log.info("%s: evaluation=%s of this checkpoint is in %s: skipped (force=true "
                      "runs it again)", run_dir, name, path.relative_to(run_dir))  # fmt: skip
@@ -198,7 +194,7 @@ def evaluate_run(
     }
     if evaluated.notes:
         result["notes"] = evaluated.notes
-    path = result_path(run_dir, name, loaded.step, final_step, seed)
+    path = result_path(run_dir, name, loaded.step, final_step, seeded)
     write_json_atomic(path, result)
     if path == result_path(run_dir, name):
         merge_into_metrics(run_dir, name, result)
@@ -339,22 +335,22 @@ def evaluate_sweep(sweep_dir: str | Path, evaluation: DictConfig, name: str, **o
     return len(failed)
 
 
-def record_failure(run_dir: str | Path, name: str, error: BaseException, seed: Any = None) -> None:
-    """Log a failed evaluation of a sweep's job; record it where the evaluation with ``seed``
-    of its final checkpoint goes (``result_path``) unless that holds an earlier completed
-    evaluation (which is kept)."""
+def record_failure(run_dir: str | Path, name: str, error: BaseException, seeded: str = "") -> None:
+    """Log a failed evaluation of a sweep's job; record it where the evaluation of its final
+    checkpoint goes (``result_path``, ``seeded``: ``seed_part``) unless that holds an earlier
+    completed evaluation (which is kept)."""
     message = f"{type(error).__name__}: {error}"
     log.error("%s: evaluation failed: %s", Path(run_dir).name, message)
-    path = result_path(run_dir, name, seed=seed)
+    path = result_path(run_dir, name, seeded=seeded)
     if path.is_file() and json.loads(path.read_text()).get("status") == "completed":
         return
     write_json_atomic(path, {"status": "failed", "evaluation": name, "error": message})
 
 
-def job_state(run_dir: Path, name: str, seed: Any = None) -> tuple[bool, str]:
-    """Whether the job's result of the evaluation with ``seed`` (``result_path``) is a
-    completed evaluation of its last.ckpt, and else what went wrong."""
-    path = result_path(run_dir, name, seed=seed)
+def job_state(run_dir: Path, name: str, seeded: str = "") -> tuple[bool, str]:
+    """Whether the job's result (``result_path``, ``seeded``: ``seed_part``) is a completed
+    evaluation of its last.ckpt, and else what went wrong."""
+    path = result_path(run_dir, name, seeded=seeded)
     if not path.is_file():
         return False, "no result (see its eval.log)"
     record = json.loads(path.read_text())
@@ -385,8 +381,7 @@ class EvalSummary(Callback):
         runs = listed_runs(list(config.hydra.overrides.task))
         name = config.hydra.runtime.choices["evaluation"]
         jobs = [Path(r) for r in runs]
-        seeds = [evaluation_seed(j, config.evaluation, config.seed) for j in jobs]
-        states = [job_state(j, name, seed) for j, seed in zip(jobs, seeds, strict=True)]
+        states = [job_state(j, name, seed_part(j, config.evaluation, config.seed)) for j in jobs]
         failed = [(j, err) for j, (ok, err) in zip(jobs, states, strict=True) if not ok]
         failed_jobs[:] = [j.name for j, _ in failed]
         sweep_dir = jobs[0].parent if jobs else Path(config.hydra.sweep.dir)

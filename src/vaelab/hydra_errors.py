@@ -121,8 +121,9 @@ def unparsable(error: OverrideParseException) -> str:
         said += f" The shell does not expand ~ after `=`: write {key}=$HOME{value[1:]}."
     elif value.startswith("~"):
         said += " The shell does not expand ~ after `=`: write the whole path."
-    elif "=" in value:
-        said += f" A value that holds `=` is quoted: \"{key}='{value}'\"."
+    elif "=" in value and "'" not in value:  # each value of a list quoted on its own
+        quoted = ",".join(f"'{v}'" for v in value.split(","))
+        said += f' A value that holds `=` is quoted: "{key}={quoted}".'
     return said
 
 

@@ -136,7 +136,7 @@ def run_config(run_dir: str | Path) -> DictConfig:
         raise ConfigError(
             f"{run_dir} is not a vaelab run folder: it has no {CONFIG}, the config the run was "
             f"trained with. Give the folder of one run (a sweep's job folder, or a folder under "
-            f"outputs/runs/), or use sweep=<folder> for a whole sweep."
+            f"outputs/runs/); a whole sweep is evaluated with src/eval.py sweep=<folder>."
         )
     try:
         cfg = OmegaConf.load(saved)

@@ -288,7 +288,7 @@ def same_command() -> str:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return "the same command"
     hydra = HydraConfig.get()
-    if any(o.startswith("hydra.sweep.dir=") for o in hydra.overrides.hydra):
+    if any(o.lstrip("+").startswith("hydra.sweep.dir=") for o in hydra.overrides.hydra):
         return "the same command"
     return f"the same command with hydra.sweep.dir={hydra.sweep.dir}"
 

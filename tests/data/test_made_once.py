@@ -34,7 +34,8 @@ def fetch(staging: Path) -> None:
 if kind == "cache":
     write_cache(folder / "cache.npy", (4, 2, 2), fill)
 else:
-    staged_download(folder, fetch, keep=["data.bin"])
+    staged_download(folder, fetch, keep=["data.bin"],
+                    needed=lambda: not (folder / "data.bin").is_file())
 print("done", flush=True)
 """
 
@@ -58,3 +59,32 @@ def test_two_jobs_asking_for_one_data_file_make_it_once(tmp_path: Path, kind: st
         assert (folder / "data.bin").read_bytes() == b"data"
     kept = "cache.npy" if kind == "cache" else "data.bin"
     assert [p.name for p in folder.iterdir()] == [kept]  # no temporary file or staging folder
+
+
+def test_a_job_that_waited_for_another_reason_still_downloads_what_it_lacks(tmp_path: Path):
+    """The folder's lock is also a cache's: a job that waited while another wrote something
+    else, its own files still missing, downloads them (it skipped the download before)."""
+    folder = tmp_path / "data"
+    (folder / "MNIST").mkdir(parents=True)  # there, but without its files
+    wanted = folder / "MNIST" / "raw.bin"
+    with folder_locked(folder):  # another job renders a cache into the same folder
+        job = subprocess.Popen([sys.executable, "-c", DOWNLOADER, str(folder)],
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert job.stdout.readline().startswith("waiting for another process")
+    assert job.wait(timeout=60) == 0 and wanted.read_bytes() == b"images"
+
+
+DOWNLOADER = """
+import logging, sys
+from pathlib import Path
+from vaelab.data.files import staged_download
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+folder = Path(sys.argv[1])
+
+def fetch(staging: Path) -> None:
+    (staging / "MNIST").mkdir()
+    (staging / "MNIST" / "raw.bin").write_bytes(b"images")
+
+staged_download(folder, fetch, keep=["MNIST"],
+                needed=lambda: not (folder / "MNIST" / "raw.bin").is_file())
+"""

@@ -101,3 +101,16 @@ def test_bad_input_to_compare_leaves_no_run_folder(tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "`beta` must be >= 0" in result.stderr
     assert not run_dir.exists()  # the folder Hydra made for the run is gone again
+
+
+def test_without_an_experiment_compare_takes_ae_vs_vae_and_refuses_a_sweep(tmp_path: Path):
+    """No experiment= trained the default β-VAE's settings (all of dSprites); a sweep's
+    experiment (compare_2024) trained an AE and a VAE with its settings."""
+    shown = run_cli(tmp_path / "cfg", "--cfg", "job", script="compare.py", process=False)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert "_target_: vaelab.data.digits.Digits" in shown.stdout and "latent_dim: 2" in shown.stdout
+    run_dir = tmp_path / "sweep"
+    refused = run_cli(run_dir, "experiment=compare_2024", script="compare.py", process=False)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: experiment=compare_2024 is a sweep (over model")
+    assert not run_dir.exists()

@@ -9,13 +9,17 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from vaelab.errors import whole_number
+
 
 class StackedLauncher(Launcher):
     """Trains a sweep's compatible jobs together, ``max_stack`` models a process at most
     (``vaelab.stacked``); each job gets the folder a single run writes."""
 
     def __init__(self, max_stack: int = 16, vectorize: bool | str = "auto") -> None:
-        if isinstance(max_stack, bool) or not isinstance(max_stack, int) or max_stack < 1:
+        if isinstance(max_stack, str) and max_stack.isdigit():  # ${oc.env:MAX_STACK}
+            max_stack = int(max_stack)
+        if not whole_number(max_stack, 1):
             raise ValueError(f"hydra.launcher.max_stack={max_stack!r}: the most models one stack "
                              "trains, a whole number >= 1 (16 by default)")  # fmt: skip
         if vectorize not in ("auto", True, False):

@@ -18,7 +18,6 @@ from hydra.errors import MissingConfigException
 from vaelab.console import name_console_lines
 from vaelab.errors import EXIT_BAD_INPUT
 from vaelab.hydra_errors import composition_error
-from vaelab.sweep import launcher_jobs
 
 # Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file.
 PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -90,6 +89,8 @@ def task_started() -> None:
     global _started
     _started = True
     unset_full_error()
+    from vaelab.sweep import launcher_jobs  # the report's matplotlib: not for compose errors
+
     if launcher_jobs() > 1:
         name_console_lines(f"job {HydraConfig.get().job.num}")
 
@@ -141,15 +142,28 @@ PATH_KEYS = ("ckpt_path", "data.path", "paths.data_dir", "paths.log_dir", "hydra
              "hydra.sweep.dir")  # fmt: skip
 
 
+def parses(override: str) -> bool:
+    """Whether Hydra's grammar reads ``override``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        OverridesParser.create().parse_overrides([override])
+    except OverrideParseException:
+        return False
+    return True
+
+
 def normalize_overrides(args: list[str]) -> list[str]:
     """Map ``precision=32`` (and ``16``, ``bf16``, also in comma sweeps) to the option names;
-    quote a path that holds ``=`` (``PATH_KEYS``; not one quoted already nor a list)."""
+    quote a path that holds ``=`` where Hydra cannot parse it as given (``PATH_KEYS``; not one
+    with quotes, escapes or a list, which Hydra's error then advises on)."""
     out = []
     for arg in args:
         key, _, value = arg.partition("=")
         if key == "precision":
             arg = "precision=" + ",".join(PRECISION_ALIASES.get(v, v) for v in value.split(","))
-        elif key.lstrip("+") in PATH_KEYS and "=" in value and not set(value) & set("'\"[,"):
-            arg = "{}='{}'".format(key, value.replace("'", "\\'"))
+        elif key.lstrip("+") in PATH_KEYS and "=" in value and not parses(arg):
+            arg = f"{key}='{value}'" if not set(value) & set("'\"\\,[") else arg
         out.append(arg)
     return out

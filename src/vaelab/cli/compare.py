@@ -82,6 +82,14 @@ def compare(cfg: DictConfig) -> Path:
     from vaelab.viz import ae_vs_vae_figure
     from vaelab.viz.figures import pick_label, split_sample
 
+    sweep = HydraConfig.get().sweeper.get("params")
+    if sweep:  # compare_2024, reproduce_dsprites: many models, not this pair
+        name = HydraConfig.get().runtime.choices.get("experiment")
+        raise ConfigError(
+            f"experiment={name} is a sweep (over {', '.join(sweep)}): run it with "
+            f"{command('train')} -m experiment={name}. {command('compare')} trains an AE and a "
+            f"VAE side by side (experiment=ae_vs_vae, the default here)."
+        )
     out_dir = Path(cfg.paths.output_dir)
     sides = {m: side_config(m, out_dir / m) for m in MODELS}
     for side in sides.values():
@@ -121,6 +129,9 @@ def task(cfg: DictConfig) -> None:
 
 def main() -> None:
     keep_freed_memory()  # before any tensor: the CPU's activations reuse freed memory
+    if not any(a.lstrip("+~").startswith("experiment=") for a in sys.argv[1:]):
+        sys.argv.insert(1, "experiment=ae_vs_vae")  # the comparison's settings (it trained
+        # the default β-VAE's: all of dSprites, 20,000 steps, in a folder named beta_vae)
     sys.argv[1:] = with_user_configs(normalize_overrides(sys.argv[1:]))
     try:
         call_hydra_main(task)

@@ -29,9 +29,9 @@ from vaelab.eval_runs import (
     evaluate_represent,
     evaluate_run,
     evaluate_sweep,
-    evaluation_seed,
     in_multirun,
     record_failure,
+    seed_part,
 )
 from vaelab.eval_udr import UDREvaluation, evaluate_sweep_udr
 from vaelab.run_folder import drop_if_empty, entries, remove_added
@@ -67,7 +67,7 @@ def task(cfg: DictConfig) -> float | None:
         evaluate_run(cfg.run, cfg.evaluation, name, **options)
     except Exception as error:
         if in_multirun():  # one job of `-m`: recorded, the other jobs go on
-            record_failure(cfg.run, name, error, evaluation_seed(cfg.run, cfg.evaluation, cfg.seed))
+            record_failure(cfg.run, name, error, seed_part(cfg.run, cfg.evaluation, cfg.seed))
             return float("nan")
         if isinstance(error, ConfigError):
             cut_log_files(logged)

@@ -173,7 +173,12 @@ class Cars3D(GroundTruthSource):
     def fetch(self) -> None:
         """Download the archive and keep its ``data/cars/``; ``DataError`` when that fails."""
         try:
-            staged_download(self.data_dir, self.download_into, keep=[FOLDER])
+            staged_download(
+                self.data_dir,
+                self.download_into,
+                keep=[FOLDER],
+                needed=lambda: not self.mesh_files(),
+            )
         except Exception as error:  # any failure of the network or the archive
             reason = f"the download failed: {type(error).__name__}: {error}".replace("\n", " ")
             expected = [f"{self.factor_sizes[2]} files car_NNN_mesh.mat"]

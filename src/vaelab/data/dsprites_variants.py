@@ -199,7 +199,12 @@ class ScreamDSprites(DSpritesVariant):
             return
         if not self.path.is_file() and self.download:
             try:
-                staged_download(self.path.parent, self._fetch, keep=[self.path.name])
+                staged_download(
+                    self.path.parent,
+                    self._fetch,
+                    keep=[self.path.name],
+                    needed=lambda: not self.path.is_file(),
+                )
             except Exception as error:  # any failure of the network or the file
                 reason = f"the download failed: {type(error).__name__}: {error}"
                 raise self._missing(reason.replace("\n", " ")) from error

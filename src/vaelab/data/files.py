@@ -94,16 +94,17 @@ def socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def staged_download(root: Path, fetch: Callable[[Path], None], keep: Sequence[str]) -> None:
+def staged_download(
+    root: Path, fetch: Callable[[Path], None], keep: Sequence[str], needed: Callable[[], bool]
+) -> None:
     """Run ``fetch(staging)`` in a fresh folder beside ``root``; on success move the entries
     named in ``keep`` into ``root``, on any failure delete everything it wrote, so a broken
     download never leaves files that look like data. Exceptions propagate. Under the lock of
-    ``root``: the jobs of a parallel sweep download once; one that waited for another's download
-    of every entry in ``keep`` does not download again."""
+    ``root``, and only while ``needed()`` (the caller's check that files are missing) holds
+    there: the jobs of a parallel sweep download once, the others wait and find the files."""
     root.mkdir(parents=True, exist_ok=True)
-    waiting = f"waiting for another process's download into {root}"
-    with folder_locked(root, waiting) as waited:
-        if waited and all((root / entry).exists() for entry in keep):
+    with folder_locked(root, f"waiting for another process writing into {root}"):
+        if not needed():
             return
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
         try:
@@ -143,7 +144,7 @@ def write_cache(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray],
     folder, moved into place only when complete. Under the folder's lock, and not again where
     another process wrote it meanwhile: the jobs of a parallel sweep make a cache once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with folder_locked(path.parent, f"waiting for another process to write {path}"):
+    with folder_locked(path.parent, f"waiting for another process writing into {path.parent}"):
         if path.exists():
             return
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")

@@ -204,7 +204,7 @@ class MPI3D(GroundTruthSource):
                 self._open(staging / name)
 
             try:
-                staged_download(self.data_dir, fetch, keep=[name])
+                staged_download(self.data_dir, fetch, keep=[name], needed=lambda: self.path is None)
                 return
             except Exception as error:  # any failure of the network or the file
                 failures.append(f"{url}: {type(error).__name__}: {error}".replace("\n", " "))

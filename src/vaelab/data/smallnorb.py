@@ -190,7 +190,12 @@ class SmallNORB(TableSource):
     def fetch(self) -> None:
         """Download the six .mat.gz files; ``DataError`` when that fails (nothing is left)."""
         try:
-            staged_download(self.data_dir, self.download_into, keep=[FOLDER])
+            staged_download(
+                self.data_dir,
+                self.download_into,
+                keep=[FOLDER],
+                needed=lambda: bool(self.missing()),
+            )
         except Exception as error:  # any failure of the network or the files
             reason = f"the download failed: {type(error).__name__}: {error}".replace("\n", " ")
             raise missing_error(self.name, self.folder, self.missing(), PUBLISHED, reason) from None

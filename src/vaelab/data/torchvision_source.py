@@ -59,7 +59,9 @@ class TorchvisionSource(ImageSource):
         """Download with torchvision into a staging folder; ``DataError`` when that fails."""
         try:
             top = Path(self.folder).parts[0]  # the entry torchvision makes under its root
-            staged_download(self.root, self.download_into, keep=[top])
+            staged_download(
+                self.root, self.download_into, keep=[top], needed=lambda: bool(self.missing())
+            )
         except Exception as error:  # any failure of the network or the archive
             raise missing_error(
                 self.name,

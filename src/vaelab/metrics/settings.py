@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Literal
 
+from vaelab.errors import whole_number
+
 if TYPE_CHECKING:
     from vaelab.metrics.infomec import Pruning
 
@@ -103,7 +105,7 @@ class SuiteConfig:
         check_jobs(self.jobs)
         for name, least in LEAST.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if not whole_number(value, least):
                 raise ValueError(f"evaluation.suite.{name}={value!r}: it must be a whole number "
                                  f">= {least} ({LEAST_WHY[name]})")  # fmt: skip
         if self.dci_es_trees < 1:

@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 
+from vaelab.errors import whole_number
 from vaelab.viz.figures import make_figures
 from vaelab.viz.publish import log_figures
 from vaelab.viz.settings import FigureSettings
@@ -46,8 +47,7 @@ class FigureCallback(L.Callback):
             traversal=replace(base.traversal, gif=False),
         )
         for name, every in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
-            if every is not None and (isinstance(every, bool) or not isinstance(every, int)
-                                      or every < 0):  # fmt: skip
+            if every is not None and not whole_number(every, 0):
                 raise ValueError(f"callbacks.figures.{name}={every!r}: null or 0 (off), or a "
                                  f"whole number >= 1")  # fmt: skip
         self.every_n_steps, self.every_n_epochs = every_n_steps or 0, every_n_epochs or 0

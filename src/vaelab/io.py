@@ -34,28 +34,26 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 @contextlib.contextmanager
-def folder_locked(folder: str | Path, waiting: str = "") -> Iterator[bool]:
+def folder_locked(folder: str | Path, announce: bool = False) -> Iterator[None]:
     """An exclusive lock on ``folder`` for a read-modify-write of a file in it: another process
-    that asks waits until it is released. Yields whether this one had to wait (``waiting`` is
-    then logged first). ``flock`` of the folder itself, so no lock file is left; where the file
-    system refuses it (some network file systems), the folder cannot be opened for reading or
-    is not there yet, nothing is locked. Not to be nested: a second lock of the folder in the
-    same process waits for ever."""
+    that asks waits until it is released (``announce``: saying so in the log first). ``flock``
+    of the folder itself, so no lock file is left; where the file system refuses it (some
+    network file systems), the folder cannot be opened for reading or is not there yet,
+    nothing is locked. Not to be nested: a second lock of the folder in the same process waits
+    for ever."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
-        yield False
+        yield
         return
-    waited = False
     try:
         with contextlib.suppress(OSError):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # held by another process
-                waited = True
-                if waiting:
-                    log.info("%s", waiting)
+                if announce:
+                    log.info("waiting for another process writing into %s", folder)
                 fcntl.flock(fd, fcntl.LOCK_EX)
-        yield waited
+        yield
     finally:
         os.close(fd)  # releases the lock

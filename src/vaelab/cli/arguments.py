@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import MissingConfigException
 
 from vaelab.console import name_console_lines
-from vaelab.errors import EXIT_BAD_INPUT
+from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from vaelab.hydra_errors import composition_error
 
 # Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file.
@@ -103,6 +103,30 @@ def unset_full_error() -> None:
         os.environ.pop(FULL_ERROR, None)
 
 
+def exit_said(error: Exception) -> None:
+    """A task's error said plainly, without a traceback: bad input (``ConfigError``: exit 2,
+    the empty run folder removed) or a loss that became NaN (exit 1); any other returns, for
+    Hydra to report."""
+    from vaelab.errors import ConfigError, NonFiniteLossError
+    from vaelab.run_folder import drop_if_empty
+
+    if not isinstance(error, ConfigError | NonFiniteLossError):
+        return
+    if isinstance(error, ConfigError):  # refused: no empty folder left behind
+        drop_if_empty(Path(HydraConfig.get().runtime.output_dir))
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT if isinstance(error, ConfigError) else 1)
+
+
+def exit_interrupted(line: str) -> NoReturn:
+    """Ctrl-C as one line (``interrupted: ...``) on the console and in the log, exit 130."""
+    from vaelab.console import to_log_files
+
+    to_log_files(line)  # the log says how it goes on, too
+    print(line, file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def bad_input(message: str | None, hint: bool = True) -> NoReturn:
     """Exit 2 after ``message`` and (``hint``) the pip hint for a plugin, if one was asked for."""
     if message:
@@ -163,7 +187,8 @@ def normalize_overrides(args: list[str]) -> list[str]:
         key, _, value = arg.partition("=")
         if key == "precision":
             arg = "precision=" + ",".join(PRECISION_ALIASES.get(v, v) for v in value.split(","))
-        elif key.lstrip("+") in PATH_KEYS and "=" in value and not parses(arg):
-            arg = f"{key}='{value}'" if not set(value) & set("'\"\\,[") else arg
+        elif (key.lstrip("+") in PATH_KEYS and "=" in value
+              and not set(value) & set("'\"\\,[") and not parses(arg)):  # fmt: skip
+            arg = f"{key}='{value}'"
         out.append(arg)
     return out

@@ -21,17 +21,18 @@ from omegaconf import DictConfig
 
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import command, config_path, with_user_configs
-from vaelab.cli.arguments import call_hydra_main, normalize_overrides, task_started
+from vaelab.cli.arguments import (
+    call_hydra_main,
+    exit_interrupted,
+    exit_said,
+    normalize_overrides,
+    task_started,
+)
 from vaelab.config import validate
-from vaelab.console import to_log_files
 from vaelab.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
     ConfigError,
     Interrupted,
-    NonFiniteLossError,
 )
-from vaelab.run_folder import drop_if_empty
 
 log = logging.getLogger(__name__)
 MODELS = ("ae", "vae")
@@ -120,11 +121,9 @@ def task(cfg: DictConfig) -> None:
     try:
         validate(cfg)
         compare(cfg)
-    except (ConfigError, NonFiniteLossError) as error:  # said plainly
-        if isinstance(error, ConfigError):  # refused: no empty folder left behind
-            drop_if_empty(Path(HydraConfig.get().runtime.output_dir))
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT if isinstance(error, ConfigError) else 1)
+    except Exception as error:
+        exit_said(error)
+        raise
 
 
 def main() -> None:
@@ -136,10 +135,7 @@ def main() -> None:
     try:
         call_hydra_main(task)
     except KeyboardInterrupt as stop:  # Ctrl-C: one line, not Python's traceback
-        line = f"interrupted: {stop}" if str(stop) else "interrupted"
-        to_log_files(line)  # the run's log says it too
-        print(line, file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        exit_interrupted(f"interrupted: {stop}" if str(stop) else "interrupted")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ from omegaconf import DictConfig
 from vaelab import eval_runs, eval_udr
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import command, config_path, with_user_configs
-from vaelab.cli.arguments import call_hydra_main, task_started
+from vaelab.cli.arguments import call_hydra_main, exit_interrupted, task_started
 from vaelab.config import build_error
-from vaelab.console import cut_log_files, log_file_sizes, to_log_files
-from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError
+from vaelab.console import cut_log_files, log_file_sizes
+from vaelab.errors import EXIT_BAD_INPUT, ConfigError
 from vaelab.eval_args import expand_sweep, register_resolvers, target_problem, with_default_data
 from vaelab.eval_runs import (
     evaluate_represent,
@@ -133,13 +133,10 @@ def main() -> None:
     try:
         call_hydra_main(task)
     except KeyboardInterrupt:  # Ctrl-C: one line, not Python's traceback
-        line = (
+        exit_interrupted(
             "interrupted: the evaluations that finished are written; the same command skips "
             "them and does the rest"
         )
-        to_log_files(line)  # the log says how it goes on, too
-        print(line, file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
     if failed or eval_runs.failed_jobs:
         logging.shutdown()
         sys.exit(1)

@@ -21,14 +21,16 @@ from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
 from vaelab.cli.arguments import (
     call_hydra_main,
+    exit_interrupted,
+    exit_said,
     normalize_overrides,
     output_location_problem,
     task_started,
 )
 from vaelab.config import validate
-from vaelab.console import quiet_libraries, to_log_files
-from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, NonFiniteLossError
-from vaelab.run_folder import drop_if_empty, fingerprints, mark_failed
+from vaelab.console import quiet_libraries
+from vaelab.errors import EXIT_BAD_INPUT
+from vaelab.run_folder import fingerprints, mark_failed
 from vaelab.sweep import note_refused
 
 
@@ -49,11 +51,7 @@ def task(cfg: DictConfig) -> float | None:
                 # result, or another config's run: kept as it is
                 note_refused(out_dir.parent, out_dir.name, message)  # the sweep's folder
             return float("nan")
-        if isinstance(error, ConfigError | NonFiniteLossError):  # said plainly
-            if isinstance(error, ConfigError):  # refused: no empty folder left behind
-                drop_if_empty(Path(HydraConfig.get().runtime.output_dir))
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(EXIT_BAD_INPUT if isinstance(error, ConfigError) else 1)
+        exit_said(error)
         raise
 
 
@@ -82,10 +80,7 @@ def main() -> None:
     try:
         call_hydra_main(task)
     except KeyboardInterrupt as stop:  # Ctrl-C: one line, not Python's traceback
-        line = f"interrupted: {stop}" if str(stop) else "interrupted"
-        to_log_files(line)  # the job's log says how it goes on, too
-        print(line, file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        exit_interrupted(f"interrupted: {stop}" if str(stop) else "interrupted")
     if sweep.failed_jobs:
         sys.exit(1)
 

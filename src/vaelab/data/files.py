@@ -103,7 +103,7 @@ def staged_download(
     ``root``, and only while ``needed()`` (the caller's check that files are missing) holds
     there: the jobs of a parallel sweep download once, the others wait and find the files."""
     root.mkdir(parents=True, exist_ok=True)
-    with folder_locked(root, f"waiting for another process writing into {root}"):
+    with folder_locked(root, announce=True):
         if not needed():
             return
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
@@ -144,7 +144,7 @@ def write_cache(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray],
     folder, moved into place only when complete. Under the folder's lock, and not again where
     another process wrote it meanwhile: the jobs of a parallel sweep make a cache once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with folder_locked(path.parent, f"waiting for another process writing into {path.parent}"):
+    with folder_locked(path.parent, announce=True):
         if path.exists():
             return
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")

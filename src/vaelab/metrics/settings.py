@@ -62,16 +62,15 @@ def check_jobs(jobs: int | str) -> int | str:
     return jobs
 
 
-# The least of each count the metrics can be computed from (below: an error, or NaN scores).
-LEAST = {"num_train": 10, "num_test": 10, "batch_size": 2, "num_variance_estimate": 2,
-         "num_bins": 2, "fairness_per_class": 1}  # fmt: skip
-LEAST_WHY = {
-    "num_train": "codes to fit on",
-    "num_test": "codes to score on",
-    "batch_size": "a variance within each batch of the BetaVAE and FactorVAE scores",
-    "num_variance_estimate": "the variances of the FactorVAE score",
-    "num_bins": "one bin holds no information",
-    "fairness_per_class": "rows for each pair of fairness classes",
+# The least of each count the metrics can be computed from (below: an error, or NaN scores),
+# and what it counts.
+LEAST = {
+    "num_train": (10, "codes to fit on"),
+    "num_test": (10, "codes to score on"),
+    "batch_size": (2, "a variance within each batch of the BetaVAE and FactorVAE scores"),
+    "num_variance_estimate": (2, "the variances of the FactorVAE score"),
+    "num_bins": (2, "one bin holds no information"),
+    "fairness_per_class": (1, "rows for each pair of fairness classes"),
 }
 
 
@@ -103,11 +102,11 @@ class SuiteConfig:
         check_estimator(self.dci_estimator, "evaluation.suite.dci_estimator")
         check_estimator(self.downstream_estimator, "evaluation.suite.downstream_estimator")
         check_jobs(self.jobs)
-        for name, least in LEAST.items():
+        for name, (least, why) in LEAST.items():
             value = getattr(self, name)
             if not whole_number(value, least):
                 raise ValueError(f"evaluation.suite.{name}={value!r}: it must be a whole number "
-                                 f">= {least} ({LEAST_WHY[name]})")  # fmt: skip
+                                 f">= {least} ({why})")  # fmt: skip
         if self.dci_es_trees < 1:
             raise ValueError(
                 f"evaluation.suite.dci_es_trees={self.dci_es_trees}: a DCI-ES probe is a random "

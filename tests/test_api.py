@@ -105,6 +105,8 @@ def test_bad_input_raises_the_cli_paragraph_and_a_sweep_is_refused(tmp_path) -> 
         vaelab.train(["experiment=null"])  # a ValueError of Hydra's code before
     with pytest.raises(ConfigError, match=r"a list of values is a sweep.*vaelab-train -m"):
         vaelab.train(["beta=1,4"])
+    with pytest.raises(ConfigError, match=r"~model removes the config group `model`"):
+        vaelab.train(["~model"])  # an InterpolationKeyError of OmegaConf's before
     for device, words in (("gpu0", "is not a device"), ("cuda:7", "no GPU is visible")):
         if device.startswith("cuda") and torch.cuda.is_available():
             continue

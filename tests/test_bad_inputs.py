@@ -67,6 +67,23 @@ BAD_INPUTS = [
      "betavae), names no config"),
     ("experiment=null", "experiment=null: a config group takes the name of one of its options, "
                         "not null. To run without one, leave `experiment` out"),
+    # a group given a value that is no option's name (not null, and 64 is not a precision alias)
+    ("precision=64", "precision=64 names no option: the options of `precision` are 16-mixed, "
+                     "32-true, bf16-mixed (or for short 32, 16, bf16)."),
+    ("model=1", "model=1 names no option: the options of `model` are ada_gvae, ae,"),
+    ("model=null", "model=null: `model` takes the name of one of its options, not null, and a "
+                   "run cannot do without one: the options of `model` are ada_gvae"),
+    # a group a run needs, removed (was a traceback from training)
+    ("~model", "~model removes the config group `model`, and a training run cannot do without "
+               "one: leave ~model out to keep its default (model=beta_vae)"),
+    ("~data", "~data removes the config group `data`, and a training run cannot do without one"),
+    ("~logger", "~logger removes the config group `logger`"),
+    # an experiment of the user's without `# @package _global_` (was ignored: 20000 steps;
+    # debug=fast keeps a run that is not refused short)
+    ("hydra.searchpath=[file://{tmp}/my_conf] experiment=nopkg debug=fast",
+     "experiment=nopkg ({tmp}/my_conf/experiment/nopkg.yaml) cannot be used: its first line "
+     "must be `# @package _global_`, as in conf/experiment/*.yaml. Without it, its settings "
+     "(trainer) land under a key `experiment:`"),
     ("hydra.sweeper.params.bta=1", "`hydra.sweeper.params` is null in the config, and Hydra "
                                    "cannot set a key inside it. A sweep's values are given"),
     ("data=factors data.path=~/shapes/images", "The shell does not expand ~ after `=`: write "
@@ -118,6 +135,17 @@ BAD_INPUTS = [
     # values no check used to look at
     ("beta_schedule=linear beta_schedule.start=-1", "`beta_schedule.start` must be >= 0"),
     ("trainer.val_check_interval=0", "`trainer.val_check_interval` must be > 0"),
+    # Lightning's counts, which failed as "'<' not supported between instances of 'str' and 'int'"
+    ("trainer.max_steps=abc", "`trainer.max_steps` must be a whole number >= 0, or -1 for no "
+                              "limit, got 'abc': the training steps."),
+    ("trainer.max_steps=-5", "`trainer.max_steps` must be a whole number >= 0, or -1 for no limit"),
+    ("trainer.log_every_n_steps=abc", "`trainer.log_every_n_steps` must be a whole number >= 1, "
+                                      "got 'abc'"),  # was a traceback from inside fit
+    ("+trainer.max_epochs=abc", "`trainer.max_epochs` must be a whole number >= 0, or -1"),
+    ("trainer.limit_val_batches=abc", "`trainer.limit_val_batches` must be null (all), a whole "
+                                      "number of batches >= 0 or a fraction in [0, 1], got 'abc'"),
+    ("callbacks.model_checkpoint.every_n_train_steps=abc",
+     "`callbacks.model_checkpoint.every_n_train_steps` must be a whole number >= 0, got 'abc'"),
     ("seed=4294967296", "`seed` must be <= 4294967295"),
     ("arch.latent_dim=1000000000", "`arch.latent_dim` must be <= 65536"),
     # corrupt and foreign data files
@@ -142,6 +170,7 @@ def files(tmp_path_factory) -> Path:
     (tmp / "my_conf" / "experiment" / "mine.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /model: betavae\n"
     )
+    (tmp / "my_conf" / "experiment" / "nopkg.yaml").write_text("trainer:\n  max_steps: 20\n")
     cache = "dsprites_procedural_v1.npy"
     for folder in ("garbage_cache", "truncated_cache", "object_cache"):
         (tmp / folder).mkdir()
@@ -197,3 +226,34 @@ def test_fid_without_the_inception_weights_stops_before_training(tmp_path: Path,
     assert message.startswith("error: FID and KID (evaluation.fid) need the Inception v3 weights")
     assert f"put it at {offline} " in message and len(message.splitlines()) == 1
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_a_bad_split_fraction_is_said_without_a_batch_size_against_a_negative_split(tmp_path):
+    """data.test_fraction=1.5 first read "`data.batch_size`=64 is larger than the ~-1044
+    training images": the fractions are checked before the batch is compared with the split."""
+    run_dir = tmp_path / "run"
+    result = run_cli(run_dir, "trainer=cpu", "evaluation=none", "data.subset=2048",
+                     "data.test_fraction=1.5", process=False)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "`data.test_fraction` must be a fraction in (0, 0.5), got 1.5." in result.stderr
+    assert "batch_size" not in result.stderr and "Traceback" not in result.stderr
+    assert not run_dir.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")
+@pytest.mark.parametrize(
+    ("trainer", "instead"),
+    [("gpu", "trainer=cpu, or trainer=auto to take a GPU where there is one."),
+     ("ddp", "trainer=ddp_cpu for DDP across CPU processes.")],
+)  # fmt: skip
+def test_a_gpu_trainer_without_a_gpu_says_there_is_none(tmp_path, trainer: str, instead: str):
+    """Was "No supported gpu backend found!. Check the keys given for it"."""
+    run_dir = tmp_path / "run"
+    result = run_cli(run_dir, f"trainer={trainer}", "evaluation=none", "debug=fast",
+                     "arch=mlp", process=False)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == (
+        f"error: trainer={trainer} needs a CUDA GPU, and none is visible here "
+        f"(torch.cuda.is_available() is False): train on the CPU with {instead}"
+    )
+    assert not run_dir.exists()

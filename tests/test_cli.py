@@ -191,3 +191,23 @@ def test_the_task_trains_in_the_users_environment(cli, tmp_path, monkeypatch, us
     env = json.loads(seen.read_text())
     assert env.get("HYDRA_FULL_ERROR") == users
     assert "VAELAB_SET_HYDRA_FULL_ERROR" not in env
+
+
+def test_an_experiment_with_its_package_line_trains_with_its_settings(cli, tmp_path):
+    """The check that refuses an experiment without `# @package _global_` (test_bad_inputs)
+    takes the shipped experiments and a user's own with that line: their settings apply."""
+    shown = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), "experiment=quick_conv", "--cfg", "job"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "\ntrainer:\n" in shown.stdout and "  max_steps: 2000\n" in shown.stdout
+    assert "\nexperiment:" not in shown.stdout
+    folder = tmp_path / "my_conf" / "experiment"
+    folder.mkdir(parents=True)
+    (folder / "mine.yaml").write_text("# @package _global_\ntrainer:\n  max_steps: 4\n")
+    tiny = [o for o in TINY if not o.startswith("trainer.max_steps")]
+    run_dir, result = cli(*tiny, f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]",
+                          "experiment=mine", tiny=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_metrics(run_dir)["step"] == 4

@@ -13,20 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, read_metrics, run_cli
+from tests.conftest import ROOT, TINY, read_metrics, run_cli, run_program
 from tests.test_devices import RTOL, SAME_DATA, train_log
 from tests.test_reliability import compared
 
 CLUSTER = ROOT / "scripts" / "slurm_cluster.sh"
-pytestmark = pytest.mark.skipif(
-    shutil.which("slurmctld") is None or shutil.which("munged") is None or os.geteuid() != 0,
-    reason="needs Debian's slurm-wlm and munge and root (.ci/run installs them)",
+NO_CLUSTER = (
+    shutil.which("slurmctld") is None or shutil.which("munged") is None or os.geteuid() != 0
 )
 
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory) -> dict[str, str]:
-    """The environment of a running single-node cluster; stopped afterwards."""
+    """The environment of a running single-node cluster; stopped afterwards. Tests that take
+    it are skipped without Debian's slurm-wlm and munge and root."""
+    if NO_CLUSTER:
+        pytest.skip("needs Debian's slurm-wlm and munge and root (.ci/run installs them)")
     folder = tmp_path_factory.mktemp("slurm")
     started = subprocess.run(["bash", CLUSTER, "start", folder], capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
@@ -162,3 +164,33 @@ def test_the_warning_signal_requeues_a_job_that_ends_as_an_uninterrupted_run(slu
     assert metrics["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
     assert 5 <= metrics["start_step"] < 120 and metrics["step"] == 120
     assert compared(metrics) == compared(read_metrics(whole))
+
+
+def test_sbatch_that_cannot_reach_a_cluster_is_one_paragraph_not_a_traceback(tmp_path, monkeypatch):
+    """The submitit launcher calling an sbatch that reaches no cluster (this one says what
+    Debian's sbatch says without a slurm.conf) was a 68-line traceback ending in
+    submitit's FailedJobError."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                        reason="hydra-submitit-launcher is not installed")  # fmt: skip
+    fatal = "sbatch: fatal: Could not establish a configuration source"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\necho '{fatal}' >&2\nexit 1\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"hydra.sweep.dir={sweep}", "sweep=beta", "hydra/launcher=slurm",
+            "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=720",
+            "hydra.launcher.gpus_per_node=1", "debug=fast", "evaluation=none"]  # fmt: skip
+    result = run_program("train.py", args, {"VAELAB_DATA_DIR": str(tmp_path / "data")})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "FailedJobError" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: SLURM could not take the sweep's jobs (hydra/launcher=slurm): sbatch said "
+        f'"{fatal}". Check that SLURM can be reached from this machine: `sbatch --version` '
+        f"and `sinfo` must work here (sinfo lists the partitions; hydra.launcher.partition "
+        f"must name one of them), or run the sweep without SLURM (leave hydra/launcher=slurm "
+        f"out)."
+    ]
+    assert not list(sweep.glob("*/metrics.json"))  # no job ran

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from vaelab.allocator import keep_freed_memory
 from vaelab.cli import config_path, with_user_configs
-from vaelab.cli.arguments import normalize_overrides
+from vaelab.cli.arguments import normalize_overrides, removed_group_problem
 from vaelab.config import validate
 from vaelab.console import logging_restored
 from vaelab.errors import ConfigError
@@ -69,6 +69,9 @@ def train(overrides: Sequence[str] = (), device: str = "auto") -> LoadedRun:
     pick_device(device)  # a device that cannot be used is said before training, not after
     if any(a in ("-m", "--multirun") for a in overrides):
         raise ConfigError("vaelab.train runs one model; run sweeps with vaelab-train -m ...")
+    removed = removed_group_problem(list(overrides))
+    if removed:
+        raise ConfigError(removed)
     args = with_user_configs(normalize_overrides(list(overrides)))
     GlobalHydra.instance().clear()
     with _initialize(), logging_restored():  # Hydra's job logging lasts as long as the job

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vaelab.cli import command
 from vaelab.compile import compile_mode
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, whole_number
 
 
 def twice_factors(source_target: str, fallback: int) -> int:
@@ -100,6 +100,18 @@ RANGE_CHECKS: list[tuple[str, str, float, bool, str]] = [
      "validate every that many steps (an int) or that fraction of an epoch"),
 ]  # fmt: skip
 
+# Lightning's counts, which it compares with numbers (a string failed with "'<' not supported
+# between instances of 'str' and 'int'"): key, the least allowed value, whether -1 (no limit)
+# is allowed too, what the number is
+COUNT_CHECKS: list[tuple[str, int, bool, str]] = [
+    ("trainer.max_steps", 0, True, "the training steps"),
+    ("trainer.max_epochs", 0, True, "the training epochs"),
+    ("trainer.log_every_n_steps", 1, False, "the steps between logged losses"),
+    ("trainer.check_val_every_n_epoch", 1, False, "the epochs between validations"),
+    ("callbacks.model_checkpoint.every_n_train_steps", 0, False,
+     "the steps between checkpoints; 0 for none during training"),
+]  # fmt: skip
+
 # key, the largest allowed value, hint
 UPPER_CHECKS: list[tuple[str, float, str]] = [
     ("seed", 2**32 - 1, "numpy's generators take seeds below 2**32"),
@@ -155,6 +167,19 @@ def _range_problems(cfg: DictConfig) -> list[str]:
         elif value < low or (value == low and not inclusive):
             bound = f">= {low}" if inclusive else f"> {low}"
             problems.append(f"`{key}` must be {bound}, got {value!r}: {hint}.")
+    for key, least, unlimited, what in COUNT_CHECKS:
+        value = _get(cfg, key)
+        if value is not None and not (whole_number(value, least) or (unlimited and value == -1)):
+            allowed = f"a whole number >= {least}" + (", or -1 for no limit" if unlimited else "")
+            problems.append(f"`{key}` must be {allowed}, got {value!r}: {what}.")
+    limit = _get(cfg, "trainer.limit_val_batches")
+    if limit is not None and not (
+        whole_number(limit, 0) or (isinstance(limit, float) and 0 <= limit <= 1)
+    ):
+        problems.append(
+            f"`trainer.limit_val_batches` must be null (all), a whole number of batches >= 0 "
+            f"or a fraction in [0, 1], got {limit!r}."
+        )
     for key, high, hint in UPPER_CHECKS:
         value = _get(cfg, key)
         if _is_number(value) and value > high:
@@ -193,6 +218,54 @@ def _missing_keys(node: DictConfig, prefix: str = "") -> list[str]:
     return found
 
 
+# Groups whose options are written at the top of the config (`# @package _global_`); an option
+# without that line lands under a key of the group's name, which no setting reads.
+GLOBAL_GROUPS = ("experiment", "sweep", "debug")
+
+
+def _hydra_choice(group: str) -> str | None:
+    """The option of ``group`` Hydra composed, where a Hydra run is under way."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get(group)
+
+
+def _option_file(group: str, name: str) -> str | None:
+    """The file of option ``name`` of ``group`` in the folders Hydra searched, where known."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    for source in HydraConfig.get().runtime.config_sources:
+        if source.schema == "file":
+            path = Path(source.path) / group / f"{name}.yaml"
+            if path.is_file():
+                return str(path)
+    return None
+
+
+def _package_problems(cfg: DictConfig) -> list[str]:
+    """``experiment=mine`` whose file lacks ``# @package _global_``: its settings would sit
+    unused under ``experiment:`` and the run would train with the defaults."""
+    problems = []
+    for group in GLOBAL_GROUPS:
+        if not isinstance(cfg.get(group), DictConfig):
+            continue
+        name = _hydra_choice(group)
+        option = f"{group}={name}" if name else f"the `{group}` option"
+        where = _option_file(group, name) if name else None
+        file = f" ({where})" if where else ""
+        keys = ", ".join(str(k) for k in cfg[group])
+        problems.append(
+            f"{option}{file} cannot be used: its first line must be `# @package _global_`, "
+            f"as in conf/{group}/*.yaml. Without it, its settings ({keys}) land under a key "
+            f"`{group}:` that nothing reads, and the run would go with the defaults."
+        )
+    return problems
+
+
 def _data_setting_problems(cfg: DictConfig) -> list[str]:
     """Keys of ``data`` that a data module taking ``**source_settings`` would swallow: each
     must be one of its parameters or be passed on to ``data.source`` by interpolation."""
@@ -220,7 +293,15 @@ def _data_setting_problems(cfg: DictConfig) -> list[str]:
 
 
 def _data_problems(cfg: DictConfig) -> list[str]:
+    """The subset and the split fractions; the batch is compared with the training split only
+    when the fractions are valid (a fraction of 1.5 left "~-1044 training images")."""
     problems = []
+    fractions = []
+    for key in ("data.val_fraction", "data.test_fraction"):
+        value = _get(cfg, key)
+        if value is not None and (not _is_number(value) or not 0 < value < 0.5):
+            problems.append(f"`{key}` must be a fraction in (0, 0.5), got {value!r}.")
+        fractions.append(value if _is_number(value) else 0)
     subset, batch = _get(cfg, "data.subset"), _get(cfg, "data.batch_size")
     if subset is not None:
         if not _is_number(subset) or subset <= 0 or (isinstance(subset, float) and subset > 1):
@@ -228,17 +309,13 @@ def _data_problems(cfg: DictConfig) -> list[str]:
                 f"`data.subset` must be null (all images), a count >= 1 or a fraction in "
                 f"(0, 1], got {subset!r}."
             )
-        elif _is_int(subset) and _is_int(batch) and batch > 0:
-            train = subset * (1 - _get(cfg, "data.val_fraction") - _get(cfg, "data.test_fraction"))
+        elif _is_int(subset) and _is_int(batch) and batch > 0 and not problems:
+            train = subset * (1 - sum(fractions))
             if batch > train:
                 problems.append(
                     f"`data.batch_size`={batch} is larger than the ~{int(train)} training images "
                     f"of data.subset={subset}; lower the batch size or raise the subset."
                 )
-    for key in ("data.val_fraction", "data.test_fraction"):
-        value = _get(cfg, key)
-        if value is not None and (not _is_number(value) or not 0 < value < 0.5):
-            problems.append(f"`{key}` must be a fraction in (0, 0.5), got {value!r}.")
     return problems
 
 
@@ -327,6 +404,34 @@ def build_error(error: Exception) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+# Lightning's words for an accelerator that is not on this machine -> what it needs
+ABSENT_ACCELERATORS = {
+    "No supported gpu backend found": ("gpu", "a CUDA GPU", "torch.cuda.is_available()"),
+    "`CUDAAccelerator` can not run": ("cuda", "a CUDA GPU", "torch.cuda.is_available()"),
+    "`MPSAccelerator` can not run": ("mps", "Apple silicon (MPS)",
+                                     "torch.backends.mps.is_available()"),
+}  # fmt: skip
+
+
+def missing_accelerator(detail: str) -> str | None:
+    """Lightning's refusal of an accelerator this machine lacks (trainer=gpu without a GPU),
+    said plainly: what the trainer needs, that it is not visible, and the CPU's options."""
+    found = [absent for words, absent in ABSENT_ACCELERATORS.items() if words in detail]
+    if not found:
+        return None
+    accelerator, needs, probe = found[0]
+    choice = _hydra_choice("trainer")
+    named = choice in ("gpu", "ddp", "mps")  # a trainer option made for that accelerator
+    chosen = f"trainer={choice}" if named else f"trainer.accelerator={accelerator}"
+    ddp = choice == "ddp"
+    instead = ("trainer=ddp_cpu for DDP across CPU processes" if ddp
+               else "trainer=cpu, or trainer=auto to take a GPU where there is one")  # fmt: skip
+    return (
+        f"{chosen} needs {needs}, and none is visible here ({probe} is False): train on "
+        f"the CPU with {instead}."
+    )
+
+
 @contextmanager
 def building(what: str) -> Iterator[None]:
     """Hydra's error when a ``_target_`` cannot be called with its keys, as a ``ConfigError``."""
@@ -335,7 +440,10 @@ def building(what: str) -> Iterator[None]:
     try:
         yield
     except InstantiationException as error:
-        detail = build_error(error).rstrip(".")
+        detail = build_error(error).rstrip(".!")
+        missing = missing_accelerator(detail)
+        if missing:
+            raise ConfigError(missing) from None
         raise ConfigError(
             f"{what} cannot be built from the config: {detail}. Check the keys given for it "
             f"(`{command('train')} --cfg job` prints the composed config)."
@@ -348,7 +456,8 @@ def validate(cfg: DictConfig) -> None:
     else is wrong: reading it imports Lightning and torch (5 s of a 7 s refusal of
     ``beta=-3`` on 2 cores), which a valid config loads next anyway."""
     problems = (
-        _missing_problems(cfg)
+        _package_problems(cfg)
+        + _missing_problems(cfg)
         + _range_problems(cfg)
         + _choice_problems(cfg)
         + _image_size_problems(cfg)

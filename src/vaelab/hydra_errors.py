@@ -10,9 +10,13 @@ from __future__ import annotations
 import difflib
 import re
 import traceback
+from pathlib import Path
 from typing import Any
 
+from hydra._internal.config_repository import IConfigRepository
 from hydra._internal.defaults_list import Overrides
+from hydra.core.default_element import GroupDefault
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.types import Override
 from hydra.errors import (
     HydraException,
@@ -24,6 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+
+# Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file:
+# ``vaelab.cli.arguments.normalize_overrides`` maps these to the option names.
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
 def did_you_mean(name: str, options: list[str], prefix: str = "") -> str:
@@ -77,17 +85,55 @@ def null_parent(cfg: DictConfig, key: str, itself: bool) -> str | None:
     return None
 
 
+def group_options(error: BaseException, group: str) -> tuple[list[str], bool]:
+    """The options of config group ``group`` and whether the primary config (train.yaml,
+    eval.yaml) may run without one (its default is null), read from Hydra's config
+    repository in ``error``'s traceback; ([], False) where that cannot be read."""
+    repo = innermost(error, "repo", IConfigRepository)
+    name = innermost(error, "config_name", str)
+    if repo is None:
+        return [], False
+    options = sorted(repo.get_group_options(group, results_filter=ObjectType.CONFIG))
+    try:
+        defaults = repo.load_config(name).defaults_list or [] if name else []
+    except Exception:  # the primary config cannot be read again: no group is said optional
+        defaults = []
+    optional = any(
+        isinstance(d, GroupDefault) and d.group == group and d.value is None for d in defaults
+    )
+    return options, optional
+
+
+def group_value_error(error: BaseException, override: Override) -> str:
+    """``precision=64``, ``model=1``, ``model=null``: a group given a value that is no option's
+    name. Null where the run may go without the group (its default is null): how to leave it
+    out; else the group's options and the nearest one."""
+    line, group, value = override.input_line, override.key_or_group, override.value()
+    options, optional = group_options(error, group)
+    if value is None and optional:
+        return (f"{line}: a config group takes the name of one of its options, not null. "
+                f"To run without one, leave `{group}` out, or write ~{group}.")  # fmt: skip
+    listed = f": the options of `{group}` are {', '.join(options)}" if options else ""
+    if group == "precision":
+        listed += f" (or for short {', '.join(PRECISION_ALIASES)})"
+    if value is None:
+        said = f"{line}: `{group}` takes the name of one of its options, not null, and a run "
+        return f"{said}cannot do without one{listed}."
+    near = did_you_mean(str(value), options)
+    return f"{line} names no option{listed}.{near}"
+
+
 def override_error(error: BaseException) -> str | None:
     """Errors of Hydra's own code as it applied an override, else None:
-    ``experiment=null`` (a group given null) and ``hydra.sweeper.params.beta=1`` (a key inside
-    a null of a typed config, Hydra's own, which only a config file can fill)."""
+    ``precision=64``, ``experiment=null`` (a group given a value that names no option) and
+    ``hydra.sweeper.params.beta=1`` (a key inside a null of a typed config, Hydra's own,
+    which only a config file can fill)."""
     override = innermost(error, "override", Override)
     if override is None:
         return None
     line, key = override.input_line, override.key_or_group
     if isinstance(error, ValueError) and "Config group override must be" in str(error):
-        return (f"{line}: a config group takes the name of one of its options, not null. "
-                f"To run without one, leave `{key}` out, or write ~{key}.")  # fmt: skip
+        return group_value_error(error, override)
     cfg = innermost(error, "cfg", DictConfig)
     parent = cfg is not None and null_parent(cfg, key, itself=isinstance(override.value(), dict))
     if not parent or not isinstance(error, (AssertionError, AttributeError)):
@@ -154,3 +200,19 @@ def composition_error(error: BaseException) -> str | None:
         text = f"{text.rstrip('.')}: {reason}"
     return " ".join(line.strip() for line in text.split("Config search path:", 1)[0].splitlines()
                     if line.strip())  # fmt: skip
+
+
+def launcher_error(error: BaseException) -> str | None:
+    """A launcher that could not hand a sweep's jobs to its scheduler, as one paragraph, else
+    None: submitit's ``FailedJobError`` (hydra/launcher=slurm), with what sbatch said."""
+    kind = type(error)
+    if kind.__name__ != "FailedJobError" or not kind.__module__.startswith("submitit"):
+        return None
+    said = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    command = getattr(error.__cause__, "cmd", None)
+    program = Path(str(command[0])).name if isinstance(command, list) and command else "sbatch"
+    return (f"SLURM could not take the sweep's jobs (hydra/launcher=slurm): {program} said "
+            f"\"{said.rstrip('.') or 'nothing'}\". Check that SLURM can be reached from this "
+            f"machine: `sbatch --version` and `sinfo` must work here (sinfo lists the "
+            f"partitions; hydra.launcher.partition must name one of them), or run the sweep "
+            f"without SLURM (leave hydra/launcher=slurm out).")  # fmt: skip

@@ -14,6 +14,7 @@ from PIL import Image
 
 from tests.conftest import TINY, read_metrics, run_cli
 from tests.metrics.toy import STEP, ToySource, identity_encoder, mixing_encoder, noise_encoder
+from vaelab.data import ImageDataModule
 from vaelab.data.base import DataError
 from vaelab.data.factor_table import FactorTable, TableSource
 from vaelab.data.image_factors import FactorImages
@@ -198,6 +199,17 @@ def bad(tmp_path: Path, case: str):
     if case == "names":
         np.save(tmp_path / "f.npy", factors)
         return FactorImages(ImageFiles(imgs), tmp_path / "f.npy", names=["a"])
+    if case == "short line":
+        (tmp_path / "g.csv").write_text("a,b\n1,2\n3\n")
+        return FactorImages(ImageFiles(imgs), tmp_path / "g.csv")
+    if case in ("one unknown file", "unknown files"):
+        others = ["nope.png"] if case == "one unknown file" else ["nope.png", "gone.png"]
+        rows = [[f"img_{i:03d}.png", 1] for i in range(6 - len(others))]
+        rows += [[name, 1] for name in others]
+        return FactorImages(ImageFiles(imgs), write_csv(tmp_path / "g.csv", ["file", "a"], rows))
+    if case in ("two arrays", "no such array"):
+        np.savez(tmp_path / "two.npz", a=np.zeros((6, 8, 8), np.uint8), b=np.zeros((6, 8, 8)))
+        return ImageFiles(tmp_path / "two.npz", key="c" if case == "no such array" else None)
     return FactorImages(ImageFiles(imgs), table)
 
 
@@ -213,8 +225,14 @@ def bad(tmp_path: Path, case: str):
         ("empty", ["holds no PNG or JPEG images"]),
         ("unreadable", ["img_100.png", "cannot be read as an image"]),
         ("names", ["2 factor columns but 1 names"]),
+        ("short line", ["line 3 does not have the header's 2 columns"]),
+        ("one unknown file", ["names a file that is not an image in", ": 'nope.png'."]),
+        ("unknown files", ["names 2 files that are not images in", "e.g. 'nope.png'"]),
+        ("two arrays", ["holds the arrays ['a', 'b'] and none is named 'images'",
+                        "choose one with data.key (e.g. data.key=a)"]),
+        ("no such array", ["has no array 'c' (data.key=c), only ['a', 'b']"]),
     ],
-)
+)  # fmt: skip
 def test_bad_user_data_is_one_paragraph(tmp_path: Path, case: str, words: list[str]):
     source = bad(tmp_path, case)
     with pytest.raises(DataError) as info:
@@ -223,6 +241,56 @@ def test_bad_user_data_is_one_paragraph(tmp_path: Path, case: str, words: list[s
     message = str(info.value)
     assert all(w in message for w in words), message
     assert "\n" not in message
+    assert message.count("cannot be used") <= 1 and message.count("Check the file") <= 1
+
+
+def float_images(path: Path, low: float, high: float, n: int = 6) -> Path:
+    """``n`` float32 8x8 grey images with values spread from ``low`` to ``high``, saved as
+    ``path`` (.npy, .npz or .h5)."""
+    values = np.linspace(low, high, n * 64, dtype=np.float32).reshape(n, 8, 8)
+    if path.suffix == ".npy":
+        np.save(path, values)
+    elif path.suffix == ".npz":
+        np.savez(path, images=values)
+    else:
+        with h5py.File(path, "w") as f:
+            f["images"] = values
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high", "words"),
+    [
+        ("x.npy", 0.0, 2.0, ["values from 0 to 2"]),
+        ("x.npy", -0.5, 0.5, ["values from -0.5 to 0.5"]),
+        ("x.npz", 0.0, 255.0, ["values from 0 to 255", "divide by 255"]),
+        ("x.h5", 0.0, 1.5, ["values from 0 to 1.5"]),
+        ("x.npy", np.nan, np.nan, ["NaN or infinite values"]),
+    ],
+)
+def test_float_images_outside_0_1_are_refused_when_opened(tmp_path, name, low, high, words):
+    path = float_images(tmp_path / name, low, high)
+    with pytest.raises(DataError) as info:
+        ImageFiles(path).check_available()
+    message = str(info.value)
+    assert all(w in message for w in words), message
+    assert f"The data file {path} cannot be used" in message and "data.path" in message
+    assert "[0, 1]" in message and "uint8" in message and "\n" not in message
+
+
+def test_float_range_is_read_block_by_block_and_rounding_beyond_0_1_is_kept(tmp_path, monkeypatch):
+    import vaelab.data.image_files as image_files
+
+    monkeypatch.setattr(image_files, "SCAN_BYTES", 8 * 8 * 4)  # one image a block
+    values = np.zeros((6, 8, 8), np.float32)
+    values[5, 3, 3] = 1.5  # in the last block only
+    np.save(tmp_path / "late.npy", values)
+    with pytest.raises(DataError, match=r"values from 0 to 1\.5"):
+        ImageFiles(tmp_path / "late.npy").check_available()
+    values[5, 3, 3], values[0, 0, 0], values[1, 0, 0] = 1 + 1e-6, -1e-6, 0.5
+    np.save(tmp_path / "rounded.npy", values)
+    images = ImageFiles(tmp_path / "rounded.npy").images([0, 1, 5])
+    assert images[:, 0, 0, 0].tolist() == [0, 128, 0] and images[2, 0, 3, 3] == 255
 
 
 # --- through the CLI ------------------------------------------------------------------------
@@ -265,3 +333,67 @@ def test_bad_own_data_exits_2_with_one_paragraph_before_training(tmp_path: Path)
     assert not (run / "checkpoints").exists()
     missing = run_cli(tmp_path / "run2", *TINY, "data=images")
     assert missing.returncode == 2 and "data.path" in missing.stderr, missing.stderr[-2000:]
+
+
+def test_float_images_outside_0_1_exit_2_before_training(tmp_path: Path):
+    path = float_images(tmp_path / "x.npy", 0.0, 2.0, n=60)
+    run = tmp_path / "run"
+    result = run_cli(run, *TINY, "data=images", f"data.path={path}", "data.channels=1",
+                     process=False)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "its float images take values from 0 to 2" in result.stderr
+    assert "Traceback" not in result.stderr and not (run / "checkpoints").exists()
+
+
+def test_heat_maps_of_own_resized_images_without_the_evaluation(tmp_path: Path):
+    factors = write_pngs(tmp_path / "imgs", 64, size=32)  # brought to data.image_size=64
+    table = write_csv(tmp_path / "f.csv", ["shape", "size"], factors)
+    run = tmp_path / "run"
+    tiny = [o for o in TINY if not o.startswith(("size=", "figures."))]
+    result = run_cli(
+        run, *tiny, "arch=mlp", "data=factors", f"data.path={tmp_path / 'imgs'}",
+        f"data.factors={table}", "data.channels=1", "figures.include=[factors]",
+        "figures.factors.num_points=100", process=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = read_metrics(run)
+    assert record["status"] == "completed"
+    assert record["figures"] == ["figures/dci_importance.png", "figures/mig_mutual_info.png"]
+
+
+def test_a_one_image_test_split_skips_only_the_interpolation(tmp_path: Path):
+    path = tmp_path / "floats.npy"
+    np.save(path, np.random.default_rng(0).random((50, 8, 8), dtype=np.float32))
+    run = tmp_path / "run"
+    tiny = [o for o in TINY if not o.startswith(("size=", "figures.", "data.val", "data.test"))]
+    result = run_cli(
+        run, *tiny, "arch=mlp", "data=images", f"data.path={path}", "data.channels=1",
+        "data.image_size=8", "figures.n_images=4", process=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = read_metrics(run)
+    assert record["status"] == "completed"
+    figures = {Path(f).stem for f in record["figures"]}
+    assert "interpolation" not in figures
+    assert {"reconstructions_samples", "samples", "traversal", "latent_scatter"} <= figures
+    output = result.stdout + result.stderr
+    assert "interpolation skipped: the test split has 1 image and it needs two" in output
+
+
+def test_data_messages_name_the_users_data_by_its_path(tmp_path: Path):
+    path = float_images(tmp_path / "x.npy", 0.0, 1.0, n=50)
+    source = ImageFiles(path)
+    with pytest.raises(DataError) as info:
+        ImageDataModule(source, batch_size=64, channels=1).check_available()
+    message = str(info.value)
+    assert f"the training split has 48 images of data.path={path} (data.subset=null" in message
+    assert message.endswith("so no step could train; lower data.batch_size (or "
+                            "data.val_fraction / data.test_fraction).")  # fmt: skip
+    with pytest.raises(DataError) as info:
+        ImageDataModule(source, channels=3).check_available()
+    message = str(info.value)
+    assert f"but the images of data.path={path} have 1 channel (grey)" in message
+    table = write_csv(tmp_path / "f.csv", ["a"], [[i % 2] for i in range(50)])
+    with pytest.raises(DataError) as info:
+        ImageDataModule(FactorImages(source, table), channels=3).check_available()
+    assert f"but the images of data.path={path} have 1 channel" in str(info.value)

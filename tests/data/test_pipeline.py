@@ -57,7 +57,8 @@ def test_binarized_images_are_0_or_255_and_need_bernoulli():
     dm = make(Grey(), binarize=True)
     assert set(dm.images.unique().tolist()) <= {0, 255}
     assert dm.images[:, 0, 7].tolist()[0] == [0, 0, 0, 0, 255, 255, 255, 255]
-    with pytest.raises(DataError, match="likelihood must be bernoulli, not gaussian"):
+    with pytest.raises(DataError, match=r"binary here \(data\.binarize=true\), so data\.likelihood "
+                       r"must be bernoulli, not gaussian"):  # fmt: skip
         make(Grey(), binarize=True, likelihood="gaussian")
     assert make(Grey(), likelihood="gaussian").images[0, 0, 7, 1] == 32  # grey stays grey
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from vaelab.data import ImageDataModule
 from vaelab.viz import save_run_figures
 from vaelab.viz.figures import make_figures, pick_label, split_sample
 from vaelab.viz.grids import samples
@@ -16,7 +17,7 @@ from vaelab.viz.interpolation import interpolate, lerp, slerp
 from vaelab.viz.latents import scatter_coordinates
 from vaelab.viz.settings import FIGURES, FigureSettings
 
-from .conftest import ScaledEncoder, make_module
+from .conftest import Bars, ScaledEncoder, make_module
 
 
 def test_run_figures_are_written_relative_and_complete(bars, tmp_path):
@@ -147,6 +148,23 @@ def test_factor_heat_maps_name_factors_and_latents(bars, figures, tmp_path):
     assert m.importance.shape == m.mutual_info.shape == (3, 2)
     assert m.importance.sum(0) == pytest.approx([1.0, 1.0])
     assert (m.mutual_info >= 0).all() and 0 <= m.mig <= 1
+
+
+def test_a_one_image_split_gets_every_figure_but_the_interpolation(tmp_path, caplog):
+    dm = ImageDataModule(Bars(), batch_size=8, image_size=8, val_fraction=0.03,
+                         test_fraction=0.03)  # fmt: skip
+    dm.setup()
+    assert len(dm.split_images("test")) == 1
+    settings = FigureSettings(n_images=4)
+    settings.factors.num_points = 100
+    with caplog.at_level("INFO", logger="vaelab.viz.figures"):
+        written = make_figures(make_module(3), dm, tmp_path, settings)
+    everything = set(FIGURES) - {"interpolation", "factors"}
+    assert set(written) == everything | {"traversal_gif", "dci_importance", "mig_mutual_info"}
+    assert (
+        "interpolation skipped: the test split has 1 image and it needs two (raise "
+        "data.test_fraction for it)" in caplog.text
+    )
 
 
 def test_no_heat_maps_without_factors(tmp_path):

@@ -17,11 +17,7 @@ from hydra.errors import MissingConfigException
 
 from vaelab.console import name_console_lines
 from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from vaelab.hydra_errors import composition_error
-
-# Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file.
-PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
-
+from vaelab.hydra_errors import PRECISION_ALIASES, composition_error, launcher_error
 
 FULL_ERROR = "HYDRA_FULL_ERROR"  # set: Hydra raises its errors instead of printing them
 SET_BY_US = "VAELAB_SET_HYDRA_FULL_ERROR"  # marks it as ours, in job processes too
@@ -51,7 +47,8 @@ def call_hydra_main(main: Callable[[], object]) -> None:
     """Call a ``@hydra.main`` function whose task calls ``task_started`` first. An error before
     the task has started is bad input (exit 2): one in composing the config (an unknown
     option or key, an override Hydra cannot parse, a launcher that is not installed) said in
-    one paragraph (``hydra_errors``), with the pip hint for a plugin. Hydra raises such errors
+    one paragraph (``hydra_errors``), with the pip hint for a plugin; a launcher that could
+    not submit the jobs (sbatch failed) said in one paragraph too. Hydra raises such errors
     to us (HYDRA_FULL_ERROR) until the task starts; with HYDRA_FULL_ERROR set by the user, as
     Hydra has them."""
     global _started
@@ -68,6 +65,9 @@ def call_hydra_main(main: Callable[[], object]) -> None:
     except Exception as error:
         if _started or not ours:
             raise
+        launcher = launcher_error(error)  # sbatch refused the jobs: not the user's config
+        if launcher is not None:
+            bad_input(launcher, hint=False)
         message = composition_error(error)
         if message is not None:  # the pip hint only for an option not found
             bad_input(message, hint=isinstance(error, MissingConfigException))
@@ -135,6 +135,50 @@ def bad_input(message: str | None, hint: bool = True) -> NoReturn:
     if hint:
         print(hint, file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
+
+
+# Config groups of train.yaml that a training run cannot do without: `~model` composes a
+# config that fails in training (`~precision` runs at Lightning's default; sweep, experiment,
+# reproduce and debug are null by default).
+REQUIRED_GROUPS = ("data", "model", "arch", "size", "beta_schedule", "trainer", "logger",
+                   "callbacks", "evaluation", "paths")  # fmt: skip
+
+
+def group_default(group: str, config: str = "train.yaml") -> str | None:
+    """The option ``config``'s defaults list chooses for ``group``, None where not known."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from vaelab.cli import config_path
+
+    folder = config_path()
+    try:
+        path = files("vaelab.conf") if folder.startswith("pkg://") else Path(folder)
+        defaults = OmegaConf.load(str(path / config)).get("defaults") or []
+    except Exception:  # no such file, or not YAML: the message goes without the default
+        return None
+    chosen = [d.get(group) for d in defaults if hasattr(d, "get") and d.get(group) is not None]
+    return str(chosen[0]) if chosen else None
+
+
+def removed_group_problem(args: list[str]) -> str | None:
+    """A sentence for ``~model`` (``~model=beta_vae``): an override that removes a config group
+    a training run needs (``REQUIRED_GROUPS``), said before Hydra composes a config that
+    would fail in training."""
+    from vaelab.cli import command
+
+    for arg in args:
+        group = arg[1:].split("=", 1)[0] if arg.startswith("~") else ""
+        if group in REQUIRED_GROUPS:
+            default = group_default(group)
+            kept = f" ({group}={default})" if default else ""
+            return (
+                f"{arg} removes the config group `{group}`, and a training run cannot do "
+                f"without one: leave {arg} out to keep its default{kept}, or choose another "
+                f"option with {group}=<name> (`{command('train')} --help` lists the options)."
+            )
+    return None
 
 
 OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir")

@@ -25,6 +25,7 @@ from vaelab.cli.arguments import (
     exit_said,
     normalize_overrides,
     output_location_problem,
+    removed_group_problem,
     task_started,
 )
 from vaelab.config import validate
@@ -76,6 +77,10 @@ def main() -> None:
     problem = output_location_problem(sys.argv[1:])
     if problem:
         print(problem, file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    removed = removed_group_problem(sys.argv[1:])
+    if removed:
+        print(f"error: {removed}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     try:
         call_hydra_main(task)

@@ -39,6 +39,11 @@ class ImageSource(ABC):
     label_names: Sequence[str] = ()
 
     @property
+    def title(self) -> str:
+        """How messages name the data set: its ``name``, or where the user's own data is."""
+        return self.name
+
+    @property
     def has_factors(self) -> bool:
         """Whether the images come with ground-truth factors (a ``GroundTruthSource``)."""
         return False

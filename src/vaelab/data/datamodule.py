@@ -96,7 +96,7 @@ class ImageDataModule(L.LightningDataModule):
     def check_available(self) -> None:
         """Raise ``DataError`` when the source is missing or does not fit these settings."""
         self.source.check_available()
-        name, channels = self.source.name, self.source.image_shape[0]
+        name, channels = self.source.title, self.source.image_shape[0]
         if channels != self.channels:
             raise DataError(
                 f"data.channels is {self.channels} but the images of {name} have {channels} "
@@ -104,8 +104,9 @@ class ImageDataModule(L.LightningDataModule):
                 f"data.channels={channels}."
             )
         if (self.binarize or self.source.binary) and self.likelihood != "bernoulli":
+            why = "data.binarize=true" if self.binarize else "black and white as published"
             raise DataError(
-                f"{name} images are binary here (data.binarize={self.binarize}), so "
+                f"The images of {name} are binary here ({why}), so "
                 f"data.likelihood must be bernoulli, not {self.likelihood}."
             )
         if not is_device(self.device):
@@ -115,12 +116,15 @@ class ImageDataModule(L.LightningDataModule):
         if self.pairs:
             check_pair_k(self.pair_k, self.source)
         train = self.split_sizes()["train"]
+        subset = "null" if self.subset is None else self.subset  # as the config writes it
         if train < self.batch_size:
+            more = "raise data.subset or lower data.batch_size"
+            if self.subset_size() == len(self.source):  # every image is used already
+                more = "lower data.batch_size (or data.val_fraction / data.test_fraction)"
             raise DataError(
-                f"the training split has {train} images of {name} (data.subset={self.subset}, "
+                f"the training split has {train} images of {name} (data.subset={subset}, "
                 f"val/test fractions {self.val_fraction}/{self.test_fraction}), fewer than one "
-                f"batch of data.batch_size={self.batch_size}, so no step could train; raise "
-                f"data.subset or lower data.batch_size."
+                f"batch of data.batch_size={self.batch_size}, so no step could train; {more}."
             )
 
     def split_sizes(self) -> dict[str, int]:

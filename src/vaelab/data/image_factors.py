@@ -47,7 +47,7 @@ def read_csv(path: Path) -> tuple[list[str], np.ndarray, list[str] | None]:
     header = [name.strip() for name in rows[0]]
     if any(len(r) != len(header) for r in rows[1:]):
         bad = next(i for i, r in enumerate(rows[1:], 2) if len(r) != len(header))
-        problem = f"line {bad} has not the {len(header)} columns of the header"
+        problem = f"line {bad} does not have the header's {len(header)} columns"
         raise corrupt_error(path, problem, YOURS)
     file_column = next((i for i, n in enumerate(header) if n.lower() in FILE_COLUMNS), None)
     files = None if file_column is None else [r[file_column].strip() for r in rows[1:]]
@@ -122,6 +122,10 @@ class FactorImages(TableSource):
         self._values: tuple[list[str], np.ndarray] | None = None
 
     @property
+    def title(self) -> str:
+        return self.image_files.title
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         return self.image_files.image_shape
 
@@ -182,10 +186,10 @@ class FactorImages(TableSource):
         position = {name: i for i, name in enumerate(names)}
         unknown = [f for f in files if f not in position]
         if unknown:
-            raise DataError(
-                f"The factor table {self.path} names {len(unknown)} files that are not images "
-                f"in {folder}, e.g. {unknown[0]!r}."
-            )
+            what = f"{len(unknown)} files that are not images in {folder}, e.g."
+            if len(unknown) == 1:
+                what = f"a file that is not an image in {folder}:"
+            raise DataError(f"The factor table {self.path} names {what} {unknown[0]!r}.")
         if len(set(files)) != len(files):
             raise DataError(f"The factor table {self.path} names an image more than once.")
         return np.array([position[f] for f in files], dtype=np.int64)

@@ -5,11 +5,13 @@
 - An array file: ``.npy`` (memory-mapped), ``.npz`` (the array ``key``, else ``images``, else
   the only one) or HDF5 ``.h5`` / ``.hdf5`` (the dataset ``key``, else ``images``; read by
   rows). Shapes ``[N, H, W]`` (grey), ``[N, H, W, C]`` or ``[N, C, H, W]`` with C 1 or 3;
-  uint8 values 0..255, booleans, or floats in [0, 1] (``round(255 x)``).
+  uint8 values 0..255, booleans, or floats in [0, 1] (``round(255 x)``; a float array with
+  values outside [0, 1] is refused when it is opened).
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from vaelab.data.files import corrupt_error, read_npy, read_rows
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 YOURS = "Check the file and the settings data.path / data.key."
+FLOAT_SLACK = 1e-3  # float pixels this far outside [0, 1] are rounding, clipped (< 1/510)
+SCAN_BYTES = 64 << 20  # a float array's range is read this much at a time
 MODES = {"L": "L", "1": "L", "LA": "L", "RGB": "RGB", "RGBA": "RGB", "P": "RGB", "CMYK": "RGB"}
 
 
@@ -54,6 +58,10 @@ class ImageFiles(ImageSource):
         self._array = None  # [N, H, W, C] uint8-like, in memory or mapped (an HDF5 dataset)
         self._hdf5: h5py.File | None = None
         self.files: list[Path] = []
+
+    @property
+    def title(self) -> str:
+        return f"data.path={self.path}"
 
     @property
     def streamed(self) -> bool:  # type: ignore[override]
@@ -112,6 +120,8 @@ class ImageFiles(ImageSource):
                 with np.load(self.path, allow_pickle=False) as npz:
                     key = self._choose(list(npz.files))
                     return self._layout(npz[key])
+            except DataError:  # already says what is wrong with the file
+                raise
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
                 raise corrupt_error(self.path, f"it cannot be read ({error})", YOURS) from None
         try:
@@ -123,19 +133,29 @@ class ImageFiles(ImageSource):
         return self._layout(self._hdf5[self._choose(names)])
 
     def _choose(self, keys: list[str]) -> str:
+        """The array to read: ``key``, else ``images``, else the only one."""
+        if not keys:
+            raise corrupt_error(self.path, "it holds no arrays", YOURS)
         if self.key is not None and self.key not in keys:
-            raise corrupt_error(self.path, f"it has no array {self.key!r}, only {keys}", YOURS)
+            problem = f"it has no array {self.key!r} (data.key={self.key}), only {keys}"
+            raise corrupt_error(self.path, problem, YOURS)
         if self.key is not None:
             return self.key
         if "images" in keys or len(keys) == 1:
             return "images" if "images" in keys else keys[0]
-        raise corrupt_error(self.path, f"it holds {keys}: say which with data.key", YOURS)
+        problem = (
+            f"it holds the arrays {keys} and none is named 'images': choose one with data.key "
+            f"(e.g. data.key={keys[0]})"
+        )
+        raise corrupt_error(self.path, problem, YOURS)
 
     def _layout(self, array):
         """The array seen as ``[N, H, W, C]``; checks its shape and type."""
         shape, dtype = tuple(array.shape), np.dtype(array.dtype)
         if not (dtype == np.uint8 or dtype == np.bool_ or dtype.kind == "f"):
             raise corrupt_error(self.path, f"its images are {dtype}, not uint8 or float", YOURS)
+        if dtype.kind == "f":
+            self._check_range(array)
         if len(shape) == 3:
             return _Channels(array, None)
         if len(shape) == 4 and shape[3] in (1, 3):
@@ -147,6 +167,29 @@ class ImageFiles(ImageSource):
             f"its images have shape {shape}, not [N, H, W], [N, H, W, C] or [N, C, H, W] "
             f"with C 1 or 3",
             YOURS,
+        )
+
+    def _check_range(self, array) -> None:
+        """Refuse float images outside [0, 1] (beyond ``FLOAT_SLACK``) or not finite: read
+        ``SCAN_BYTES`` at a time, so a memory-mapped or HDF5 array is never whole in memory."""
+        rows = max(1, SCAN_BYTES // max(1, array.dtype.itemsize * math.prod(array.shape[1:])))
+        low, high = np.inf, -np.inf
+        for start in range(0, array.shape[0], rows):
+            block = np.asarray(array[start : start + rows])
+            if block.size:  # np.minimum / np.maximum keep a NaN
+                low, high = np.minimum(low, block.min()), np.maximum(high, block.max())
+        if array.shape[0] == 0 or (low >= -FLOAT_SLACK and high <= 1 + FLOAT_SLACK):
+            return
+        if np.isfinite(low) and np.isfinite(high):
+            problem = f"its float images take values from {low:.4g} to {high:.4g}"
+        else:
+            problem = "its float images hold NaN or infinite values"
+        raise corrupt_error(
+            self.path,
+            f"{problem}, but float images must lie in [0, 1] (read as round(255 x)) and uint8 "
+            f"images in 0..255",
+            "Rescale the array into [0, 1] (values in 0..255: divide by 255; in [-1, 1]: "
+            "(x + 1) / 2) or save it as uint8 0..255, and set data.path to the new file.",
         )
 
     @property

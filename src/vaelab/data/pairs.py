@@ -52,19 +52,19 @@ def check_pair_k(k: int, source: ImageSource) -> None:
     if not source.has_factors:
         raise DataError(
             f"data.pairs=true (model ada_gvae) trains on pairs of images that share all but a "
-            f"few ground-truth factors, but {source.name} has no factors of variation; choose "
+            f"few ground-truth factors, but {source.title} has no factors of variation; choose "
             f"a data set with factors (dsprites, shapes3d, mpi3d, cars3d, smallnorb, factors)."
         )
     n_varying = int(varying_factors(source.factor_sizes).sum())
     if n_varying < 2:
         raise DataError(
-            f"{source.name} has {n_varying} factor with more than one class; pairs that "
-            f"share some factors and differ in others need at least 2."
+            f"{source.title} has {n_varying} factor{'s' if n_varying != 1 else ''} with more "
+            f"than one class; pairs that share some factors and differ in others need at least 2."
         )
     if k != -1 and not 1 <= k <= n_varying:
         raise DataError(
             f"data.pair_k must be -1 (a random number of changed factors per pair) or "
-            f"between 1 and the {n_varying} factors of {source.name} that vary, got {k}."
+            f"between 1 and the {n_varying} factors of {source.title} that vary, got {k}."
         )
 
 

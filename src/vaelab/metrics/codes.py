@@ -92,11 +92,13 @@ def sample_codes(
     num_points: int,
     rng: np.random.Generator,
     batch_size: int = ENCODE_BATCH,
+    images: Images | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``num_points`` uniformly drawn factor rows ``[N, K]`` and their mean codes ``[N, D]``,
-    encoded directly; returns ``(codes, factors)``."""
+    encoded directly (``images``: as ``DirectCodes``); returns ``(codes, factors)``."""
     factors = source.sample_factors(num_points, rng)
-    return DirectCodes(source, encode, batch_size)(source.index_of(factors)), factors
+    codes = DirectCodes(source, encode, batch_size, images)(source.index_of(factors))
+    return codes, factors
 
 
 @torch.inference_mode()

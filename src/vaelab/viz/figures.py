@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from vaelab.viz.publish import log_figures
 from vaelab.viz.scatter import save_kl_per_dim, save_latent_scatter
 from vaelab.viz.settings import FigureSettings
 from vaelab.viz.traversal import save_traversal, save_traversal_gif, traversal_values, traverse
+
+log = logging.getLogger(__name__)
 
 
 def split_sample(datamodule, split: str, n: int) -> tuple[torch.Tensor, np.ndarray | None]:
@@ -94,14 +97,21 @@ def make_figures(
     if "interpolation" in include:
         i = s.interpolation
         images = datamodule.split_images(s.split, n=2 * i.n_pairs)
-        out["interpolation"] = save_interpolations(
-            module, images, path("interpolation"), i.steps, i.method
-        )
+        if len(images) < 2:  # a tiny split: the other figures manage with one image
+            more = "data.subset" if s.split == "train" else f"data.{s.split}_fraction"
+            log.info("figures: interpolation skipped: the %s split has %d image and it needs "
+                     "two (raise %s for it)", s.split, len(images), more)  # fmt: skip
+        else:
+            out["interpolation"] = save_interpolations(
+                module, images, path("interpolation"), i.steps, i.method
+            )
     if "factors" in include and datamodule.source.has_factors:
         source = datamodule.source
         matrices = FactorMatrices.from_suite(suite) if suite is not None else None
         if matrices is None:
-            matrices = factor_matrices(module, source, s.factors.num_points, s.seed)
+            matrices = factor_matrices(
+                module, source, s.factors.num_points, s.seed, datamodule.source_images
+            )
         dci, mig = save_factor_heatmaps(matrices, source.factor_names, fig_dir)
         out["dci_importance"], out["mig_mutual_info"] = dci, mig
     return out

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from vaelab.data.base import GroundTruthSource
-from vaelab.metrics.codes import sample_codes
+from vaelab.metrics.codes import Images, sample_codes
 from vaelab.metrics.dci import completeness, disentanglement, importance_matrix
 from vaelab.metrics.mig import mig_from_mi
 from vaelab.metrics.suite import SuiteResult
@@ -54,18 +54,26 @@ class FactorMatrices:
 
 
 def factor_matrices(
-    module, source: GroundTruthSource, num_points: int = 2000, seed: int = 0
+    module,
+    source: GroundTruthSource,
+    num_points: int = 2000,
+    seed: int = 0,
+    images: Images | None = None,
 ) -> FactorMatrices:
     """Encode ``num_points`` images for fitting plus half as many held out; both matrices
-    (when the end-of-run suite has them, ``FactorMatrices.from_suite`` is used instead)."""
+    (when the end-of-run suite has them, ``FactorMatrices.from_suite`` is used instead).
+    ``images``: source indices to uint8 images as the model sees them (a datamodule's
+    ``source_images``, resized like the training images); None reads ``source`` as it is."""
 
     def encode(x: torch.Tensor) -> torch.Tensor:
         with evaluating(module):
             return module.encode(as_float(x, module.device))[0].cpu()
 
     rng = np.random.default_rng(seed)
-    codes, factors = sample_codes(source, encode, num_points, rng)
-    codes_test, factors_test = sample_codes(source, encode, max(1, num_points // 2), rng)
+    codes, factors = sample_codes(source, encode, num_points, rng, images=images)
+    codes_test, factors_test = sample_codes(
+        source, encode, max(1, num_points // 2), rng, images=images
+    )
     importance, _, _ = importance_matrix(codes, factors, codes_test, factors_test, seed=seed)
     mi = discrete_mutual_info(discretize(codes), factors)
     return FactorMatrices.of(importance, mi, discrete_entropy(factors))

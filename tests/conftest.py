@@ -209,3 +209,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == 0 and session.config.stash.get(_LEFT_OUT, False):
         with QUICK_SURVIVORS.open("a") as survivors:
             survivors.write(os.environ["MUTANT_UNDER_TEST"] + "\n")
+
+
+@pytest.fixture
+def other_process():
+    """A live process of this host that is not this one."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield child.pid
+    child.kill()
+    child.wait()

@@ -114,6 +114,13 @@ def test_eval_equals_the_in_training_evaluation_and_skips_when_done(run_copy: Pa
     assert snapshot(run_copy)["evaluation/full.json"] > before["evaluation/full.json"]
     redone = json.loads((run_copy / "evaluation" / "full.json").read_text())["metrics"]
     assert {k: redone[k] for k in values} == values  # two workers: the same values, exactly
+    assert "replaces values" not in (run_copy / "eval.log").read_text()
+    # other settings replace full.json's values in metrics.json, said value by value
+    nll = json.loads((run_copy / "metrics.json").read_text())["metrics"]["test/nll_iw"]
+    other = eval_cli(f"run={run_copy}", *EVAL, "evaluation.iwae_k=2", data=data)
+    assert other.returncode == 0, other.stderr[-3000:]
+    line = next(x for x in (other.stdout + other.stderr).splitlines() if "replaces values" in x)
+    assert f"test/nll_iw {nll:.6g} -> " in line, line
 
 
 def test_another_seed_and_an_earlier_checkpoint_go_to_their_own_files(run_copy: Path):
@@ -185,6 +192,7 @@ def test_a_sweep_through_a_launcher_isolates_a_failing_job(tmp_path: Path):
     assert (sweep_dir / "multirun.yaml").is_file()  # the training sweep's own, kept
 
 
+STOPPED_EARLY = "training stopped at step 2 before its first checkpoint; the same command starts it"
 # how to break a copy of the run, words the message must contain
 BAD = {
     "no such folder": (lambda run: run / "nope", "is not a folder"),
@@ -199,6 +207,10 @@ BAD = {
                         "does not build with this version"),
     "training not completed": (lambda run: _set_status(run, "running"),
                                "has not completed (metrics.json status: running)"),
+    "interrupted before a checkpoint": (
+        lambda run: _stopped_early(run),
+        f"(metrics.json status: interrupted: {STOPPED_EARLY}), so it has no final model. Evaluate"
+        " it once training has finished; it has no checkpoint to evaluate meanwhile"),
     "training resumed elsewhere": (lambda run: _set_status(run, "resumed", resumed_in="/b"),
                                    "was resumed in /b and went on there (metrics.json status"),
 }  # fmt: skip
@@ -210,6 +222,12 @@ def _edit_config(run: Path, old: str, new: str) -> Path:
     assert old in text
     saved.write_text(text.replace(old, new))
     return run
+
+
+def _stopped_early(run: Path) -> Path:
+    """Ctrl-C before the first checkpoint: eval.py advised ckpt_path=<its last.ckpt>, absent."""
+    shutil.rmtree(run / "checkpoints")
+    return _set_status(run, "interrupted", error=STOPPED_EARLY)
 
 
 def _set_status(run: Path, status: str, **fields: str) -> Path:

@@ -202,6 +202,13 @@ def test_ctrl_c_in_the_test_pass_is_the_same_one_line_and_interrupted(tmp_path: 
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("interrupted: training stopped at step 6; the same command resumes")
     assert read_metrics(run)["status"] == "interrupted"
+    # Resumed at its last step, it trains nothing more: what training logged and its speed
+    # come from the checkpoint (metrics.json had no train/* and images_per_sec null)
+    again = run_cli(run, *overrides, process=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = read_metrics(run)
+    assert record["status"] == "completed" and record["images_per_sec"] > 0
+    assert {"train/loss", "train/recon", "train/kl", "train/kl_dim/0"} <= set(record["metrics"])
 
 
 def test_a_resume_refused_as_training_starts_leaves_both_folders_as_they_were(

@@ -88,6 +88,20 @@ def test_jobs_that_differ_in_another_swept_setting_are_not_averaged_as_seeds(tmp
     assert (tmp_path / "metrics_vs_beta.png").is_file()
 
 
+def test_an_optuna_searchs_floats_are_shown_to_six_digits_and_kept_whole_in_the_csv(
+    tmp_path: Path,
+):
+    lrs = [0.00031622776601683794, 0.0012345678901234567]
+    for n, (lr, mig) in enumerate(zip(lrs, (0.25, 0.5), strict=True)):
+        record = {"status": "completed", "model": "beta_vae", "metrics": {"disent/mig": mig}}
+        job(tmp_path, f"{n}_beta_vae_beta=3.1998332897451096_seed=0",
+            ["beta=3.1998332897451096", f"optimizer.lr={lr}", "seed=0"], record)  # fmt: skip
+    markdown, _ = write_report(tmp_path)
+    assert "| beta_vae | 3.19983 | 0.000316228 | 1 | – | 0.250 |" in markdown.splitlines()
+    assert "| beta_vae | 3.19983 | 0.00123457 | 1 | – | 0.500 |" in markdown.splitlines()
+    assert "0.0012345678901234567" in (tmp_path / "results.csv").read_text()
+
+
 @pytest.mark.parametrize(
     ("folder", "words"),
     [("missing", "is not a folder"), ("one_run", "is the folder of one run, not of a sweep"),

@@ -4,15 +4,19 @@ into a finished run's folder, and a sweep run again into its folder with another
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from vaelab.run_folder import config_hash
+from vaelab.run_folder import config_hash, mark_failed
 
-from .conftest import TINY, read_metrics, run_cli
+from .conftest import ROOT, TINY, read_metrics, run_cli
 from .test_eval import snapshot
 from .test_sweep import sweep
 
@@ -82,7 +86,7 @@ def test_a_sweep_run_again_with_another_setting_keeps_its_results(tmp_path: Path
     again = sweep(sweep_dir, "beta=1,2", "seed=0", "optimizer.lr=0.01")
     assert again.returncode == 1, again.stderr[-3000:]
     assert "0 of 2 jobs completed" in again.stdout
-    assert again.stdout.count("refused") == 2 and "another config" in again.stdout
+    assert again.stdout.count("  REFUSED ") == 2 and "another config" in again.stdout
     after = contents(sweep_dir)
     jobs = [k for k in before if k.endswith("metrics.json") or "/.hydra/" in k]
     assert jobs and all(after[k] == before[k] for k in jobs)
@@ -97,7 +101,8 @@ def test_a_corrupt_job_record_fails_the_sweep_and_is_left_as_it_is(tmp_path: Pat
     again = sweep(sweep_dir, "beta=1,2", "seed=0")
     assert again.returncode == 1, again.stderr[-3000:]
     assert "1 of 2 jobs completed" in again.stdout
-    assert f"FAILED {bad.name}: refused" in again.stdout and "cannot be read" in again.stdout
+    line = next(x for x in again.stdout.splitlines() if x.startswith("  REFUSED "))
+    assert line.startswith(f"  REFUSED {bad.name}: ") and "cannot be read" in line, line
     assert (bad / "metrics.json").read_text() == '{"status": "compl'
     assert read_metrics(good)["status"] == "completed"
     shutil.rmtree(sweep_dir)
@@ -153,3 +158,44 @@ def test_the_weights_memory_layout_is_not_another_config(tmp_path: Path):
     assert read_metrics(run_dir)["config_hash"] == config_hash(saved)
     other = run_cli(run_dir, *TINY, "evaluation=none", "arch.latent_dim=3", process=False)
     assert other.returncode == 2 and "another config" in other.stderr  # a computed setting
+
+
+def test_a_folder_another_live_process_trains_in_is_refused_and_kept(tmp_path, other_process):
+    """The same command started twice with one hydra.run.dir (or a sweep launched twice into
+    one folder) trained twice into it at once; a sweep's job then marked the other's record
+    failed."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record = {"status": "running", "model": "beta_vae", "pid": other_process,
+              "host": socket.gethostname(), "config_hash": "0123456789abcdef"}  # fmt: skip
+    (run_dir / "metrics.json").write_text(json.dumps(record))
+    before = contents(run_dir)
+    result = run_cli(run_dir, *TINY, "beta=4", process=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"{run_dir} is in use: process {other_process} on this host" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not mark_failed(run_dir, "refused")  # a sweep's job marks it neither
+    assert contents(run_dir) == before
+
+
+def test_two_runs_started_in_one_folder_at_once_train_one_and_refuse_the_other(tmp_path):
+    """Runs started in the same second share the default folder (named after that second):
+    both trained into it and both failed with a traceback, their results mixed. Now the first
+    to take the folder trains; the other is refused in one paragraph, the winner's run kept."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()  # as Hydra makes it for both
+    env = {**os.environ, "VAELAB_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, str(ROOT / "src" / "train.py"), f"hydra.run.dir={run_dir}", *TINY]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    started = [
+        subprocess.Popen([*command, f"beta={beta}"], cwd=ROOT, env=env, **pipes) for beta in (1, 8)
+    ]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in started]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], [err[-2000:] for _, err in results]
+    refused = next(err for code, err in results if code == 2)
+    assert "Traceback" not in refused and ("is in use" in refused or "another config" in refused)
+    won = 1 if results[0][0] == 0 else 8
+    assert read_metrics(run_dir)["status"] == "completed"
+    saved = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert f"beta={won}" in saved and (run_dir / "checkpoints" / "last.ckpt").is_file()

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from omegaconf import OmegaConf
 
 from vaelab import sweep
@@ -26,15 +25,6 @@ def summarise(sweep_dir: Path, capsys) -> str:
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}})
     sweep.SweepSummary().on_multirun_end(config)
     return capsys.readouterr().out
-
-
-@pytest.fixture
-def other_process():
-    """A live process of this host that is not this one."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield child.pid
-    child.kill()
-    child.wait()
 
 
 def test_a_job_running_in_another_live_process_is_not_a_failure(tmp_path, capsys, other_process):

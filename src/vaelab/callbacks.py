@@ -52,6 +52,14 @@ class TrainingSpeed(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start_step = trainer.global_step
 
+    def state_dict(self) -> dict[str, Any]:
+        """What was counted, kept in checkpoints: a resumed run measures on over all the
+        steps trained, and one resumed at its last step still has a figure."""
+        return {"images": self.images, "seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.images, self.seconds = int(state_dict["images"]), float(state_dict["seconds"])
+
     def on_train_batch_end(
         self,
         trainer: L.Trainer,

@@ -20,5 +20,9 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training; the message says what was kept and how to go on (printed as one
-    line, exit status ``EXIT_INTERRUPTED``)."""
+    """Ctrl-C stopped training at ``step`` (None: not known); the message says what was kept
+    and how to go on (printed as one line, exit status ``EXIT_INTERRUPTED``)."""
+
+    def __init__(self, message: str = "", step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 import traceback
@@ -155,12 +156,18 @@ def evaluate_run(
             f"goes to {RESULTS}/ only)."
         )
     if record.get("status") != "completed" and ckpt_path is None:
+        status = record.get("status", "missing")
+        if status == "interrupted" and record.get("error"):  # how its training goes on
+            status += f": {record['error']}"
+        meanwhile = (
+            f"or give ckpt_path={run_dir / LAST} to evaluate that checkpoint as it is (the "
+            f"result then goes to {RESULTS}/ only)"
+            if (run_dir / LAST).is_file()
+            else f"it has no checkpoint to evaluate meanwhile ({LAST} is not there)"
+        )
         raise ConfigError(
-            f"the training of {run_dir} has not completed (metrics.json status: "
-            f"{record.get('status', 'missing')}), so {LAST} is not its final model. Evaluate it "
-            f"once training has finished (if it was stopped, its training command run again "
-            f"resumes it), or give ckpt_path={run_dir / LAST} to evaluate that "
-            f"checkpoint as it is (the result then goes to {RESULTS}/ only)."
+            f"the training of {run_dir} has not completed (metrics.json status: {status}), so "
+            f"it has no final model. Evaluate it once training has finished; {meanwhile}."
         )
     evaluator = evaluator or build_evaluation(run_dir, evaluation, name, seed)
     settings = evaluator.settings()
@@ -214,10 +221,29 @@ def merge_into_metrics(
     another evaluation merges at the same time is not lost."""
     with folder_locked(run_dir):
         record = run_record(run_dir) or dict(new or {})
+        said_replaced(run_dir, record.get("metrics") or {}, result["metrics"])
         record.setdefault("metrics", {}).update(result["metrics"])
         details = {k: result[k] for k in keys}
         record.setdefault("evaluations", {})[name] = {**details, "file": f"{RESULTS}/{name}.json"}
         write_json_atomic(run_dir / METRICS, record)
+
+
+def said_replaced(run_dir: Path, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """One log line naming the values of metrics.json that an evaluation with other settings
+    (``evaluation.iwae_k=5``) replaces, old -> new, so that none is replaced unsaid (timings,
+    ``disent/time/*``, left out: they differ every time)."""
+    changed = [
+        f"{k} {before[k]:.6g} -> {v:.6g}"
+        for k, v in after.items()
+        if "/time/" not in k
+        and isinstance(before.get(k), float | int) and isinstance(v, float | int)
+        and not math.isclose(before[k], v, rel_tol=1e-9, abs_tol=1e-12)
+        and not (math.isnan(before[k]) and math.isnan(v))
+    ]  # fmt: skip
+    if changed:
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        log.info("%s: this evaluation replaces values in metrics.json (old -> new): %s%s",
+                 run_dir, ", ".join(changed[:6]), more)  # fmt: skip
 
 
 # A representation's record names the callable and the data instead of a checkpoint.

@@ -9,6 +9,7 @@ draws each latent uniformly from its codebook, and the codebooks are trained wit
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import lightning as L
 import torch
@@ -130,6 +131,7 @@ class VAEModule(L.LightningModule):
         self.objective, self.beta_schedule = objective, beta_schedule
         self.optimizer_factory, self.latent_dim = optimizer, latent_dim
         self.nan_policy, self.skipped_batches, self._skips_in_a_row = nan_policy, 0, 0
+        self.logged_before: dict[str, float] = {}  # what a checkpoint resumed from had logged
         if clip_value is not None and clip_value <= 0:
             raise ValueError(f"clip_value must be > 0, got {clip_value}")
         if clip_only_weights and not decay_only_weights:
@@ -207,6 +209,19 @@ class VAEModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         lay_out_as_parameters(self.trainer.optimizers)  # once restored from a checkpoint
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The values logged so far (``train/*``, the learning rate, the last validation) and
+        the batches skipped, kept in the checkpoint: a run resumed at its last step (stopped
+        during its evaluation) trains nothing more and still reports them."""
+        logged = self.trainer.callback_metrics.items()
+        metrics = {k: float(v) for k, v in logged if getattr(v, "numel", lambda: 1)() == 1}
+        checkpoint["logged"] = {"metrics": metrics, "skipped_batches": self.skipped_batches}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        logged = checkpoint.get("logged") or {}  # none in checkpoints before 2026-12-06
+        self.logged_before = dict(logged.get("metrics") or {})
+        self.skipped_batches = int(logged.get("skipped_batches", 0))
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None

@@ -322,6 +322,12 @@ def _cell(entry: dict[str, Any], key: str) -> str:
     return text
 
 
+def _setting(value: Any) -> str:
+    """A swept setting's value as a cell or label: a float to 6 significant digits (an Optuna
+    search's 3.1998332897451096 as 3.19983), anything else as it is."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def _fixed(value: float, digits: int = 3) -> str:
     """``value`` with ``digits`` decimals, a negative that rounds to zero without its sign."""
     text = f"{value:.{digits}f}"
@@ -340,7 +346,7 @@ def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]
     head = ["model", *grouped, "jobs", "steps", *keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in table:
-        cells = [str(e["model"]), *(str(e[g]) for g in grouped), str(e["jobs"]), e["steps"]]
+        cells = [str(e["model"]), *(_setting(e[g]) for g in grouped), str(e["jobs"]), e["steps"]]
         cells += [_cell(e, k) for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     sources = {
@@ -367,7 +373,9 @@ def _markdown(table: list[dict[str, Any]], by: str, failed: list[dict[str, Any]]
 
 def _line(entry: dict[str, Any]) -> str:
     """A plotted line's label: the model, and the other swept settings of its jobs."""
-    return " ".join([str(entry["model"]), *(f"{k}={entry[k]}" for k in entry["settings"])])
+    return " ".join(
+        [str(entry["model"]), *(f"{k}={_setting(entry[k])}" for k in entry["settings"])]
+    )
 
 
 def _plot_against(table: list[dict[str, Any]], by: str, path: Path) -> Path | None:

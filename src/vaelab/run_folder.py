@@ -98,17 +98,27 @@ def _saved_overrides(out_dir: Path) -> str:
 
 
 def completed_run(
-    out_dir: Path, fingerprint: str | tuple[str, ...], resume: bool
+    out_dir: Path, fingerprint: str | tuple[str, ...], resume: bool, shared: bool = False
 ) -> dict[str, Any] | None:
     """The record of a completed run of this same config in ``out_dir``, to be skipped; None
     when the folder is new or holds an unfinished run of this config (resumed). ``ConfigError``
-    when the folder holds another config's run, or a completed one and ``resume`` is false.
+    when the folder holds another config's run, or a completed one and ``resume`` is false,
+    or a run that another live process on this host is training (unless ``shared``: a DDP
+    rank > 0 in its chief's folder).
     ``fingerprint``: the config's, or those it may have been recorded under (``fingerprints``)."""
     record = read_record(out_dir)
     if record is None or "config_hash" not in record:
         return None
     status = record.get("status", "unknown")
     new_folder = "give a new folder (hydra.run.dir=... or hydra.sweep.dir=...) or none"
+    if not shared and running_elsewhere(record):
+        raise ConfigError(
+            f"{out_dir} is in use: process {record.get('pid')} on this host is training a run "
+            f"there ({_saved_overrides(out_dir)}), so nothing in the folder was changed. "
+            f"Either wait for it to end or {new_folder}, so that this run gets a folder of its "
+            f"own (two runs started in the same second share the default folder, which is "
+            f"named after that second)."
+        )
     known = (fingerprint,) if isinstance(fingerprint, str) else fingerprint
     if record["config_hash"] not in known:
         again = "skip it" if status == "completed" else "resume it"
@@ -125,6 +135,19 @@ def completed_run(
             f"afresh, {new_folder}."
         )
     return record if status == "completed" else None
+
+
+def claim(
+    out_dir: Path, fingerprint: tuple[str, ...], resume: bool, record: dict[str, Any]
+) -> dict[str, Any] | None:
+    """``completed_run``'s answer, and when the folder is this run's (None) its ``running``
+    ``record`` written at once, both under the folder's lock: a second process that starts in
+    the same folder meanwhile finds the record and is refused (``running_elsewhere``)."""
+    with folder_locked(out_dir):
+        previous = completed_run(out_dir, fingerprint, resume)
+        if previous is None:
+            write_json_atomic(Path(out_dir) / METRICS, record)
+    return previous
 
 
 def write_hydra_files(cfg: DictConfig, out_dir: Path) -> None:
@@ -179,8 +202,8 @@ def _update_unfinished(
             record = read_record(out_dir)
         except ConfigError:
             return False
-        if (record or {}).get("status") not in statuses:
-            return False
+        if (record or {}).get("status") not in statuses or running_elsewhere(record or {}):
+            return False  # finished, or another live process's to write
         if known is not None and (record or {}).get("config_hash", known[0]) not in known:
             return False  # another config's run
         write_json_atomic(Path(out_dir) / METRICS, {**(record or {}), **fields})
@@ -191,6 +214,12 @@ def interrupted(stop: KeyboardInterrupt) -> dict[str, str]:
     """A record's fields for a run stopped by Ctrl-C: resumable, not running any more; the
     error says where the same command goes on from (``Interrupted``'s message)."""
     return {"status": "interrupted", "error": str(stop) or "stopped by Ctrl-C"}
+
+
+def restate_interruption(out_dir: Path, message: str) -> bool:
+    """An interrupted run's record says ``message`` of how to go on instead of training's own
+    (a program that runs training for its own ends and does not resume it)."""
+    return _update_unfinished(out_dir, ("interrupted",), error=message)
 
 
 def mark_failed(out_dir: Path, message: str, known: tuple[str, ...] | None = None) -> bool:

@@ -67,8 +67,11 @@ class SweepSummary(Callback):
         print(f"sweep {sweep_dir}: {len(rows) - len(failed)} of {len(rows)} jobs completed")
         for row in elsewhere:
             print(f"  still running in another process: {row['job']}")
-        for row in failed:
-            print(f"  FAILED {row['job']}: {row['status']} {row['error']}".rstrip())
+        for row in failed:  # a refused job's folder is another run's: it did not fail
+            if row["status"] == "refused":
+                print(f"  REFUSED {row['job']}: {row['error']}".rstrip())
+            else:
+                print(f"  FAILED {row['job']}: {row['status']} {row['error']}".rstrip())
         failed_jobs[:] = [r["job"] for r in failed]
         if failed:
             print(f"error: {failure_advice(failed, len(rows), sweep_dir)}", file=sys.stderr)

@@ -40,6 +40,7 @@ from vaelab.loggers import finish_loggers
 from vaelab.module import VAEModule
 from vaelab.run_folder import (
     METRICS,
+    claim,
     completed_run,
     entries,
     fingerprints,
@@ -267,7 +268,7 @@ def interruptible(trainer: L.Trainer, stage: Callable[..., Any], *args: Any, **k
     except SystemExit:
         if not trainer.interrupted:
             raise
-        raise Interrupted(interruption(trainer)) from None
+        raise Interrupted(interruption(trainer), step=trainer.global_step) from None
 
 
 def interruption(trainer: L.Trainer) -> str:
@@ -306,20 +307,23 @@ def run(cfg: DictConfig) -> float | None:
     out_dir = Path(cfg.paths.output_dir)
     metrics_path = out_dir / METRICS
     known = fingerprints(cfg)
-    fingerprint = known[0]
+    started = time.time()
+    record: dict[str, Any] = {
+        "status": "running", "model": cfg.model.name, "config_hash": known[0], **owner(),
+    }  # fmt: skip
+    chief = rank_zero_only.rank == 0  # DDP ranks > 0 write nothing
+    resume = cfg.get("resume", True)
     earlier = metrics_path.read_bytes() if metrics_path.is_file() else None
-    previous = completed_run(out_dir, known, resume=cfg.get("resume", True))
+    if chief:  # the folder taken at once: a run starting there meanwhile is refused
+        previous = claim(out_dir, known, resume, record)
+    else:  # the chief's folder, its record
+        previous = completed_run(out_dir, known, resume, shared=True)
     if previous is not None:
         log.info("%s already holds a completed run of this config: skipped", out_dir)
         return previous["metrics"].get(cfg.optimized_metric)
-    started = time.time()
-    record: dict[str, Any] = {
-        "status": "running", "model": cfg.model.name, "config_hash": fingerprint, **owner(),
-    }  # fmt: skip
     trainer: L.Trainer | None = None
     before = entries(out_dir)  # a refused run leaves the folder as it found it
     taken_over, taken_over_record = None, None  # the killed run this one resumes, its record
-    chief = rank_zero_only.rank == 0  # DDP ranks > 0 write nothing
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         with building("the data (`data`)"):
@@ -333,7 +337,7 @@ def run(cfg: DictConfig) -> float | None:
         if ckpt_path is not None:
             check_checkpoint(ckpt_path, module, allow_unsafe=unsafe)
             record["resumed_from"] = ckpt_path
-        if chief:  # every check has passed: the folder is this run's
+        if chief:  # every check has passed: the record names its checkpoint
             write_hydra_files(cfg, out_dir)
             write_json_atomic(metrics_path, record)  # a run that is killed stays "running"
             taken_over = resumed_run(cfg, ckpt_path)
@@ -350,7 +354,7 @@ def run(cfg: DictConfig) -> float | None:
             cfg.optimized_metric not in trainer.callback_metrics
         ):  # a run shorter than one validation interval: validate once at its end
             interruptible(trainer, trainer.validate, module, datamodule=datamodule, verbose=False)
-        fit_metrics = _scalars(trainer.callback_metrics)
+        fit_metrics = {**module.logged_before, **_scalars(trainer.callback_metrics)}
         test_metrics = interruptible(
             trainer, trainer.test, module, datamodule=datamodule, verbose=False
         )[0]

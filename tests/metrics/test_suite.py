@@ -21,7 +21,7 @@ from vaelab.metrics.fairness import fairness_from_draw
 from vaelab.metrics.infomec import infomec_from_codes
 from vaelab.metrics.irs import irs_from_codes
 from vaelab.metrics.settings import METRICS, SuiteConfig, make_config
-from vaelab.metrics.suite import evaluate_disentanglement, run_suite, score_suite
+from vaelab.metrics.suite import evaluate_disentanglement, run_suite, score_suite, source_notes
 from vaelab.metrics.unsupervised import unsupervised_from_codes
 from vaelab.metrics.utils import discrete_entropy, discrete_mutual_info, discretize
 
@@ -278,3 +278,24 @@ def test_direct_codes_of_no_images_are_an_empty_table():
     codes = DirectCodes(ToySource(), identity_encoder, 4)
     assert codes(np.zeros(0, np.int64)).shape == (0, 0)
     assert codes(np.arange(6)).shape == (6, 3)  # two batches of 4 and 2
+
+
+class _OneValueFactor(ToySource):
+    factor_names = ("a",)
+    factor_sizes = (1,)
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning")
+def test_a_factor_of_one_value_is_noted_where_its_scores_are_nan():
+    """A factor table with a constant column gave NaN scores in metrics.json without a word."""
+    source = _OneValueFactor()
+    notes, metrics = source_notes(source, ["dci", "modularity"])
+    assert notes == [
+        "factor a takes one value only: what a metric computes per factor is undefined there, "
+        "and a score that averages over the factors (DCI's disentanglement, explicitness) may "
+        "be NaN"
+    ]
+    assert metrics == ["dci", "modularity"]  # scored all the same, as before
+    values = run_suite(source, identity_encoder, seed=0, metrics=metrics, **SMALL).values
+    assert np.isnan(values["disent/dci[gbt]/d"]) and np.isnan(values["disent/explicitness_test"])
+    assert not source_notes(ToySource(), ["dci"])[0]

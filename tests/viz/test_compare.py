@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,9 @@ def test_ctrl_c_in_compare_is_one_line_and_status_130(tmp_path: Path, monkeypatc
     assert line.startswith("interrupted: the ae run stopped at step 2"), line
     assert "compare.py" in line and "new run folder" in line
     assert not (run_dir / "vae").exists() and not (run_dir / "figures").exists()
-    assert '"status": "interrupted"' in (run_dir / "ae" / "metrics.json").read_text()
+    record = json.loads((run_dir / "ae" / "metrics.json").read_text())
+    assert record["status"] == "interrupted"
+    assert record["error"] == line.removeprefix("interrupted: ")  # not "the same command resumes"
 
 
 def test_bad_input_to_compare_leaves_no_run_folder(tmp_path: Path):

@@ -29,10 +29,8 @@ from vaelab.cli.arguments import (
     task_started,
 )
 from vaelab.config import validate
-from vaelab.errors import (
-    ConfigError,
-    Interrupted,
-)
+from vaelab.errors import ConfigError, Interrupted
+from vaelab.run_folder import restate_interruption
 
 log = logging.getLogger(__name__)
 MODELS = ("ae", "vae")
@@ -51,8 +49,8 @@ def side_config(model: str, out_dir: Path) -> DictConfig:
 
 def train_and_load(cfg: DictConfig):
     """``vaelab.training.run(cfg)``, then the module rebuilt from its ``last.ckpt``. Ctrl-C
-    raises ``Interrupted`` naming the side (training's advice to resume does not hold here:
-    the sides run with ``resume=false``)."""
+    raises ``Interrupted`` naming the side, in its record too (training's advice to resume does
+    not hold here: the sides run with ``resume=false``)."""
     from vaelab.checkpoint import load_weights
     from vaelab.training import build_module, run
 
@@ -60,11 +58,13 @@ def train_and_load(cfg: DictConfig):
     try:
         run(cfg)
     except Interrupted as stop:
-        stopped = str(stop).split(";")[0].removeprefix("training ")  # "stopped at step 50"
-        raise Interrupted(
-            f"the {out_dir.name} run {stopped} ({out_dir}); {command('compare')} does not "
-            f"resume: the same command trains both models again, in a new run folder"
-        ) from None
+        said = (
+            f"the {out_dir.name} run stopped at step {stop.step} ({out_dir}); "
+            f"{command('compare')} does not resume: the same command trains both models again, "
+            f"in a new run folder"
+        )
+        restate_interruption(out_dir, said)  # its record said the same command resumes it
+        raise Interrupted(said, step=stop.step) from None
     checkpoint = out_dir / "checkpoints" / "last.ckpt"
     if not checkpoint.is_file():
         raise ConfigError(

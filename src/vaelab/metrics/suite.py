@@ -215,6 +215,15 @@ def source_notes(source: GroundTruthSource, metrics: Sequence[str]) -> tuple[lis
         )
         notes.append(f"{factors} real values: binned into equal-width classes for the metrics "
                      f"(data.factor_bins)")  # fmt: skip
+    constant = [n for n, size in zip(source.factor_names, source.factor_sizes, strict=True)
+                if size < 2]  # fmt: skip
+    if constant:
+        notes.append(
+            f"{'factor ' if len(constant) == 1 else 'factors '}{', '.join(constant)} "
+            f"{'takes' if len(constant) == 1 else 'take'} one value only: what a metric "
+            f"computes per factor is undefined there, and a score that averages over the "
+            f"factors (DCI's disentanglement, explicitness) may be NaN"
+        )
     if not source.is_grid and "fairness" in metrics:
         notes.append(
             "fairness skipped: it needs an image of every combination of the factors' classes"

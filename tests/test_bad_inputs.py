@@ -77,7 +77,9 @@ BAD_INPUTS = [
     ("~model", "~model removes the config group `model`, and a training run cannot do without "
                "one: leave ~model out to keep its default (model=beta_vae)"),
     ("~data", "~data removes the config group `data`, and a training run cannot do without one"),
-    ("~logger", "~logger removes the config group `logger`"),
+    ("~trainer", "~trainer removes the config group `trainer`"),
+    ("precision=null", "precision=null: a config group takes the name of one of its options, "
+                       "not null. To run without one, leave `precision` out, or write ~precision"),
     # an experiment of the user's without `# @package _global_` (was ignored: 20000 steps;
     # debug=fast keeps a run that is not refused short)
     ("hydra.searchpath=[file://{tmp}/my_conf] experiment=nopkg debug=fast",

@@ -7,10 +7,11 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, TINY, read_metrics
+from .conftest import ROOT, TINY, read_metrics, run_cli
 
 
 def csv_rows(run_dir):
@@ -211,3 +212,15 @@ def test_an_experiment_with_its_package_line_trains_with_its_settings(cli, tmp_p
                           "experiment=mine", tiny=False)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_metrics(run_dir)["step"] == 4
+
+
+def test_a_run_without_loggers_or_callbacks_trains(tmp_path: Path):
+    """``~logger`` failed in training (Lightning's LearningRateMonitor wants a logger), and a
+    first version of the removed-group check refused ``~logger`` and ``~callbacks``."""
+    for removed in (["~logger"], ["~logger", "~callbacks"]):
+        run_dir = tmp_path / "_".join(r.strip("~") for r in removed)
+        kept = [o for o in TINY if not ("~callbacks" in removed and o.startswith("callbacks."))]
+        result = run_cli(run_dir, *kept, *removed, process=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert read_metrics(run_dir)["status"] == "completed"
+        assert not (run_dir / "csv").exists()

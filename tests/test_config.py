@@ -116,6 +116,13 @@ def test_model_specific_beta_mismatch_is_an_error(tmp_path: Path):
         validate(compose_train("model=ae", "beta=2", tmp=tmp_path))
 
 
+def test_whole_counts_written_as_floats_pass_as_lightning_takes_them(tmp_path: Path):
+    """``trainer.max_steps=3e5`` (Hydra reads a float) trained before the counts were checked."""
+    validate(compose_train("trainer.max_steps=3e5", "trainer.log_every_n_steps=1e2", tmp=tmp_path))
+    with pytest.raises(ConfigError, match=r"`trainer.max_steps` must be a whole number >= 0"):
+        validate(compose_train("trainer.max_steps=2.5", tmp=tmp_path))
+
+
 def test_mlp_takes_any_image_size(tmp_path: Path):
     validate(compose_train("arch=mlp", "data.image_size=28", tmp=tmp_path))
 

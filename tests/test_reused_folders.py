@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from vaelab.run_folder import config_hash, mark_failed
+from vaelab.run_folder import config_hash, mark_failed, process_start, running_elsewhere
 
 from .conftest import ROOT, TINY, read_metrics, run_cli
 from .test_eval import snapshot
@@ -199,3 +199,30 @@ def test_two_runs_started_in_one_folder_at_once_train_one_and_refuse_the_other(t
     assert read_metrics(run_dir)["status"] == "completed"
     saved = (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert f"beta={won}" in saved and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_running_record_whose_process_number_was_given_again_is_not_in_use(other_process):
+    """A run killed by the system leaves ``running`` and its pid; a later process given that
+    number must not hold the folder for ever: the process's start time tells them apart."""
+    here = socket.gethostname()
+    record = {"status": "running", "pid": other_process, "host": here}
+    assert running_elsewhere(record)  # recorded before start times: the number alone
+    assert running_elsewhere({**record, "pid_started": process_start(other_process)})
+    assert not running_elsewhere({**record, "pid_started": process_start(other_process) - 1})
+
+
+def test_a_sweep_launched_again_while_its_jobs_train_says_them_running_not_refused(
+    tmp_path: Path, other_process
+):
+    sweep_dir = tmp_path / "sweep"
+    first = sweep(sweep_dir, "beta=1,2", "seed=0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    busy = sorted(sweep_dir.glob("*/metrics.json"))[0]
+    owner = {"pid": other_process, "host": socket.gethostname(),
+             "pid_started": process_start(other_process)}  # fmt: skip
+    record = {**json.loads(busy.read_text()), "status": "running", **owner}
+    busy.write_text(json.dumps(record))
+    again = sweep(sweep_dir, "beta=1,2", "seed=0")
+    assert f"still running in another process: {busy.parent.name}" in again.stdout
+    assert "REFUSED" not in again.stdout and again.returncode == 0, again.stdout[-3000:]
+    assert json.loads(busy.read_text()) == record  # neither trained into nor marked

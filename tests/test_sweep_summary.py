@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from vaelab import sweep
-from vaelab.run_folder import owner, running_elsewhere
+from vaelab.run_folder import owner, process_start, running_elsewhere
 
 
 def write_job(sweep_dir: Path, name: str, **record) -> None:
@@ -51,7 +51,9 @@ def test_a_running_record_whose_process_is_gone_or_unknown_is_a_failure(tmp_path
 
 
 def test_owner_names_this_process_and_only_a_running_record_can_be_elsewhere(other_process):
-    assert owner() == {"pid": os.getpid(), "host": socket.gethostname()}
+    assert owner() == {"pid": os.getpid(), "host": socket.gethostname(),
+                       "pid_started": process_start(os.getpid())}  # fmt: skip
+    assert isinstance(owner()["pid_started"], int)  # Linux: read from /proc
     record = {"status": "running", "pid": other_process, "host": socket.gethostname()}
     assert running_elsewhere(record)
     assert not running_elsewhere({**record, "status": "completed"})

@@ -52,6 +52,10 @@ class TrainingSpeed(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start_step = trainer.global_step
 
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.start_step is None:  # resumed at its last step: training did not start
+            self.start_step = trainer.global_step
+
     def state_dict(self) -> dict[str, Any]:
         """What was counted, kept in checkpoints: a resumed run measures on over all the
         steps trained, and one resumed at its last step still has a figure."""

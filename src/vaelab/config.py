@@ -169,7 +169,10 @@ def _range_problems(cfg: DictConfig) -> list[str]:
             problems.append(f"`{key}` must be {bound}, got {value!r}: {hint}.")
     for key, least, unlimited, what in COUNT_CHECKS:
         value = _get(cfg, key)
-        if value is not None and not (whole_number(value, least) or (unlimited and value == -1)):
+        whole = whole_number(value, least) or (  # 1e4: Hydra's float, as Lightning takes it
+            isinstance(value, float) and value.is_integer() and value >= least
+        )
+        if value is not None and not (whole or (unlimited and value == -1)):
             allowed = f"a whole number >= {least}" + (", or -1 for no limit" if unlimited else "")
             problems.append(f"`{key}` must be {allowed}, got {value!r}: {what}.")
     limit = _get(cfg, "trainer.limit_val_batches")

@@ -29,6 +29,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 
+# Config groups of train.yaml that a training run cannot do without: `~model` composes a
+# config that fails in training (`~precision` runs at Lightning's default, `~logger` and
+# `~callbacks` without them; sweep, experiment, reproduce and debug are null by default).
+REQUIRED_GROUPS = ("data", "model", "arch", "size", "beta_schedule", "trainer", "evaluation",
+                   "paths")  # fmt: skip
+
 # Hydra reads a bare `precision=32` as the integer 32, which cannot name a config file:
 # ``vaelab.cli.arguments.normalize_overrides`` maps these to the option names.
 PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -110,7 +116,7 @@ def group_value_error(error: BaseException, override: Override) -> str:
     out; else the group's options and the nearest one."""
     line, group, value = override.input_line, override.key_or_group, override.value()
     options, optional = group_options(error, group)
-    if value is None and optional:
+    if value is None and (optional or group not in REQUIRED_GROUPS):
         return (f"{line}: a config group takes the name of one of its options, not null. "
                 f"To run without one, leave `{group}` out, or write ~{group}.")  # fmt: skip
     listed = f": the options of `{group}` are {', '.join(options)}" if options else ""

@@ -117,7 +117,8 @@ def completed_run(
             f"there ({_saved_overrides(out_dir)}), so nothing in the folder was changed. "
             f"Either wait for it to end or {new_folder}, so that this run gets a folder of its "
             f"own (two runs started in the same second share the default folder, which is "
-            f"named after that second)."
+            f"named after that second). If process {record.get('pid')} is not a vaelab run, "
+            f"the record is stale: move {METRICS} away."
         )
     known = (fingerprint,) if isinstance(fingerprint, str) else fingerprint
     if record["config_hash"] not in known:
@@ -255,8 +256,28 @@ def restore_record(out_dir: Path, before: bytes | None) -> None:
 
 
 def owner() -> dict[str, Any]:
-    """Who trains a run: this process and host, kept in a running run's ``metrics.json``."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    """Who trains a run: this process (its number and when it started) and host, kept in a
+    running run's ``metrics.json``."""
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "pid_started": process_start(pid)}
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22),
+    so that a later process given the same number is told apart; None where not known."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # fields from 3 on follow the name
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def in_use(out_dir: Path) -> bool:
+    """Whether another live process on this host is training the run in ``out_dir``."""
+    try:
+        return running_elsewhere(read_record(out_dir) or {})
+    except ConfigError:  # unreadable: not known to be anyone's
+        return False
 
 
 def running_elsewhere(record: dict[str, Any]) -> bool:
@@ -272,5 +293,6 @@ def running_elsewhere(record: dict[str, Any]) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, under another user
-        return True
-    return True
+        pass
+    started, now = record.get("pid_started"), process_start(pid)
+    return started is None or now is None or started == now  # else: the number given again

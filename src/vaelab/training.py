@@ -20,7 +20,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -42,6 +42,7 @@ from vaelab.run_folder import (
     METRICS,
     claim,
     completed_run,
+    drop_if_empty,
     entries,
     fingerprints,
     interrupted,
@@ -137,6 +138,8 @@ def build_trainer(cfg: DictConfig, **settings: Any) -> L.Trainer:
     """The Trainer of a run (``settings``: as ``trainer_from``'s)."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if not loggers:  # `~logger`: Lightning's LearningRateMonitor refuses a trainer without one
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if cfg.trainer.get("enable_model_summary", True):  # ours, in place of Lightning's default
         callbacks.append(ModelSummary())
     trainer = trainer_from(cfg, callbacks, loggers, **settings)
@@ -314,6 +317,7 @@ def run(cfg: DictConfig) -> float | None:
     chief = rank_zero_only.rank == 0  # DDP ranks > 0 write nothing
     resume = cfg.get("resume", True)
     earlier = metrics_path.read_bytes() if metrics_path.is_file() else None
+    made = not out_dir.exists()  # the claim makes it (compare's sides): a refusal removes it
     if chief:  # the folder taken at once: a run starting there meanwhile is refused
         previous = claim(out_dir, known, resume, record)
     else:  # the chief's folder, its record
@@ -383,6 +387,8 @@ def run(cfg: DictConfig) -> float | None:
         record["status"] = "invalid"  # bad input: no run happened, the folders as they were
         if chief:
             restore_record(out_dir, earlier)
+            if made:
+                drop_if_empty(out_dir)
         if chief and taken_over is not None:
             restore_record(taken_over, taken_over_record)
         raise

@@ -104,6 +104,11 @@ def test_bad_input_to_compare_leaves_no_run_folder(tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "`beta` must be >= 0" in result.stderr
     assert not run_dir.exists()  # the folder Hydra made for the run is gone again
+    # refused as a side's training starts (its data file is missing): its folder goes too
+    missing = ["data=images", f"data.path={tmp_path / 'nope.npy'}", "data.channels=1"]
+    result = run_cli(run_dir, *TINY_COMPARE, *missing, script="compare.py", process=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert not run_dir.exists(), sorted(run_dir.rglob("*"))
 
 
 def test_without_an_experiment_compare_takes_ae_vs_vae_and_refuses_a_sweep(tmp_path: Path):

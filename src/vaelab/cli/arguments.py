@@ -17,7 +17,12 @@ from hydra.errors import MissingConfigException
 
 from vaelab.console import name_console_lines
 from vaelab.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from vaelab.hydra_errors import PRECISION_ALIASES, composition_error, launcher_error
+from vaelab.hydra_errors import (
+    PRECISION_ALIASES,
+    REQUIRED_GROUPS,
+    composition_error,
+    launcher_error,
+)
 
 FULL_ERROR = "HYDRA_FULL_ERROR"  # set: Hydra raises its errors instead of printing them
 SET_BY_US = "VAELAB_SET_HYDRA_FULL_ERROR"  # marks it as ours, in job processes too
@@ -135,13 +140,6 @@ def bad_input(message: str | None, hint: bool = True) -> NoReturn:
     if hint:
         print(hint, file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
-
-
-# Config groups of train.yaml that a training run cannot do without: `~model` composes a
-# config that fails in training (`~precision` runs at Lightning's default; sweep, experiment,
-# reproduce and debug are null by default).
-REQUIRED_GROUPS = ("data", "model", "arch", "size", "beta_schedule", "trainer", "logger",
-                   "callbacks", "evaluation", "paths")  # fmt: skip
 
 
 def group_default(group: str, config: str = "train.yaml") -> str | None:

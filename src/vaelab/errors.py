@@ -15,6 +15,11 @@ class ConfigError(ValueError):
     """The composed config cannot be run; the message says what to change (exit status 2)."""
 
 
+class FolderInUse(ConfigError):
+    """The run's folder is another live process's run, training now: not this run's to use,
+    nor to mark failed."""
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite (``trainer.nan_policy=stop``)."""
 

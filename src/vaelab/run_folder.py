@@ -24,7 +24,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, FolderInUse
 from vaelab.io import folder_locked, write_json_atomic
 
 METRICS = "metrics.json"
@@ -112,7 +112,7 @@ def completed_run(
     status = record.get("status", "unknown")
     new_folder = "give a new folder (hydra.run.dir=... or hydra.sweep.dir=...) or none"
     if not shared and running_elsewhere(record):
-        raise ConfigError(
+        raise FolderInUse(
             f"{out_dir} is in use: process {record.get('pid')} on this host is training a run "
             f"there ({_saved_overrides(out_dir)}), so nothing in the folder was changed. "
             f"Either wait for it to end or {new_folder}, so that this run gets a folder of its "
@@ -270,14 +270,6 @@ def process_start(pid: int) -> int | None:
         return int(stat.rsplit(")", 1)[1].split()[19])  # fields from 3 on follow the name
     except (OSError, IndexError, ValueError):
         return None
-
-
-def in_use(out_dir: Path) -> bool:
-    """Whether another live process on this host is training the run in ``out_dir``."""
-    try:
-        return running_elsewhere(read_record(out_dir) or {})
-    except ConfigError:  # unreadable: not known to be anyone's
-        return False
 
 
 def running_elsewhere(record: dict[str, Any]) -> bool:

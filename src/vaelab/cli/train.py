@@ -30,8 +30,8 @@ from vaelab.cli.arguments import (
 )
 from vaelab.config import validate
 from vaelab.console import quiet_libraries
-from vaelab.errors import EXIT_BAD_INPUT
-from vaelab.run_folder import fingerprints, in_use, mark_failed
+from vaelab.errors import EXIT_BAD_INPUT, FolderInUse
+from vaelab.run_folder import fingerprints, mark_failed
 from vaelab.sweep import note_refused
 
 
@@ -48,9 +48,10 @@ def task(cfg: DictConfig) -> float | None:
             message = f"{type(error).__name__}: {error}"
             logging.getLogger("vaelab").error("job failed: %s", message)
             out_dir = Path(cfg.paths.output_dir)
-            if not mark_failed(out_dir, message, job_fingerprints(cfg)) and not in_use(out_dir):
-                # its folder holds a result, or another config's run: kept as it is (one that
-                # another launch trains now is said as still running, not refused)
+            if isinstance(error, FolderInUse):  # another launch trains it now: the summary
+                return float("nan")  # says it is still running, not refused
+            if not mark_failed(out_dir, message, job_fingerprints(cfg)):  # its folder holds a
+                # result, or another config's run: kept as it is
                 note_refused(out_dir.parent, out_dir.name, message)  # the sweep's folder
             return float("nan")
         exit_said(error)
